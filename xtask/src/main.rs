@@ -1,0 +1,36 @@
+//! `cargo xtask`: the build, test and release tooling of Stigmer, driven alike by a
+//! maintainer and by GitHub Actions. `main` only parses flags and dispatches; each
+//! subcommand owns a module.
+
+mod engine;
+mod flags;
+mod image;
+mod platform;
+mod project;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}`: the whole context chain on one line, and no backtrace even when
+            // RUST_BACKTRACE is set: these errors are for users, not for debugging xtask.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let flags = flags::Xtask::parse();
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(project::root());
+    match flags.command {
+        flags::Command::Image(cmd) => cmd.run(&sh),
+        flags::Command::Test(cmd) => cmd.run(&sh),
+    }
+}

@@ -1,0 +1,47 @@
+//! `Platform`: an OS/architecture pair in the container world's spelling
+//! (`linux/amd64`), limited to the ones Stigmer ships.
+
+use std::{fmt, str::FromStr};
+
+use anyhow::bail;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Platform {
+    LinuxAmd64,
+    LinuxArm64,
+}
+
+impl Platform {
+    /// The platform of this machine's engine, for builds that must run here natively.
+    pub(crate) fn host() -> Platform {
+        match std::env::consts::ARCH {
+            "aarch64" => Platform::LinuxArm64,
+            _ => Platform::LinuxAmd64,
+        }
+    }
+
+    pub(crate) fn arch(self) -> &'static str {
+        match self {
+            Platform::LinuxAmd64 => "amd64",
+            Platform::LinuxArm64 => "arm64",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "linux/{}", self.arch())
+    }
+}
+
+impl FromStr for Platform {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Platform> {
+        match text {
+            "linux/amd64" => Ok(Platform::LinuxAmd64),
+            "linux/arm64" | "linux/arm64/v8" => Ok(Platform::LinuxArm64),
+            _ => bail!("unsupported platform {text:?}: supported are linux/amd64 and linux/arm64"),
+        }
+    }
+}

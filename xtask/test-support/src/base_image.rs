@@ -1,0 +1,164 @@
+//! Test base images: Debian bookworm with python3, built from Debian packages because
+//! no image can be pulled on our machines. They stand in for `python:3.11-slim` (same
+//! Python minor version) and carry the machine's CA bundle, so that `pip install`
+//! inside a test build passes the intercepting proxy. The production Dockerfile never
+//! sees any of this: tests pass the base as a build argument.
+//!
+//! One tag per platform, because the engine's image store keeps one platform per tag.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use xshell::{cmd, Shell};
+
+/// The platforms tests build for; arm64 runs under qemu-user (binfmt).
+pub const ARCHES: [&str; 2] = ["amd64", "arm64"];
+
+/// Bump when the recipe below changes, so cached bases are rebuilt.
+const RECIPE: &str = "1";
+const RECIPE_LABEL: &str = "org.stigmer.test-base.recipe";
+
+/// `stigmer-test-base:bookworm-<arch>`.
+pub fn tag(arch: &str) -> String {
+    format!("stigmer-test-base:bookworm-{arch}")
+}
+
+/// The base's tag for tests; panics with how to build it when it is missing.
+pub fn require(arch: &str) -> String {
+    crate::engine::require_engine();
+    let sh = crate::shell();
+    assert!(
+        is_current(&sh, arch),
+        "the test base image {} is missing or stale: run `cargo xtask test` (it builds the \
+         test base images first) or `cargo xtask test --only-base-images`",
+        tag(arch)
+    );
+    tag(arch)
+}
+
+/// Builds the base for `arch` unless a base of the current recipe is already there.
+pub fn ensure(sh: &Shell, arch: &str) -> anyhow::Result<()> {
+    if is_current(sh, arch) {
+        return Ok(());
+    }
+    let tag = tag(arch);
+    eprintln!(
+        "building test base image {tag} (debootstrap; about 1 min for amd64, 3 min for arm64 under qemu)"
+    );
+    build(sh, arch, &tag).with_context(|| format!("building test base image {tag}"))
+}
+
+fn is_current(sh: &Shell, arch: &str) -> bool {
+    let tag = tag(arch);
+    let format = format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}} {{{{.Architecture}}}}");
+    cmd!(sh, "docker image inspect --format {format} {tag}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .is_ok_and(|found| found.trim() == format!("{RECIPE} {arch}"))
+}
+
+fn build(sh: &Shell, arch: &str, tag: &str) -> anyhow::Result<()> {
+    let mirror = debian_mirror()?;
+    let work = tempfile::Builder::new().prefix("stigmer-base-").tempdir_in(scratch_dir())?;
+    let rootfs = work.path().join("rootfs");
+    let debootstrap = cmd!(
+        sh,
+        "debootstrap --variant=minbase --arch={arch} --include=python3,python3-venv,ca-certificates bookworm {rootfs} {mirror}"
+    );
+    let result = crate::run_captured(debootstrap, "debootstrap");
+    // debootstrap mounts /proc and /sys inside the root filesystem; deleting it with
+    // those still mounted would delete the host's entries. Unmount before anything else.
+    if let Err(err) = unmount_below(sh, &rootfs) {
+        let _ = work.keep();
+        return Err(err.context(format!("left {} in place for inspection", rootfs.display())));
+    }
+    result?;
+
+    // The intercepting proxy's CA is in the host bundle only.
+    std::fs::copy("/etc/ssl/certs/ca-certificates.crt", rootfs.join("etc/ssl/certs/ca-certificates.crt"))
+        .context("copying the host CA bundle into the root filesystem")?;
+    for bulk in ["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"] {
+        let dir = rootfs.join(bulk);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+            std::fs::create_dir_all(&dir)?;
+        }
+    }
+
+    let context = work.path().join("context");
+    std::fs::create_dir(&context)?;
+    let rootfs_tar = context.join("rootfs.tar");
+    cmd!(sh, "tar --numeric-owner -C {rootfs} -cf {rootfs_tar} .")
+        .quiet()
+        .run()
+        .context("packing the root filesystem")?;
+    std::fs::write(context.join("Dockerfile"), dockerfile())?;
+    let platform = format!("linux/{arch}");
+    let recipe_label = format!("{RECIPE_LABEL}={RECIPE}");
+    // `docker import --platform` is ignored by this engine (the config says amd64);
+    // `FROM scratch` + ADD built with --platform records the right architecture, as long
+    // as the cache is off: the legacy builder's cache ignores --platform.
+    crate::run_captured(
+        cmd!(
+            sh,
+            "docker build --no-cache --platform {platform} --label {recipe_label} --tag {tag} {context}"
+        ),
+        "docker build",
+    )?;
+    let built = crate::engine::image_architecture(tag)?;
+    if built != arch {
+        bail!("{tag} was built with --platform {platform} but its config says {built}");
+    }
+    Ok(())
+}
+
+fn dockerfile() -> &'static str {
+    "FROM scratch\n\
+     ADD rootfs.tar /\n\
+     ENV LANG=C.UTF-8 \\\n    \
+         SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \\\n    \
+         PIP_CERT=/etc/ssl/certs/ca-certificates.crt \\\n    \
+         REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt\n\
+     CMD [\"python3\"]\n"
+}
+
+/// The Debian mirror this machine uses (the `URIs:` line of its apt sources): the
+/// only one that is reachable, and never hard-coded.
+fn debian_mirror() -> anyhow::Result<String> {
+    let sources = "/etc/apt/sources.list.d/debian.sources";
+    if let Ok(text) = std::fs::read_to_string(sources) {
+        if let Some(uri) = text.lines().find_map(|l| l.strip_prefix("URIs:")).map(str::trim) {
+            return Ok(uri.split_whitespace().next().unwrap_or(uri).to_owned());
+        }
+    }
+    let list = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    list.lines()
+        .filter_map(|l| l.strip_prefix("deb "))
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("http")))
+        .map(str::to_owned)
+        .with_context(|| format!("no Debian mirror found in {sources} or /etc/apt/sources.list"))
+}
+
+fn unmount_below(sh: &Shell, root: &Path) -> anyhow::Result<()> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    let mut below: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter(|point| Path::new(point).starts_with(root))
+        .collect();
+    // Deepest first.
+    below.sort_by_key(|point| std::cmp::Reverse(point.len()));
+    for point in below {
+        cmd!(sh, "umount --lazy {point}").quiet().run().with_context(|| format!("unmounting {point}"))?;
+    }
+    Ok(())
+}
+
+/// Root filesystems are a few hundred MB: keep them off a small /tmp when the target
+/// dir has room, under the workspace's ignored `target/`.
+fn scratch_dir() -> PathBuf {
+    let dir = crate::project_root().join("target/tmp");
+    std::fs::create_dir_all(&dir).expect("creating target/tmp");
+    dir
+}

@@ -1,0 +1,49 @@
+//! The real test environment shared by the workspace's integration tests and by
+//! `cargo xtask test`/`bench`: a Docker Engine that must already run, per-test OCI
+//! registries, test base images built from Debian packages, and throwaway git
+//! repositories with a bare remote.
+//!
+//! Nothing here fakes a part: every helper starts or drives the real program. Helpers
+//! panic with what to install or run when a part is missing, because a test that
+//! skips silently proves nothing.
+
+pub mod base_image;
+pub mod engine;
+pub mod git;
+pub mod registry;
+
+use std::path::PathBuf;
+
+/// The workspace root, where `Cargo.toml`, `agent-runner/` and `ci/` live.
+pub fn project_root() -> PathBuf {
+    let test_support = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    test_support.ancestors().nth(2).expect("xtask/test-support sits two levels deep").to_path_buf()
+}
+
+/// A shell for tests; its working directory is the workspace root.
+pub fn shell() -> xshell::Shell {
+    let sh = xshell::Shell::new().expect("creating a shell");
+    sh.change_dir(project_root());
+    sh
+}
+
+/// Whether `program` is an executable file in one of `PATH`'s directories.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Runs `cmd` with its output captured, and on failure returns an error carrying the
+/// last lines of that output: long-winded tools (debootstrap, docker build) stay
+/// quiet when they work and explain themselves when they do not.
+pub fn run_captured(cmd: xshell::Cmd<'_>, what: &str) -> anyhow::Result<String> {
+    let output = cmd.ignore_status().quiet().output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        return Ok(stdout);
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let tail: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
+    let tail = tail[tail.len().saturating_sub(30)..].join("\n");
+    anyhow::bail!("{what} failed ({}); last lines of its output:\n{tail}", output.status)
+}

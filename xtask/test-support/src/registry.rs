@@ -1,0 +1,219 @@
+//! `TestRegistry`: a real OCI registry (Debian's `docker-registry`, the CNCF
+//! distribution registry 2.8) per test, on its own loopback port with its own storage,
+//! so tests run in parallel. It can require htpasswd auth, be stopped and restarted on
+//! the same port and storage (for half-way failures), and is killed on drop.
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use tempfile::TempDir;
+use xshell::cmd;
+
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+pub struct TestRegistry {
+    dir: TempDir,
+    port: u16,
+    credentials: Option<Credentials>,
+    child: Option<Child>,
+}
+
+impl TestRegistry {
+    /// A registry anyone may push to.
+    pub fn start() -> TestRegistry {
+        TestRegistry::start_with(None)
+    }
+
+    /// A registry that needs a generated user and password for every request; the
+    /// engine is logged in to it through [`TestRegistry::docker_config`].
+    pub fn start_with_auth() -> TestRegistry {
+        let credentials = Credentials {
+            username: "stigmer-test".to_owned(),
+            password: format!("pw-{:016x}", random_u64()),
+        };
+        TestRegistry::start_with(Some(credentials))
+    }
+
+    fn start_with(credentials: Option<Credentials>) -> TestRegistry {
+        assert!(
+            crate::on_path("docker-registry"),
+            "`docker-registry` is not on PATH: run `bash ci/setup.sh` or `apt-get install docker-registry`"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("stigmer-registry-")
+            .tempdir()
+            .expect("creating a temporary directory");
+        if let Some(credentials) = &credentials {
+            // Cost 4, the minimum: this file guards a throwaway registry, and every
+            // request pays for the hash.
+            let hash = bcrypt::hash(&credentials.password, 4).expect("hashing the test password");
+            std::fs::write(dir.path().join("htpasswd"), format!("{}:{hash}\n", credentials.username))
+                .unwrap();
+        }
+        let mut registry = TestRegistry { dir, port: 0, credentials, child: None };
+        // A free port can be taken by a parallel test between our probe and the
+        // registry's bind: try a few.
+        for _ in 0..5 {
+            registry.port = free_loopback_port();
+            if registry.spawn().is_ok() {
+                registry.log_in_engine();
+                return registry;
+            }
+        }
+        panic!("docker-registry did not start; its log:\n{}", registry.log());
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of an image reference.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT/<repository>`.
+    pub fn repository(&self, repository: &str) -> String {
+        format!("{}/{repository}", self.host())
+    }
+
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// A `DOCKER_CONFIG` directory logged in to this registry (empty without auth):
+    /// pass it as `docker --config DIR ...` so tests never touch `~/.docker`.
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker-config")
+    }
+
+    /// Where the registry keeps blobs and manifests, for tests that damage it.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    /// `user:password` for `skopeo --creds`, when the registry has auth.
+    pub fn skopeo_creds(&self) -> Vec<String> {
+        match &self.credentials {
+            Some(c) => vec!["--creds".to_owned(), format!("{}:{}", c.username, c.password)],
+            None => vec![],
+        }
+    }
+
+    /// Kills the registry; storage and port are kept for [`TestRegistry::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn().unwrap_or_else(|()| panic!("docker-registry did not restart; its log:\n{}", self.log()));
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) -> Result<(), ()> {
+        let config = self.dir.path().join("config.yml");
+        std::fs::write(&config, self.config()).unwrap();
+        let log = std::fs::File::create(self.dir.path().join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning docker-registry");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                eprintln!("docker-registry on port {} exited early: {status}", self.port);
+                return Err(());
+            }
+            // 401 is an answer too: the registry is up and wants credentials.
+            if matches!(http_status(self.port, "/v2/"), Some(200 | 401)) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop();
+        Err(())
+    }
+
+    fn config(&self) -> String {
+        let dir = self.dir.path().display();
+        let auth = match self.credentials {
+            Some(_) => format!("auth:\n  htpasswd:\n    realm: stigmer-test\n    path: {dir}/htpasswd\n"),
+            None => String::new(),
+        };
+        format!(
+            "version: 0.1\n\
+             log:\n  level: info\n  accesslog:\n    disabled: true\n\
+             storage:\n  filesystem:\n    rootdirectory: {dir}/storage\n  delete:\n    enabled: true\n\
+             \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
+             http:\n  addr: 127.0.0.1:{port}\n  secret: test-secret-{secret:x}\n\
+             {auth}",
+            port = self.port,
+            secret = random_u64(),
+        )
+    }
+
+    fn log_in_engine(&self) {
+        let config = self.docker_config();
+        std::fs::create_dir_all(&config).unwrap();
+        let Some(credentials) = &self.credentials else { return };
+        let sh = crate::shell();
+        let (host, user, password) = (self.host(), &credentials.username, &credentials.password);
+        cmd!(sh, "docker --config {config} login --username {user} --password-stdin {host}")
+            .stdin(password)
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .expect("docker login to the test registry");
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The data file of a blob in a registry's filesystem storage, for tests that damage
+/// the registry on purpose.
+pub fn blob_data_path(storage: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+    storage.join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+}
+
+fn free_loopback_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding a loopback port");
+    listener.local_addr().unwrap().port()
+}
+
+/// The status code of a plain HTTP/1.0 GET, or `None` when nothing answers.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream =
+        TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}

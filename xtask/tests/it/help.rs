@@ -1,0 +1,25 @@
+//! `--help` is the first documentation users read: its snapshots make every change to
+//! it a reviewed one.
+
+use test_support::shell;
+use xshell::cmd;
+
+use crate::{run_ok, XTASK};
+
+#[test]
+fn help_lists_every_subcommand() {
+    let sh = shell();
+    insta::assert_snapshot!(run_ok(cmd!(sh, "{XTASK} --help")));
+}
+
+#[test]
+fn image_help_explains_its_flags() {
+    let sh = shell();
+    insta::assert_snapshot!(run_ok(cmd!(sh, "{XTASK} image --help")));
+}
+
+#[test]
+fn test_help_explains_its_flags() {
+    let sh = shell();
+    insta::assert_snapshot!(run_ok(cmd!(sh, "{XTASK} test --help")));
+}

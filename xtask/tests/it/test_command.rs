@@ -1,0 +1,25 @@
+use test_support::shell;
+use xshell::cmd;
+
+use crate::{run_err, XTASK};
+
+#[test]
+fn missing_prerequisites_are_all_named_with_their_fix() {
+    let sh = shell();
+    // A PATH with none of the tools and an engine address where nothing listens.
+    let empty = tempfile::tempdir().unwrap();
+    let output = run_err(
+        cmd!(sh, "{XTASK} test").env("PATH", empty.path()).env("DOCKER_HOST", "unix:///nonexistent.sock"),
+    );
+    for expected in [
+        "run `bash ci/setup.sh`",
+        "`docker-registry` is not on PATH: apt-get install docker-registry",
+        "`skopeo` is not on PATH: apt-get install skopeo",
+        "`debootstrap` is not on PATH: apt-get install debootstrap",
+        "the Docker Engine does not answer `docker info`",
+    ] {
+        assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
+    }
+    // It stopped at the check: no suite ran.
+    assert!(!output.contains("==> cargo"), "{output}");
+}
