@@ -20,7 +20,9 @@ pub(crate) struct BuildRequest<'a> {
     pub(crate) context: &'a Path,
     pub(crate) platform: Platform,
     pub(crate) tags: &'a [String],
-    pub(crate) build_args: &'a [(&'a str, String)],
+    pub(crate) build_args: &'a [(&'static str, String)],
+    /// Pull the base for this platform first (`--pull`).
+    pub(crate) pull: bool,
 }
 
 /// The parts of `docker image inspect` that xtask reports on.
@@ -89,9 +91,10 @@ impl Engine {
             .build_args
             .iter()
             .flat_map(|(name, value)| ["--build-arg".to_owned(), format!("{name}={value}")]);
+        let pull = request.pull.then_some("--pull");
         cmd!(
             sh,
-            "{program} build --platform {platform} --iidfile {iidfile} {tags...} {build_args...} {context}"
+            "{program} build {pull...} --platform {platform} --iidfile {iidfile} {tags...} {build_args...} {context}"
         )
         .run()
         .with_context(|| format!("building {} for {platform} (its output is above)", dockerfile.display()))?;

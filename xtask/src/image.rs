@@ -1,31 +1,95 @@
 //! `cargo xtask image`: builds the agent-runner image. `--local` builds one platform
 //! into the local engine and tags it `stigmer-agent-runner:local` and `:vX.Y.Z`, the
-//! names the `stigmer` CLI looks for first.
+//! names the `stigmer` CLI looks for first; `--push` hands a plan to `publish.rs`.
 
-use std::time::Instant;
+use std::{io::Read, time::Instant};
 
 use anyhow::{bail, Context};
-use xshell::Shell;
+use xshell::{cmd, Shell};
 
 use crate::{
+    credentials::{self, ExplicitLogin},
     engine::{BuildRequest, Engine},
-    flags,
+    flags::{self, BuilderChoice},
+    oci::{Registry, Repository, RetryPolicy},
     platform::Platform,
     project,
+    publish::{self, Builder, PublishPlan},
 };
 
 impl flags::Image {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        if self.push {
+            self.push(sh)
+        } else {
+            self.build_local(sh)
+        }
+    }
+
+    fn push(self, sh: &Shell) -> anyhow::Result<()> {
+        let version = match &self.version {
+            Some(text) => semver::Version::parse(text.trim_start_matches('v'))
+                .with_context(|| format!("--version {text} is not a semantic version like v1.2.3"))?,
+            None => project::workspace_version(sh)?,
+        };
+        let repository: Repository =
+            format!("{}/agent-runner", self.registry.trim_end_matches('/')).parse()?;
+        let login = match self.username.clone() {
+            Some(username) => {
+                let mut password = String::new();
+                std::io::stdin().read_to_string(&mut password).context("reading the password from stdin")?;
+                Some(ExplicitLogin { username, password: password.trim_end_matches(['\n', '\r']).to_owned() })
+            }
+            None => None,
+        };
+        let (auth, credentials_source) = credentials::resolve(sh, &repository.registry, login)?;
+        let builder = match self.builder {
+            BuilderChoice::Buildx => Builder::Buildx,
+            BuilderChoice::Engine => Builder::Engine,
+            BuilderChoice::Auto if buildx_available(sh) => Builder::Buildx,
+            BuilderChoice::Auto => Builder::Engine,
+        };
+        let in_github_actions = sh.var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+        let default_cache = |cache: &[String], gha: &str| match (cache.is_empty(), in_github_actions) {
+            (true, true) => vec![gha.to_owned()],
+            _ => cache.to_vec(),
+        };
+        let plan = PublishPlan {
+            repository,
+            platforms: if self.platform.is_empty() { Platform::ALL.to_vec() } else { self.platform.clone() },
+            builder,
+            base_image: self.base_image.clone(),
+            build_args: build_args(sh, &self.base_image, &version)?,
+            version_tag: format!("v{version}"),
+            aliases: publish::alias_tags(&version, self.no_latest),
+            context: self.context.clone().unwrap_or_else(|| project::root().join("agent-runner")),
+            credentials_source,
+            cache_from: default_cache(&self.cache_from, "type=gha"),
+            cache_to: default_cache(&self.cache_to, "type=gha,mode=max"),
+            version,
+        };
+        eprint!("{}", plan.describe());
+        if self.dry_run {
+            eprintln!("dry run: nothing built, nothing pushed");
+            return Ok(());
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(async {
+            let registry = Registry::connect(plan.repository.clone(), auth, RetryPolicy::default()).await;
+            publish::publish(sh, &plan, &registry).await
+        })
+    }
+
+    fn build_local(self, sh: &Shell) -> anyhow::Result<()> {
+        let platform = match self.platform.as_slice() {
+            [] => Platform::host(),
+            [one] => *one,
+            _ => bail!("--local builds one platform; give --platform once, or use --push for several"),
+        };
         let engine = Engine::connect(sh)?;
         let version = project::workspace_version(sh)?;
-        let platform = self.platform.unwrap_or_else(Platform::host);
         let tags = [format!("{}:local", self.name), format!("{}:v{version}", self.name)];
-        let build_args = [
-            ("BASE_IMAGE", self.base_image.clone()),
-            ("VERSION", version.to_string()),
-            ("REVISION", project::git_revision(sh)),
-            ("CREATED", project::source_date(sh)?.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        ];
+        let build_args = build_args(sh, &self.base_image, &version)?;
         let previous = engine.inspect(sh, &tags[0])?;
         let base = engine.inspect(sh, &self.base_image)?;
 
@@ -36,9 +100,11 @@ impl flags::Image {
             engine.program()
         );
         let started = Instant::now();
-        let context = project::root().join("agent-runner");
-        let id = engine
-            .build(sh, &BuildRequest { context: &context, platform, tags: &tags, build_args: &build_args })?;
+        let context = self.context.clone().unwrap_or_else(|| project::root().join("agent-runner"));
+        let id = engine.build(
+            sh,
+            &BuildRequest { context: &context, platform, tags: &tags, build_args: &build_args, pull: false },
+        )?;
         let elapsed = started.elapsed();
         let built = engine.inspect(sh, &id)?.context("the image just built is not in the engine")?;
         if built.architecture != platform.arch() {
@@ -71,6 +137,25 @@ impl flags::Image {
         );
         Ok(())
     }
+}
+
+/// The Dockerfile's build arguments: base, version and provenance labels. CREATED is
+/// the source date, not now, so that rebuilding a commit changes nothing.
+fn build_args(
+    sh: &Shell,
+    base_image: &str,
+    version: &semver::Version,
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    Ok(vec![
+        ("BASE_IMAGE", base_image.to_owned()),
+        ("VERSION", version.to_string()),
+        ("REVISION", project::git_revision(sh)),
+        ("CREATED", project::source_date(sh)?.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+    ])
+}
+
+fn buildx_available(sh: &Shell) -> bool {
+    cmd!(sh, "docker buildx version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
 }
 
 /// How the layers of a new image relate to its base and to the image the same tag

@@ -2,12 +2,16 @@
 //! maintainer and by GitHub Actions. `main` only parses flags and dispatches; each
 //! subcommand owns a module.
 
+mod credentials;
 mod engine;
 mod flags;
 mod image;
+mod oci;
 mod platform;
 mod project;
+mod publish;
 mod test;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -31,6 +35,7 @@ fn run() -> anyhow::Result<()> {
     sh.change_dir(project::root());
     match flags.command {
         flags::Command::Image(cmd) => cmd.run(&sh),
+        flags::Command::VerifyImage(cmd) => cmd.run(&sh),
         flags::Command::Test(cmd) => cmd.run(&sh),
     }
 }

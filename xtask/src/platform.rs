@@ -12,6 +12,9 @@ pub(crate) enum Platform {
 }
 
 impl Platform {
+    /// What a release publishes, in index order.
+    pub(crate) const ALL: [Platform; 2] = [Platform::LinuxAmd64, Platform::LinuxArm64];
+
     /// The platform of this machine's engine, for builds that must run here natively.
     pub(crate) fn host() -> Platform {
         match std::env::consts::ARCH {

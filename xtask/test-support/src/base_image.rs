@@ -162,3 +162,37 @@ fn scratch_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).expect("creating target/tmp");
     dir
 }
+
+/// Pushes both test bases to `registry` as one multi-platform index, made with the
+/// docker CLI's `manifest` command (not with our code), and returns its reference.
+/// Builds that pull their base per platform (`--pull --platform`) use it.
+pub fn push_index(registry: &crate::registry::TestRegistry) -> String {
+    let sh = crate::shell();
+    let config = registry.docker_config();
+    let repository = registry.repository("test-base");
+    let index = format!("{repository}:bookworm");
+    let mut per_arch = Vec::new();
+    for arch in ARCHES {
+        let local = require(arch);
+        let remote = format!("{repository}:bookworm-{arch}");
+        cmd!(sh, "docker tag {local} {remote}").run().expect("docker tag");
+        cmd!(sh, "docker --config {config} push --quiet {remote}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .expect("docker push");
+        cmd!(sh, "docker image rm {remote}").quiet().ignore_stdout().run().expect("docker image rm");
+        per_arch.push(remote);
+    }
+    cmd!(sh, "docker --config {config} manifest create --insecure {index} {per_arch...}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .expect("docker manifest create");
+    cmd!(sh, "docker --config {config} manifest push --insecure --purge {index}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .expect("docker manifest push");
+    index
+}

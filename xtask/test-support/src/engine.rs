@@ -52,3 +52,39 @@ pub fn image_architecture(reference: &str) -> anyhow::Result<String> {
     let arch = cmd!(sh, "docker image inspect --format {format} {reference}").quiet().read()?;
     Ok(arch.trim().to_owned())
 }
+
+/// Removes a container (running or not) when dropped.
+pub struct ContainerGuard {
+    pub name: String,
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let sh = crate::shell();
+        let name = &self.name;
+        let _ = cmd!(sh, "docker rm --force --volumes {name}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+}
+
+/// Polls a container's health status until it is `healthy` (Ok) or `unhealthy`, the
+/// container stops, or `timeout` passes (Err with the status and the last log lines).
+pub fn wait_healthy(name: &str, timeout: std::time::Duration) -> Result<(), String> {
+    let sh = crate::shell();
+    let format = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}";
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        last = cmd!(sh, "docker inspect --format {format} {name}").quiet().read().unwrap_or_default();
+        match last.trim() {
+            "running healthy" => return Ok(()),
+            state if state.ends_with("unhealthy") || !state.starts_with("running") => break,
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+    let logs = cmd!(sh, "docker logs --tail 30 {name}").quiet().ignore_status().output().unwrap();
+    Err(format!(
+        "container {name} is not healthy: {last}\n{}{}",
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr)
+    ))
+}

@@ -27,6 +27,14 @@ pub fn shell() -> xshell::Shell {
     sh
 }
 
+/// A name no other test of this run uses (image tags, container names), so that
+/// parallel tests never touch each other's things.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
 /// Whether `program` is an executable file in one of `PATH`'s directories.
 pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")

@@ -117,6 +117,34 @@ impl TestRegistry {
         self.spawn().unwrap_or_else(|()| panic!("docker-registry did not restart; its log:\n{}", self.log()));
     }
 
+    /// Every request the registry has answered so far, as (method, path), read from
+    /// its own log: an account of the traffic that does not rely on the client's word.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        let field = |line: &str, name: &str| {
+            let start = line.find(name)? + name.len();
+            let rest = line[start..].trim_start_matches('"');
+            let end = rest.find(['"', ' ']).unwrap_or(rest.len());
+            Some(rest[..end].to_owned())
+        };
+        self.log()
+            .lines()
+            .filter(|line| line.contains("msg=\"response completed\""))
+            .filter_map(|line| {
+                let uri = field(line, "http.request.uri=")?;
+                let path = uri.split('?').next().unwrap_or_default().to_owned();
+                Some((field(line, "http.request.method=")?, path))
+            })
+            .collect()
+    }
+
+    /// How many blob uploads were started (`POST .../blobs/uploads/`).
+    pub fn blob_uploads(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|(method, path)| method == "POST" && path.ends_with("/blobs/uploads/"))
+            .count()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }

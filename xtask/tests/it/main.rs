@@ -2,8 +2,10 @@
 //! real registries and real git repositories (see `xtask/test-support`).
 
 mod help;
+mod publish;
 mod test_command;
 mod tidy;
+mod verify;
 
 use std::process::Output;
 

@@ -1,0 +1,237 @@
+//! `cargo xtask verify-image`: proves what a registry holds under a tag, with the OCI
+//! client and nothing else: an OCI index or Docker manifest list with exactly the
+//! expected platforms (attestations counted apart), each platform's config agreeing
+//! with its descriptor, every blob present with its declared size and digest (every
+//! byte is fetched and hashed), and other tags resolving to the same digest.
+//! `image --push` calls `verify` before it moves `latest`.
+
+use anyhow::bail;
+use serde_json::{json, Value};
+use xshell::Shell;
+
+use crate::{
+    credentials, flags,
+    image::human_bytes,
+    oci::{self, ImageRef, Registry, RetryPolicy},
+    platform::Platform,
+};
+
+impl flags::VerifyImage {
+    pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let image: ImageRef = self.reference.parse()?;
+        let platforms = if self.platform.is_empty() { Platform::ALL.to_vec() } else { self.platform.clone() };
+        let mut same_as = Vec::new();
+        for other in &self.same_digest_as {
+            let other: ImageRef = other.parse()?;
+            if other.repository != image.repository {
+                bail!("--same-digest-as {other} is in another repository than {image}");
+            }
+            same_as.push(other.target);
+        }
+        let (auth, _source) = credentials::resolve(sh, &image.repository.registry, None)?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let started = std::time::Instant::now();
+        let (report, requests) = runtime.block_on(async {
+            let registry = Registry::connect(image.repository.clone(), auth, RetryPolicy::default()).await;
+            let report = verify(&registry, &image.target, &platforms, &same_as).await;
+            (report, registry.requests())
+        });
+        let report = report?;
+        if self.json {
+            let mut json = report.to_json();
+            json["requests"] = requests.into();
+            json["seconds"] = started.elapsed().as_secs_f64().into();
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        } else {
+            print!("{}", report.table(&image));
+            println!("{requests} registry requests in {:.2} s", started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct Report {
+    pub(crate) index_digest: String,
+    pub(crate) media_type: String,
+    pub(crate) platforms: Vec<PlatformReport>,
+    pub(crate) attestations: usize,
+    pub(crate) same_as: Vec<String>,
+}
+
+pub(crate) struct PlatformReport {
+    pub(crate) platform: String,
+    pub(crate) digest: String,
+    /// Config plus layers, compressed, as stored.
+    pub(crate) size: u64,
+    pub(crate) layers: usize,
+    pub(crate) created: String,
+}
+
+impl Report {
+    fn to_json(&self) -> Value {
+        json!({
+            "index_digest": self.index_digest,
+            "media_type": self.media_type,
+            "attestations": self.attestations,
+            "same_digest_as": self.same_as,
+            "platforms": self.platforms.iter().map(|p| json!({
+                "platform": p.platform, "digest": p.digest, "size": p.size,
+                "layers": p.layers, "created": p.created,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    pub(crate) fn table(&self, image: &ImageRef) -> String {
+        let mut out = format!("verified {image}\n  index  {} ({})\n", self.index_digest, self.media_type);
+        out += &format!("  {:<12} {:<73} {:>9} {:>6}  created\n", "platform", "manifest", "size", "layers");
+        for p in &self.platforms {
+            out += &format!(
+                "  {:<12} {:<73} {:>9} {:>6}  {}\n",
+                p.platform,
+                p.digest,
+                human_bytes(p.size),
+                p.layers,
+                p.created
+            );
+        }
+        if self.attestations > 0 {
+            out += &format!("  + {} attestation manifest(s), not counted as platforms\n", self.attestations);
+        }
+        for tag in &self.same_as {
+            out += &format!("  {tag} points at the same index\n");
+        }
+        out
+    }
+}
+
+/// Checks everything and reports every problem found, not just the first.
+pub(crate) async fn verify(
+    registry: &Registry,
+    target: &str,
+    expected: &[Platform],
+    same_as: &[String],
+) -> anyhow::Result<Report> {
+    let repository = registry.repository();
+    let Some((index_bytes, index_digest)) = registry.manifest(target).await? else {
+        bail!("{repository}:{target} does not exist");
+    };
+    let index: Value = serde_json::from_slice(&index_bytes)?;
+    let media_type = index["mediaType"].as_str().unwrap_or_default().to_owned();
+    if media_type != oci::OCI_INDEX && media_type != oci::DOCKER_MANIFEST_LIST {
+        bail!(
+            "{repository}:{target} is a {} rather than a multi-platform index \
+             (an OCI image index or Docker manifest list)",
+            if media_type.is_empty() { "manifest without a media type" } else { &media_type }
+        );
+    }
+
+    let mut problems = Vec::new();
+    let mut platforms = Vec::new();
+    let mut attestations = 0;
+    let mut seen = Vec::new();
+    for descriptor in index["manifests"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let digest = descriptor["digest"].as_str().unwrap_or_default();
+        let declared_size = descriptor["size"].as_u64().unwrap_or_default();
+        let os = descriptor["platform"]["os"].as_str().unwrap_or("unknown");
+        let arch = descriptor["platform"]["architecture"].as_str().unwrap_or("unknown");
+        let is_attestation = descriptor["annotations"]["vnd.docker.reference.type"] == "attestation-manifest"
+            || (os == "unknown" && arch == "unknown");
+        let Some((bytes, actual)) = registry.manifest(digest).await? else {
+            problems.push(format!("manifest {digest} ({os}/{arch}) is listed in the index but missing"));
+            continue;
+        };
+        if actual != digest {
+            problems.push(format!("manifest {digest} ({os}/{arch}) hashes to {actual}"));
+        }
+        if bytes.len() as u64 != declared_size {
+            problems
+                .push(format!("manifest {digest} has {} bytes, the index says {declared_size}", bytes.len()));
+        }
+        let manifest: Value = serde_json::from_slice(&bytes)?;
+        let (size, config) = check_blobs(registry, &manifest, &mut problems).await;
+        if is_attestation {
+            attestations += 1;
+            continue;
+        }
+        let platform = format!("{os}/{arch}");
+        if seen.contains(&platform) {
+            problems.push(format!("{platform} is listed twice"));
+        }
+        seen.push(platform.clone());
+        if !expected.iter().any(|p| p.to_string() == platform) {
+            problems.push(format!("unexpected platform {platform}"));
+        }
+
+        let mut created = String::new();
+        if let Some(config) = config {
+            let config: Value = serde_json::from_slice(&config)?;
+            let (config_os, config_arch) = (
+                config["os"].as_str().unwrap_or_default(),
+                config["architecture"].as_str().unwrap_or_default(),
+            );
+            if (config_os, config_arch) != (os, arch) {
+                problems.push(format!(
+                    "the manifest listed as {platform} has a config for {config_os}/{config_arch}"
+                ));
+            }
+            created = config["created"].as_str().unwrap_or_default().to_owned();
+        }
+        let layers = manifest["layers"].as_array().map_or(0, Vec::len);
+        platforms.push(PlatformReport { platform, digest: digest.to_owned(), size, layers, created });
+    }
+    for platform in expected {
+        if !seen.contains(&platform.to_string()) {
+            problems.push(format!("platform {platform} is missing from the index"));
+        }
+    }
+    problems.extend(tags_elsewhere(registry, same_as, &index_digest).await?);
+    if !problems.is_empty() {
+        bail!("{repository}:{target} ({index_digest}) failed verification:\n  - {}", problems.join("\n  - "));
+    }
+    Ok(Report { index_digest, media_type, platforms, attestations, same_as: same_as.to_vec() })
+}
+
+/// The tags among `tags` that do not resolve to `digest`, each as a problem.
+pub(crate) async fn tags_elsewhere(
+    registry: &Registry,
+    tags: &[String],
+    digest: &str,
+) -> anyhow::Result<Vec<String>> {
+    let repository = registry.repository();
+    let mut problems = Vec::new();
+    for tag in tags {
+        match registry.manifest(tag).await? {
+            None => problems.push(format!("{repository}:{tag} does not exist")),
+            Some((_, actual)) if actual != digest => {
+                problems.push(format!("{repository}:{tag} points at {actual}, not at {digest}"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(problems)
+}
+
+/// Fetches the config and every layer of a manifest and checks each against its
+/// descriptor. Returns their total size and the config's bytes when they checked out;
+/// problems are recorded, not returned, so that one run reports all of them.
+async fn check_blobs(
+    registry: &Registry,
+    manifest: &Value,
+    problems: &mut Vec<String>,
+) -> (u64, Option<Vec<u8>>) {
+    let mut descriptors = vec![&manifest["config"]];
+    descriptors.extend(manifest["layers"].as_array().map(|layers| layers.iter()).into_iter().flatten());
+    let mut total = 0;
+    let mut config = None;
+    for (position, descriptor) in descriptors.into_iter().enumerate() {
+        let digest = descriptor["digest"].as_str().unwrap_or_default();
+        let size = descriptor["size"].as_u64().unwrap_or_default();
+        total += size;
+        match registry.pull_blob_checked(digest, size).await {
+            Ok(bytes) if position == 0 => config = Some(bytes),
+            Ok(_) => {}
+            Err(err) => problems.push(format!("blob {digest}: {err:#}")),
+        }
+    }
+    (total, config)
+}
