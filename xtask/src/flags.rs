@@ -21,7 +21,41 @@ pub struct Xtask {
 pub enum Command {
     Image(Image),
     VerifyImage(VerifyImage),
+    Release(Release),
     Test(Test),
+}
+
+/// Cut a release: bump the version, roll the changelog over, commit and tag.
+///
+/// Refuses, naming the fix and changing nothing, unless: the work tree is clean, HEAD
+/// is on the release branch and not behind origin, the tag is new, CHANGELOG.md's
+/// Unreleased section lists something, and the version grows. Then it sets the version
+/// in Cargo.toml, Cargo.lock and agent-runner/pyproject.toml (formatting kept), moves
+/// Unreleased to `## [X.Y.Z] - YYYY-MM-DD` (UTC), commits `release: vX.Y.Z`, makes an
+/// annotated tag, and with --push pushes both at once (which starts the release
+/// workflow). Run it again after a failure: it finishes what is left.
+///
+/// Bumps follow semver literally, 0.x included: from 0.4.2, `minor` gives 0.5.0 and
+/// `major` gives 1.0.0. `rc` starts a candidate of the next minor (1.2.3 gives
+/// 1.3.0-rc.1) or increments one (1.3.0-rc.1 gives 1.3.0-rc.2); any other bump from a
+/// candidate releases it (1.3.0-rc.2 with `minor` or `patch` gives 1.3.0).
+#[derive(Args)]
+pub struct Release {
+    /// major, minor, patch, rc, or an explicit version (1.4.0)
+    #[arg(long, value_name = "KIND|X.Y.Z")]
+    pub bump: crate::release::Bump,
+
+    /// Print the plan and the diff of every file it would change; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Push the release commit and the tag to origin
+    #[arg(long)]
+    pub push: bool,
+
+    /// The branch releases are cut from
+    #[arg(long, value_name = "BRANCH", default_value = "main")]
+    pub branch: String,
 }
 
 /// Build the agent-runner image, locally or for every platform into a registry.

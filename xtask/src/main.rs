@@ -2,6 +2,7 @@
 //! maintainer and by GitHub Actions. `main` only parses flags and dispatches; each
 //! subcommand owns a module.
 
+mod changelog;
 mod credentials;
 mod engine;
 mod flags;
@@ -10,6 +11,7 @@ mod oci;
 mod platform;
 mod project;
 mod publish;
+mod release;
 mod test;
 mod verify;
 
@@ -36,6 +38,7 @@ fn run() -> anyhow::Result<()> {
     match flags.command {
         flags::Command::Image(cmd) => cmd.run(&sh),
         flags::Command::VerifyImage(cmd) => cmd.run(&sh),
+        flags::Command::Release(cmd) => cmd.run(&sh),
         flags::Command::Test(cmd) => cmd.run(&sh),
     }
 }

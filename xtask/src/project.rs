@@ -8,9 +8,14 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use xshell::{cmd, Shell};
 
-/// The workspace root: every shell xtask makes starts here.
+/// The workspace root: every shell xtask makes starts here. `XTASK_PROJECT_ROOT`
+/// points it at another checkout; the release tests use that to cut releases in
+/// throwaway repositories.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask/ has a parent").to_path_buf()
+    match std::env::var_os("XTASK_PROJECT_ROOT") {
+        Some(root) => PathBuf::from(root),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask/ has a parent").to_path_buf(),
+    }
 }
 
 /// `[workspace.package] version` of the root `Cargo.toml`: the one product version.

@@ -3,6 +3,7 @@
 
 mod help;
 mod publish;
+mod release;
 mod test_command;
 mod tidy;
 mod verify;
