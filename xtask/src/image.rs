@@ -117,8 +117,11 @@ impl flags::Image {
             );
         }
 
-        let layers =
-            LayerCount::of(&built.layers, base.as_ref().map(|b| &b.layers[..]), previous.map(|p| p.layers));
+        let layers = LayerCount::of(
+            &built.layers,
+            base.as_ref().map(|b| &b.layers[..]),
+            previous.as_ref().map(|p| p.layers.clone()),
+        );
         eprintln!("\n==> built {}", tags.join(", "));
         eprintln!("  id        {}", built.id);
         match &base {
@@ -131,10 +134,16 @@ impl flags::Image {
             None => eprintln!("  size      {}", human_bytes(built.size)),
         }
         eprintln!("  time      {:.1} s", elapsed.as_secs_f64());
-        eprintln!(
-            "  layers    {} from the base, {} reused, {} rebuilt",
-            layers.from_base, layers.reused, layers.rebuilt
-        );
+        match &previous {
+            Some(_) => eprintln!(
+                "  layers    {} from the base, {} reused, {} rebuilt",
+                layers.from_base, layers.reused, layers.rebuilt
+            ),
+            None => eprintln!(
+                "  layers    {} from the base, {} of its own (no earlier {} to compare with)",
+                layers.from_base, layers.rebuilt, tags[0]
+            ),
+        }
         Ok(())
     }
 }

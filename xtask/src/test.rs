@@ -36,6 +36,9 @@ impl flags::Test {
             cmd!(sh, "cargo test --workspace --no-fail-fast {test_args...}")
         };
         results.push(("rust tests", step(rust_tests)));
+        if !filtered {
+            results.push(("pytest", pytest(sh)));
+        }
 
         eprintln!("\nsummary:");
         for (name, ok) in &results {
@@ -56,6 +59,12 @@ fn step(cmd: xshell::Cmd<'_>) -> bool {
     cmd.run().is_ok()
 }
 
+/// The agent-runner's suite, in the environment its lock file pins (dev group too).
+fn pytest(sh: &Shell) -> bool {
+    let _dir = sh.push_dir("agent-runner");
+    step(cmd!(sh, "uv sync --frozen --quiet")) && step(cmd!(sh, "uv run --frozen pytest -q"))
+}
+
 fn has_nextest(sh: &Shell) -> bool {
     cmd!(sh, "cargo nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
 }
@@ -74,6 +83,9 @@ fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
         if !test_support::on_path(program) {
             missing.push(format!("`{program}` is not on PATH: apt-get install {package}"));
         }
+    }
+    if !test_support::on_path("uv") {
+        missing.push("`uv` is not on PATH (the agent-runner's lock tool): pip install uv".to_owned());
     }
     let format = "{{.ServerVersion}}";
     if cmd!(sh, "docker info --format {format}").quiet().ignore_stdout().ignore_stderr().run().is_err() {

@@ -2,6 +2,7 @@
 //! real registries and real git repositories (see `xtask/test-support`).
 
 mod help;
+mod image;
 mod publish;
 mod release;
 mod test_command;

@@ -41,3 +41,30 @@ fn the_changelog_has_an_unreleased_section() {
     let changelog = std::fs::read_to_string(project_root().join("CHANGELOG.md")).unwrap();
     assert!(changelog.contains("\n## [Unreleased]\n"), "CHANGELOG.md lacks `## [Unreleased]`");
 }
+fn workspace_version() -> String {
+    let manifest = std::fs::read_to_string(project_root().join("Cargo.toml")).unwrap();
+    let doc: toml_edit::DocumentMut = manifest.parse().unwrap();
+    doc["workspace"]["package"]["version"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_agent_runner_carries_the_workspace_version() {
+    let pyproject = std::fs::read_to_string(project_root().join("agent-runner/pyproject.toml")).unwrap();
+    let doc: toml_edit::DocumentMut = pyproject.parse().unwrap();
+    assert_eq!(doc["project"]["version"].as_str(), Some(workspace_version().as_str()));
+}
+
+#[test]
+fn the_dockerfile_and_xtask_agree_on_the_default_base_image() {
+    let dockerfile = std::fs::read_to_string(project_root().join("agent-runner/Dockerfile")).unwrap();
+    let help = std::process::Command::new(crate::XTASK).args(["image", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let dockerfile_default = dockerfile
+        .lines()
+        .find_map(|line| line.strip_prefix("ARG BASE_IMAGE="))
+        .expect("the Dockerfile declares `ARG BASE_IMAGE=<default>`");
+    assert!(
+        help.contains(&format!("[default: {dockerfile_default}]")),
+        "`cargo xtask image --base-image` does not default to the Dockerfile's {dockerfile_default}:\n{help}"
+    );
+}

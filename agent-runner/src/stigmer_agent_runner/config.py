@@ -1,0 +1,213 @@
+"""Configuration, read once from the environment at startup.
+
+Everything the service needs is in one frozen :class:`Config`. Loading never
+raises: every problem is collected in ``Config.errors`` so that ``/healthz`` can
+report it (the server still starts, but reports itself unhealthy).
+
+Secrets (API keys) are wrapped in :class:`Secret`, whose ``repr``/``str`` never
+show the value, and are kept out of the dataclass ``repr``. For each secret
+``NAME`` a ``NAME_FILE`` variable may point at a file holding the value; the
+file variant is preferred (it keeps the value out of ``docker inspect`` and the
+process environment) and wins when both are set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_PORT = 7235
+DEFAULT_WORKSPACE = "/workspace"
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_LOG_LEVEL = "INFO"
+UNKNOWN = "unknown"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: The secret variables this service knows. Each may also be given as NAME_FILE.
+SECRET_VARS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY")
+
+#: Known LLM providers and the secret each one needs (None: no key needed).
+PROVIDERS: Mapping[str, str | None] = {
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "ollama": None,
+    "openai": "OPENAI_API_KEY",
+}
+
+
+class Secret:
+    """A secret string that does not show its value when printed or logged."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value. Call only where the value is really used."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return self._value == other._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workspace: Path = Path(DEFAULT_WORKSPACE)
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    log_level: str = DEFAULT_LOG_LEVEL
+    llm_provider: str | None = None
+    llm_model: str | None = None
+    server_addr: str | None = None
+    temporal_address: str | None = None
+    temporal_namespace: str | None = None
+    version: str = UNKNOWN
+    revision: str = UNKNOWN
+    build_date: str = UNKNOWN
+    secrets: Mapping[str, Secret] = field(default_factory=dict, repr=False)
+    #: Human-readable problems found while loading; never contains secret values.
+    errors: tuple[str, ...] = ()
+    #: True when the listen address itself is unusable (the server cannot start).
+    fatal: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def secret(self, name: str) -> Secret | None:
+        return self.secrets.get(name)
+
+    def secrets_present(self) -> dict[str, bool]:
+        """Which known secrets are set, as booleans: safe to log."""
+        return {name: name in self.secrets for name in SECRET_VARS}
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    """An environment value, with empty or blank treated as unset."""
+    value = env.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _int_in_range(
+    env: Mapping[str, str], name: str, default: int, low: int, high: int, errors: list[str]
+) -> tuple[int, bool]:
+    raw = _get(env, name)
+    if raw is None:
+        return default, True
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        errors.append(f"{name} must be an integer between {low} and {high}, got {raw!r}")
+        return default, False
+    return value, True
+
+
+def _read_secret_file(var: str, path: str, errors: list[str]) -> Secret | None:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        errors.append(f"{var}: cannot read {path}: {exc.strerror or exc.__class__.__name__}")
+        return None
+    try:
+        value = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        errors.append(f"{var}: {path} is not valid UTF-8")
+        return None
+    if not value:
+        errors.append(f"{var}: {path} is empty")
+        return None
+    return Secret(value)
+
+
+def _load_secrets(env: Mapping[str, str], errors: list[str]) -> dict[str, Secret]:
+    secrets: dict[str, Secret] = {}
+    for name in SECRET_VARS:
+        file_var = f"{name}_FILE"
+        path = _get(env, file_var)
+        if path is not None:
+            # The file variant wins; no silent fallback to the plain variable
+            # when the file is unusable: the operator asked for the file.
+            secret = _read_secret_file(file_var, path, errors)
+        else:
+            value = _get(env, name)
+            secret = Secret(value) if value is not None else None
+        if secret is not None:
+            secrets[name] = secret
+    return secrets
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration from ``environ`` (default: ``os.environ``).
+
+    Reads ``*_FILE`` secret files. Never raises for bad values: see ``errors``.
+    """
+    env = os.environ if environ is None else environ
+    errors: list[str] = []
+
+    host = _get(env, "STIGMER_AGENT_RUNNER_HOST") or DEFAULT_HOST
+    port, port_ok = _int_in_range(env, "STIGMER_AGENT_RUNNER_PORT", DEFAULT_PORT, 1, 65535, errors)
+    max_upload, _ = _int_in_range(
+        env, "STIGMER_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1, 2**63 - 1, errors
+    )
+    workspace = Path(_get(env, "STIGMER_WORKSPACE") or DEFAULT_WORKSPACE)
+
+    log_level = (_get(env, "STIGMER_LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper()
+    if log_level not in LOG_LEVELS:
+        errors.append(f"STIGMER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        log_level = DEFAULT_LOG_LEVEL
+
+    secrets = _load_secrets(env, errors)
+
+    provider = _get(env, "STIGMER_LLM_PROVIDER")
+    if provider is not None:
+        provider = provider.lower()
+        if provider not in PROVIDERS:
+            errors.append(
+                f"STIGMER_LLM_PROVIDER must be one of {', '.join(sorted(PROVIDERS))}, got {provider!r}"
+            )
+        else:
+            needed = PROVIDERS[provider]
+            if needed is not None and needed not in secrets:
+                errors.append(
+                    f"STIGMER_LLM_PROVIDER={provider} requires {needed} (or {needed}_FILE) to be set"
+                )
+
+    return Config(
+        host=host,
+        port=port,
+        workspace=workspace,
+        max_upload_bytes=max_upload,
+        log_level=log_level,
+        llm_provider=provider,
+        llm_model=_get(env, "STIGMER_LLM_MODEL"),
+        server_addr=_get(env, "STIGMER_SERVER_ADDR"),
+        temporal_address=_get(env, "TEMPORAL_ADDRESS"),
+        temporal_namespace=_get(env, "TEMPORAL_NAMESPACE"),
+        version=_get(env, "STIGMER_VERSION") or UNKNOWN,
+        revision=_get(env, "STIGMER_REVISION") or UNKNOWN,
+        build_date=_get(env, "STIGMER_BUILD_DATE") or UNKNOWN,
+        secrets=secrets,
+        errors=tuple(errors),
+        fatal=not port_ok,
+    )
