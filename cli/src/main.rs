@@ -1,17 +1,80 @@
-//! `stigmer`: the runtime CLI. It runs the agent-runner container on this machine
-//! (engine discovery, image resolution, container lifecycle, logs). This module only
-//! parses flags, dispatches and maps errors to exit codes.
+//! `stigmer`: the runtime CLI. It runs the agent-runner container on this machine:
+//! engine discovery (`engine`), image resolution (`image`), container lifecycle
+//! (`server`), logs (`logs`), state on disk (`home`). This module only parses flags,
+//! dispatches, and maps errors to the exit codes `--help` documents.
+
+mod engine;
+mod flags;
+mod home;
+mod image;
+mod logs;
+mod server;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Run Stigmer's agent-runner on this machine.
-#[derive(Parser)]
-#[command(name = "stigmer", version, about)]
-struct Stigmer {}
+use crate::flags::{Command, Server};
 
 fn main() -> ExitCode {
-    let _flags = Stigmer::parse();
-    ExitCode::SUCCESS
+    let flags = flags::Stigmer::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: starting the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(flags)) {
+        Ok(code) => code,
+        Err(err) => exit_code_for(&err),
+    }
+}
+
+async fn run(flags: flags::Stigmer) -> anyhow::Result<ExitCode> {
+    let Command::Server(command) = flags.command;
+    // Before anything is written: no engine, no state files.
+    let engine = engine::connect().await?;
+    let home = home::Home::from_env()?;
+    match command {
+        Server::Start(start) => {
+            let options = server::StartOptions {
+                image: start.image,
+                port: start.port,
+                timeout: start.timeout,
+                pinned_digest: None,
+            };
+            server::start(&engine, &home, options).await?;
+        }
+        Server::Stop(stop) => server::stop(&engine, &home, stop.timeout).await?,
+        Server::Status(status) => {
+            if !server::status(&engine, &home, status.json).await? {
+                return Ok(ExitCode::from(4));
+            }
+        }
+        Server::Logs(logs) => {
+            let flags::Component::AgentRunner = logs.component;
+            let request = logs::LogsRequest { follow: logs.follow, tail: logs.tail, since: logs.since };
+            logs::logs(&engine, request).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        // The reader went away (`stigmer server status | head -1`): not our failure.
+        return ExitCode::SUCCESS;
+    }
+    if let Some(unreachable) = err.downcast_ref::<engine::EngineUnreachable>() {
+        eprintln!("{unreachable}");
+        return ExitCode::from(3);
+    }
+    eprintln!("error: {err:#}");
+    if err.downcast_ref::<server::Unhealthy>().is_some() {
+        return ExitCode::from(4);
+    }
+    ExitCode::FAILURE
 }

@@ -1,0 +1,157 @@
+//! Which agent-runner image runs, and getting it into the engine. In order: `--image`
+//! or `STIGMER_AGENT_RUNNER_IMAGE` (pulled when missing); the locally built
+//! `<name>:local` (what `cargo xtask image --local` makes); else the published
+//! `<registry>/agent-runner:v<cli version>`, pinned by the digest this CLI was built with
+//! when it has one, pulled with progress and tagged `<name>:local`.
+//! `STIGMER_REGISTRY` points at another registry (tests use their own).
+
+use std::collections::HashMap;
+
+use anyhow::bail;
+use bollard::query_parameters::{CreateImageOptionsBuilder, TagImageOptionsBuilder};
+use futures_util::StreamExt;
+
+use crate::engine::{is_not_found, root_cause, Engine};
+
+pub(crate) const DEFAULT_REGISTRY: &str = "ghcr.io/stigmer";
+pub(crate) const VERSION_LABEL: &str = "org.opencontainers.image.version";
+
+/// The image to run, resolved and present in the engine.
+pub(crate) async fn ensure(
+    engine: &Engine,
+    name: &str,
+    explicit: Option<String>,
+    pinned_digest: Option<&str>,
+) -> anyhow::Result<String> {
+    if let Some(reference) = explicit {
+        if !exists(engine, &reference).await? {
+            pull(engine, &reference).await.map_err(|err| pull_failed(&reference, err))?;
+        }
+        return Ok(reference);
+    }
+    let local = format!("{name}:local");
+    if let Some(labels) = labels(engine, &local).await? {
+        let version = labels.get(VERSION_LABEL).map(String::as_str).unwrap_or("unknown");
+        if version != env!("CARGO_PKG_VERSION") {
+            eprintln!(
+                "note: {local} is agent-runner {version}, this CLI is {}: rebuild it with \
+                 `cargo xtask image --local`, or remove it (`docker image rm {local}`) to run the \
+                 published image",
+                env!("CARGO_PKG_VERSION")
+            );
+        }
+        return Ok(local);
+    }
+    let registry = std::env::var("STIGMER_REGISTRY").unwrap_or_else(|_| DEFAULT_REGISTRY.to_owned());
+    let repository = format!("{}/agent-runner", registry.trim_end_matches('/'));
+    let published = match pinned_digest {
+        Some(digest) => format!("{repository}@{digest}"),
+        None => format!("{repository}:v{}", env!("CARGO_PKG_VERSION")),
+    };
+    eprintln!("{local} not found; pulling {published}");
+    pull(engine, &published).await.map_err(|err| pull_failed(&published, err))?;
+    let options = TagImageOptionsBuilder::new().repo(name).tag("local").build();
+    engine.docker.tag_image(&published, Some(options)).await?;
+    Ok(local)
+}
+
+async fn exists(engine: &Engine, reference: &str) -> anyhow::Result<bool> {
+    Ok(labels(engine, reference).await?.is_some())
+}
+
+/// The image's labels, or `None` when the engine does not have it.
+pub(crate) async fn labels(
+    engine: &Engine,
+    reference: &str,
+) -> anyhow::Result<Option<HashMap<String, String>>> {
+    match engine.docker.inspect_image(reference).await {
+        Ok(image) => Ok(Some(image.config.and_then(|c| c.labels).unwrap_or_default())),
+        Err(err) if is_not_found(&err) => Ok(None),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Pulls one reference (never a whole repository), showing progress per layer summed
+/// into one bar.
+async fn pull(engine: &Engine, reference: &str) -> anyhow::Result<()> {
+    let (repository, tag) = split_reference(reference);
+    let options = CreateImageOptionsBuilder::new().from_image(repository).tag(tag).build();
+    let mut stream = engine.docker.create_image(Some(options), None, None);
+    let bar = indicatif::ProgressBar::new(0).with_message(format!("pulling {reference}"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut layers: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut failure = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                    failure = Some(detail);
+                    continue;
+                }
+                if let (Some(id), Some(progress)) = (info.id, info.progress_detail) {
+                    let entry = layers.entry(id).or_default();
+                    if let Some(total) = progress.total.filter(|t| *t > 0) {
+                        entry.1 = total as u64;
+                    }
+                    if let Some(current) = progress.current {
+                        entry.0 = current as u64;
+                    }
+                    bar.set_length(layers.values().map(|l| l.1).sum());
+                    bar.set_position(layers.values().map(|l| l.0.min(l.1)).sum());
+                }
+            }
+            Err(err) => failure = Some(root_cause(&err)),
+        }
+    }
+    bar.finish_and_clear();
+    // bollard 0.21 can end a good pull with a spurious stream error: the engine's own
+    // word (does it have the image now?) decides.
+    if exists(engine, reference).await? {
+        eprintln!("pulled {reference}");
+        return Ok(());
+    }
+    bail!(failure.unwrap_or_else(|| "the engine does not have the image after the pull".to_owned()))
+}
+
+fn pull_failed(reference: &str, err: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "❌ Docker image not found locally and pull from registry failed.\n\n\
+         Registry pull attempted: {reference}\n\
+         Error: {err:#}\n\n\
+         To fix this, build the image locally, in a checkout of github.com/stigmer/stigmer:\n  \
+         cargo xtask image --local        (or: make build-agent-runner-image)\n\n\
+         After building, restart Stigmer server: stigmer server start"
+    )
+}
+
+/// `repo:tag` or `repo@digest` into the engine's `fromImage` and `tag` (a digest is
+/// a tag as far as the pull API goes). A missing tag is `latest`, never "every tag".
+fn split_reference(reference: &str) -> (&str, &str) {
+    if let Some((repository, digest)) = reference.split_once('@') {
+        return (repository, digest);
+    }
+    match reference.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_into_repository_and_tag_or_digest() {
+        assert_eq!(
+            split_reference("ghcr.io/stigmer/agent-runner:v1.2.3"),
+            ("ghcr.io/stigmer/agent-runner", "v1.2.3")
+        );
+        assert_eq!(split_reference("127.0.0.1:5000/agent-runner"), ("127.0.0.1:5000/agent-runner", "latest"));
+        assert_eq!(split_reference("127.0.0.1:5000/agent-runner:v1"), ("127.0.0.1:5000/agent-runner", "v1"));
+        assert_eq!(split_reference("r.io/a@sha256:abc"), ("r.io/a", "sha256:abc"));
+    }
+}

@@ -1,0 +1,113 @@
+//! Integration tests of `stigmer`: the real binary against the real engine, the real
+//! agent-runner image built from the test base, and a real registry for pulls.
+
+mod server;
+
+use std::{
+    net::{Ipv4Addr, TcpListener},
+    path::PathBuf,
+    process::Output,
+};
+
+use test_support::{shell, unique_name};
+use xshell::{cmd, Cmd, Shell};
+
+const STIGMER: &str = env!("CARGO_BIN_EXE_stigmer");
+
+/// One isolated agent-runner installation: its own home, container name and port, so
+/// tests run in parallel. Dropping it removes whatever it left in the engine.
+pub(crate) struct Instance {
+    pub(crate) home: tempfile::TempDir,
+    pub(crate) name: String,
+    pub(crate) port: u16,
+    pub(crate) image: Option<String>,
+    sh: Shell,
+}
+
+impl Instance {
+    /// Runs the agent-runner test image.
+    pub(crate) fn new() -> Instance {
+        let mut instance = Instance::without_image();
+        instance.image = Some(test_support::engine::agent_runner_image(env!("CARGO_PKG_VERSION")));
+        instance
+    }
+
+    /// Leaves the image to the CLI's own choice (local, then registry).
+    pub(crate) fn without_image() -> Instance {
+        test_support::engine::require_engine();
+        Instance {
+            home: tempfile::tempdir().unwrap(),
+            name: unique_name("stigmer-it"),
+            port: free_port(),
+            image: None,
+            sh: shell(),
+        }
+    }
+
+    pub(crate) fn stigmer(&self, args: &[&str]) -> Cmd<'_> {
+        let mut cmd = cmd!(self.sh, "{STIGMER} {args...}")
+            .env("STIGMER_HOME", self.home.path())
+            .env("STIGMER_AGENT_RUNNER_NAME", &self.name)
+            .env("STIGMER_AGENT_RUNNER_PORT", self.port.to_string())
+            .env_remove("STIGMER_AGENT_RUNNER_IMAGE")
+            .env_remove("STIGMER_REGISTRY");
+        if let Some(image) = &self.image {
+            cmd = cmd.env("STIGMER_AGENT_RUNNER_IMAGE", image);
+        }
+        cmd
+    }
+
+    pub(crate) fn id_file(&self) -> PathBuf {
+        self.home.path().join("data/agent-runner-container.id")
+    }
+
+    /// Containers of this instance's home, running or not: `(name, state)`.
+    pub(crate) fn containers(&self) -> Vec<(String, String)> {
+        let label = format!("label=dev.stigmer.home={}", self.home.path().display());
+        let format = "{{.Names}} {{.State}}";
+        let sh = &self.sh;
+        cmd!(sh, "docker ps --all --filter {label} --format {format}")
+            .read()
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let (name, state) = line.split_once(' ').unwrap();
+                (name.to_owned(), state.to_owned())
+            })
+            .collect()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let sh = &self.sh;
+        let label = format!("label=dev.stigmer.home={}", self.home.path().display());
+        let ids = cmd!(sh, "docker ps --all --quiet --filter {label}").read().unwrap_or_default();
+        let ids: Vec<&str> = ids.lines().collect();
+        if !ids.is_empty() {
+            let _ = cmd!(sh, "docker rm --force --volumes {ids...}").quiet().ignore_stdout().run();
+        }
+        let local = format!("{}:local", self.name);
+        let _ = cmd!(sh, "docker image rm {local}").quiet().ignore_stdout().ignore_stderr().run();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+pub(crate) fn run(cmd: Cmd<'_>) -> Output {
+    cmd.ignore_status().quiet().output().expect("spawning stigmer")
+}
+
+pub(crate) fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[track_caller]
+pub(crate) fn run_ok(cmd: Cmd<'_>) -> String {
+    let shown = cmd.to_string();
+    let output = run(cmd);
+    assert!(output.status.success(), "`{shown}` failed ({}):\n{}", output.status, text(&output));
+    text(&output)
+}

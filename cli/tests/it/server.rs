@@ -1,0 +1,254 @@
+//! `stigmer server start|stop|status|logs` end to end.
+
+use std::{
+    io::Read,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use test_support::{registry::TestRegistry, shell};
+use xshell::cmd;
+
+use crate::{run, run_ok, text, Instance};
+
+#[test]
+fn start_status_logs_stop_leave_nothing_behind() {
+    let instance = Instance::new();
+    let started = run_ok(instance.stigmer(&["server", "start"]));
+    assert!(started.contains("agent-runner is healthy after"), "{started}");
+    let id = std::fs::read_to_string(instance.id_file()).unwrap().trim().to_owned();
+
+    let status: Value =
+        serde_json::from_str(&run_ok(instance.stigmer(&["server", "status", "--json"]))).unwrap();
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["ready"], true);
+    assert_eq!(status["id"], id.as_str());
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["endpoint"], format!("http://127.0.0.1:{}", instance.port));
+    // Restarts are on only once it has been healthy.
+    let sh = shell();
+    let (name, format) = (&instance.name, "{{.HostConfig.RestartPolicy.Name}}");
+    assert_eq!(cmd!(sh, "docker inspect --format {format} {name}").read().unwrap(), "unless-stopped");
+
+    // The service logs JSON lines on stdout; the startup line is among the first.
+    let logs = run(instance.stigmer(&["server", "logs", "--tail", "all"]));
+    let stdout = String::from_utf8_lossy(&logs.stdout);
+    assert!(stdout.contains("\"msg\": \"starting agent-runner\""), "{}", text(&logs));
+    let tail = run_ok(instance.stigmer(&["server", "logs", "--tail", "1"]));
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+
+    run_ok(instance.stigmer(&["server", "stop"]));
+    assert_eq!(instance.containers(), vec![]);
+    assert!(!instance.id_file().exists());
+    let missing = run(instance.stigmer(&["server", "status"]));
+    assert_eq!(missing.status.code(), Some(4));
+    assert!(text(&missing).contains("agent-runner: missing"));
+    // Stop is idempotent.
+    assert!(run_ok(instance.stigmer(&["server", "stop"])).contains("agent-runner is not running"));
+}
+
+#[test]
+fn logs_follow_streams_until_interrupted() {
+    let instance = Instance::new();
+    run_ok(instance.stigmer(&["server", "start"]));
+    let mut follow = Command::from(instance.stigmer(&["server", "logs", "--follow", "--tail", "0"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // New lines appear while following: the access log of these requests.
+    std::thread::sleep(Duration::from_millis(500));
+    let url = format!("http://127.0.0.1:{}/version", instance.port);
+    let sh = shell();
+    cmd!(sh, "curl -sS {url}").quiet().ignore_stdout().run().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = follow.id().to_string();
+    cmd!(sh, "kill -INT {pid}").run().unwrap();
+    let status = follow.wait().unwrap();
+    assert!(status.success(), "Ctrl-C is a clean end: {status}");
+    let mut stdout = String::new();
+    follow.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert!(stdout.contains("GET /version"), "{stdout}");
+}
+
+#[test]
+fn starting_twice_keeps_the_healthy_container() {
+    let instance = Instance::new();
+    run_ok(instance.stigmer(&["server", "start"]));
+    let first = std::fs::read_to_string(instance.id_file()).unwrap();
+    let again = run_ok(instance.stigmer(&["server", "start"]));
+    assert!(again.contains("already running and healthy"), "{again}");
+    assert_eq!(std::fs::read_to_string(instance.id_file()).unwrap(), first);
+    assert_eq!(instance.containers().len(), 1);
+}
+
+#[test]
+fn without_a_local_image_it_pulls_the_published_one_and_tags_it_local() {
+    let registry = TestRegistry::start();
+    let image = test_support::engine::agent_runner_image(env!("CARGO_PKG_VERSION"));
+    let published = format!("{}:v{}", registry.repository("agent-runner"), env!("CARGO_PKG_VERSION"));
+    let sh = shell();
+    cmd!(sh, "docker tag {image} {published}").run().unwrap();
+    cmd!(sh, "docker push --quiet {published}").quiet().ignore_stdout().run().unwrap();
+    cmd!(sh, "docker image rm {published}").quiet().ignore_stdout().run().unwrap();
+
+    let instance = Instance::without_image();
+    let output = run_ok(instance.stigmer(&["server", "start"]).env("STIGMER_REGISTRY", registry.host()));
+    assert!(output.contains(&format!("pulled {published}")), "{output}");
+    let local = format!("{}:local", instance.name);
+    cmd!(sh, "docker image inspect {local}").quiet().ignore_stdout().run().expect("tagged local");
+    let status: Value =
+        serde_json::from_str(&run_ok(instance.stigmer(&["server", "status", "--json"]))).unwrap();
+    assert_eq!(status["image"], local.as_str());
+    assert_eq!(status["ready"], true);
+}
+
+#[test]
+fn a_failed_pull_names_the_reference_and_how_to_build_locally() {
+    let instance = Instance::without_image();
+    // A registry address where nothing listens.
+    let output = run(instance.stigmer(&["server", "start"]).env("STIGMER_REGISTRY", "127.0.0.1:9"));
+    assert_eq!(output.status.code(), Some(1));
+    let output = text(&output);
+    assert!(output.contains("❌ Docker image not found locally and pull from registry failed."), "{output}");
+    assert!(
+        output.contains(&format!(
+            "Registry pull attempted: 127.0.0.1:9/agent-runner:v{}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{output}"
+    );
+    assert!(output.contains("cargo xtask image --local"), "{output}");
+    assert_eq!(instance.containers(), vec![]);
+}
+
+#[test]
+fn an_unreachable_engine_says_so_exits_3_and_writes_nothing() {
+    let instance = Instance::without_image();
+    let home = instance.home.path().join("never-created");
+    let output = run(instance
+        .stigmer(&["server", "start"])
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .env("STIGMER_HOME", &home));
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output));
+    let output = text(&output);
+    assert!(output.contains("❌ Docker is not running. Agent-runner requires Docker."), "{output}");
+    assert!(output.contains("unix:///nonexistent.sock: no such socket"), "{output}");
+    assert!(output.contains("brew install --cask docker"), "{output}");
+    assert!(!home.exists(), "state was written without an engine");
+}
+
+#[test]
+fn a_container_that_crashes_at_start_shows_its_last_logs_and_exits_4() {
+    let sh = shell();
+    let base = test_support::base_image::require("amd64");
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {base}\nCMD [\"python3\", \"-c\", \"import sys; print('boom: the model is missing', file=sys.stderr); sys.exit(3)\"]\n"),
+    )
+    .unwrap();
+    let crash = test_support::unique_name("stigmer-crash");
+    let _image = test_support::engine::ImageGuard::new([crash.clone()]);
+    let context = context.path();
+    cmd!(sh, "docker build --quiet --tag {crash} {context}").quiet().ignore_stdout().run().unwrap();
+
+    let mut instance = Instance::without_image();
+    instance.image = Some(crash);
+    let output = run(instance.stigmer(&["server", "start"]));
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
+    let output = text(&output);
+    assert!(output.contains("the agent-runner failed to start: the container exited (code 3)"), "{output}");
+    assert!(output.contains("| boom: the model is missing"), "{output}");
+    // It is left stopped for `logs`, and the next start clears it away.
+    assert_eq!(instance.containers(), vec![(instance.name.clone(), "exited".to_owned())]);
+    let logs = run(instance.stigmer(&["server", "logs"]));
+    assert!(String::from_utf8_lossy(&logs.stderr).contains("boom"), "stderr stays stderr: {}", text(&logs));
+}
+
+#[test]
+fn stop_removes_orphans_and_works_without_the_id_file() {
+    let instance = Instance::new();
+    run_ok(instance.stigmer(&["server", "start"]));
+    // An orphan: a container of this home under another name, as a crashed CLI of an
+    // older version might leave.
+    let sh = shell();
+    let (name, orphan) = (&instance.name, format!("{}-orphan", instance.name));
+    cmd!(sh, "docker rename {name} {orphan}").run().unwrap();
+    std::fs::remove_file(instance.id_file()).unwrap();
+    let other_port = super::free_port().to_string();
+    run_ok(instance.stigmer(&["server", "start"]).env("STIGMER_AGENT_RUNNER_PORT", &other_port));
+    assert_eq!(instance.containers().len(), 2);
+
+    std::fs::remove_file(instance.id_file()).unwrap();
+    let stopped = run_ok(instance.stigmer(&["server", "stop"]));
+    assert!(stopped.contains(&format!("removed orphaned agent-runner container {orphan}")), "{stopped}");
+    assert_eq!(instance.containers(), vec![]);
+}
+
+#[test]
+fn a_start_killed_half_way_is_recovered_by_the_next_start() {
+    let instance = Instance::new();
+    let mut start =
+        Command::from(instance.stigmer(&["server", "start"])).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while instance.containers().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.kill().unwrap();
+    start.wait().unwrap();
+    assert_eq!(instance.containers().len(), 1, "the killed start created no container");
+
+    let recovered = run_ok(instance.stigmer(&["server", "start"]));
+    assert!(recovered.contains("healthy"), "{recovered}");
+    assert_eq!(instance.containers().len(), 1);
+    assert_eq!(instance.containers()[0].1, "running");
+}
+
+#[test]
+fn api_keys_reach_the_service_as_files_and_never_appear_in_inspect() {
+    let instance = Instance::new();
+    let canary = "sk-canary-4f1d9a";
+    let started = run_ok(
+        instance
+            .stigmer(&["server", "start"])
+            .env("STIGMER_LLM_PROVIDER", "openai")
+            .env("OPENAI_API_KEY", canary),
+    );
+    // Healthy means the service read the key: its configuration check requires it.
+    assert!(started.contains("healthy"), "{started}");
+    let sh = shell();
+    let name = &instance.name;
+    let inspect = cmd!(sh, "docker inspect {name}").read().unwrap();
+    assert!(!inspect.contains(canary), "the key is visible in docker inspect");
+    assert!(inspect.contains("OPENAI_API_KEY_FILE=/run/secrets/stigmer/OPENAI_API_KEY"), "{inspect}");
+    assert!(inspect.contains("STIGMER_LLM_PROVIDER=openai"));
+    let logs = run(instance.stigmer(&["server", "logs"]));
+    assert!(!text(&logs).contains(canary), "the key was logged");
+}
+
+#[test]
+fn a_local_image_of_another_version_is_reported() {
+    let sh = shell();
+    let instance = Instance::without_image();
+    let old = test_support::engine::agent_runner_image("0.0.1");
+    let local = format!("{}:local", instance.name);
+    cmd!(sh, "docker tag {old} {local}").run().unwrap();
+    let output = run_ok(instance.stigmer(&["server", "start"]));
+    assert!(
+        output.contains(&format!(
+            "note: {local} is agent-runner 0.0.1, this CLI is {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{output}"
+    );
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let sh = shell();
+    let stigmer = crate::STIGMER;
+    insta::assert_snapshot!(run_ok(cmd!(sh, "{stigmer} server --help")));
+    insta::assert_snapshot!(run_ok(cmd!(sh, "{stigmer} server start --help")));
+}
