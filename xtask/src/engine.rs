@@ -23,6 +23,8 @@ pub(crate) struct BuildRequest<'a> {
     pub(crate) build_args: &'a [(&'static str, String)],
     /// Pull the base for this platform first (`--pull`).
     pub(crate) pull: bool,
+    /// Use no cached layer (`--no-cache`): a cold build.
+    pub(crate) no_cache: bool,
 }
 
 /// The parts of `docker image inspect` that xtask reports on.
@@ -92,9 +94,10 @@ impl Engine {
             .iter()
             .flat_map(|(name, value)| ["--build-arg".to_owned(), format!("{name}={value}")]);
         let pull = request.pull.then_some("--pull");
+        let no_cache = request.no_cache.then_some("--no-cache");
         cmd!(
             sh,
-            "{program} build {pull...} --platform {platform} --iidfile {iidfile} {tags...} {build_args...} {context}"
+            "{program} build {pull...} {no_cache...} --platform {platform} --iidfile {iidfile} {tags...} {build_args...} {context}"
         )
         .run()
         .with_context(|| format!("building {} for {platform} (its output is above)", dockerfile.display()))?;

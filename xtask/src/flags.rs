@@ -22,7 +22,34 @@ pub enum Command {
     Image(Image),
     VerifyImage(VerifyImage),
     Release(Release),
+    Bench(Bench),
     Test(Test),
+}
+
+/// Measure what the old pipeline was judged by, against our targets.
+///
+/// Each figure is measured several times (median, min, max) and printed beside its target
+/// and the seed's old figure where there is one: image build cold and warm, bytes over the
+/// base, build context, `stigmer server start` to healthy, `status`, idle memory, an
+/// unchanged multi-arch re-push (blob bytes), `verify-image` requests and time. Results go
+/// to target/bench/results.json and results.md. Needs the engine and the test base images.
+#[derive(Args)]
+pub struct Bench {
+    /// Run each measurement once (the test suite does, to prove the bench works)
+    #[arg(long)]
+    pub quick: bool,
+
+    /// How many times to measure each figure
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub runs: usize,
+
+    /// The base image to build on [default: the amd64 test base]
+    #[arg(long, value_name = "REF")]
+    pub base_image: Option<String>,
+
+    /// Where to write results.json and results.md
+    #[arg(long, value_name = "DIR", default_value = "target/bench")]
+    pub out: std::path::PathBuf,
 }
 
 /// Cut a release: bump the version, roll the changelog over, commit and tag.

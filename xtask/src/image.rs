@@ -103,7 +103,14 @@ impl flags::Image {
         let context = self.context.clone().unwrap_or_else(|| project::root().join("agent-runner"));
         let id = engine.build(
             sh,
-            &BuildRequest { context: &context, platform, tags: &tags, build_args: &build_args, pull: false },
+            &BuildRequest {
+                context: &context,
+                platform,
+                tags: &tags,
+                build_args: &build_args,
+                pull: false,
+                no_cache: false,
+            },
         )?;
         let elapsed = started.elapsed();
         let built = engine.inspect(sh, &id)?.context("the image just built is not in the engine")?;

@@ -2,6 +2,7 @@
 //! maintainer and by GitHub Actions. `main` only parses flags and dispatches; each
 //! subcommand owns a module.
 
+mod bench;
 mod changelog;
 mod credentials;
 mod engine;
@@ -44,6 +45,7 @@ fn run() -> anyhow::Result<()> {
         flags::Command::Image(cmd) => cmd.run(&sh),
         flags::Command::VerifyImage(cmd) => cmd.run(&sh),
         flags::Command::Release(cmd) => cmd.run(&sh),
+        flags::Command::Bench(cmd) => cmd.run(&sh),
         flags::Command::Test(cmd) => cmd.run(&sh),
     }
 }

@@ -193,6 +193,7 @@ async fn publish_with_engine(sh: &Shell, plan: &PublishPlan, registry: &Registry
             // The engine keeps one platform per tag: pull the base for this platform
             // now, or a base cached for another platform would be reused silently.
             pull: true,
+            no_cache: false,
         };
         let id = engine.build(sh, &request)?;
         let image = save_image(sh, &engine, &id)?;

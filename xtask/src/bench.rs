@@ -1,0 +1,381 @@
+//! `cargo xtask bench`: the numbers that show we beat the old pipeline. Every figure is
+//! measured several times (median, min, max) and printed beside its target and the
+//! seed's old figure; results go to `target/bench/results.json` and `results.md`.
+//! Benchmarks live here and never in timed tests; `--quick` runs each once, which is
+//! what the test suite does to prove the bench works.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use xshell::{cmd, Shell};
+
+use crate::{
+    engine::{BuildRequest, Engine},
+    flags,
+    image::human_bytes,
+    oci::{Registry, RetryPolicy},
+    platform::Platform,
+    project, publish, verify,
+};
+
+#[derive(Clone, Copy)]
+enum Unit {
+    Seconds,
+    Bytes,
+    Count,
+}
+
+struct Measurement {
+    name: &'static str,
+    unit: Unit,
+    samples: Vec<f64>,
+    /// Lower is better; the figure must be at most this.
+    target: Option<f64>,
+    seed: Option<&'static str>,
+}
+
+impl Measurement {
+    fn sorted(&self) -> Vec<f64> {
+        let mut sorted = self.samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted
+    }
+
+    fn median(&self) -> f64 {
+        let sorted = self.sorted();
+        let mid = sorted.len() / 2;
+        if sorted.len() % 2 == 1 {
+            sorted[mid]
+        } else {
+            (sorted[mid - 1] + sorted[mid]) / 2.0
+        }
+    }
+
+    fn show(&self, value: f64) -> String {
+        match self.unit {
+            Unit::Seconds if value < 1.0 => format!("{:.0} ms", value * 1000.0),
+            Unit::Seconds => format!("{value:.2} s"),
+            Unit::Bytes => human_bytes(value as u64),
+            Unit::Count => format!("{value:.0}"),
+        }
+    }
+
+    fn verdict(&self) -> &'static str {
+        match self.target {
+            Some(target) if self.median() <= target => "met",
+            Some(_) => "MISSED",
+            None => "",
+        }
+    }
+}
+
+impl flags::Bench {
+    pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let runs = if self.quick { 1 } else { self.runs.max(1) };
+        let engine = Engine::connect(sh)?;
+        let base = match &self.base_image {
+            Some(base) => base.clone(),
+            None => test_support::base_image::tag("amd64"),
+        };
+        let base_facts = engine
+            .inspect(sh, &base)?
+            .with_context(|| format!("the base image {base} is not in the engine: run `cargo xtask test --only-base-images`, or pass --base-image"))?;
+        let work = tempfile::tempdir()?;
+        let context = work.path().join("agent-runner");
+        let source = project::root().join("agent-runner/.");
+        cmd!(sh, "cp -a {source} {context}").run()?;
+        for leftover in [".venv", ".pytest_cache", "tests"] {
+            let _ = std::fs::remove_dir_all(context.join(leftover));
+        }
+        let image = test_support::unique_name("stigmer-bench");
+        let mut results = Vec::new();
+
+        eprintln!("==> build context and cold build");
+        results.push(Measurement {
+            name: "build context (after .dockerignore)",
+            unit: Unit::Bytes,
+            samples: vec![context_size(sh, &context)? as f64],
+            target: Some(100_000.0),
+            seed: None,
+        });
+        let build = |no_cache: bool| -> anyhow::Result<(Duration, String)> {
+            let started = Instant::now();
+            let tags = [format!("{image}:local")];
+            let build_args = [("BASE_IMAGE", base.clone()), ("VERSION", "bench".to_owned())];
+            let request = BuildRequest {
+                context: &context,
+                platform: Platform::host(),
+                tags: &tags,
+                build_args: &build_args,
+                pull: false,
+                no_cache,
+            };
+            let id = engine.build(sh, &request)?;
+            Ok((started.elapsed(), id))
+        };
+        let (cold, _) = build(true)?;
+        results.push(Measurement {
+            name: "cold image build",
+            unit: Unit::Seconds,
+            samples: vec![cold.as_secs_f64()],
+            target: None,
+            seed: Some("4-5 min (image, 2.04 GB)"),
+        });
+
+        eprintln!("==> warm rebuilds after a one-line app change ({runs}x)");
+        let app = context.join("src/stigmer_agent_runner/__init__.py");
+        let mut warm = Vec::new();
+        let mut id = String::new();
+        for run in 0..runs {
+            let mut source = std::fs::read_to_string(&app)?;
+            source.push_str(&format!("# bench change {run}\n"));
+            std::fs::write(&app, source)?;
+            let (elapsed, built) = build(false)?;
+            warm.push(elapsed.as_secs_f64());
+            id = built;
+        }
+        results.push(Measurement {
+            name: "warm rebuild, one-line app change",
+            unit: Unit::Seconds,
+            samples: warm,
+            target: Some(10.0),
+            seed: Some("4-5 min"),
+        });
+        let built = engine.inspect(sh, &id)?.context("the bench image vanished")?;
+        results.push(Measurement {
+            name: "bytes our layers add over the base",
+            unit: Unit::Bytes,
+            samples: vec![built.size.saturating_sub(base_facts.size) as f64],
+            target: Some(30e6),
+            seed: Some("2.04 GB whole image"),
+        });
+
+        eprintln!("==> stigmer server start, status, idle memory ({runs}x)");
+        results.extend(measure_server(sh, &format!("{image}:local"), runs)?);
+
+        eprintln!("==> re-push of an unchanged multi-arch image, and verify-image");
+        results.extend(measure_publish(sh, &context, runs)?);
+
+        let _ =
+            cmd!(sh, "docker image rm --force {image}:local").quiet().ignore_stdout().ignore_stderr().run();
+        report(sh, &results, &self.out, runs)
+    }
+}
+
+/// The bytes `docker build` would send: a `FROM scratch` copy of the context, built
+/// by the engine itself so that `.dockerignore` is applied by its own rules.
+fn context_size(sh: &Shell, context: &Path) -> anyhow::Result<u64> {
+    let probe = tempfile::tempdir()?;
+    let probe_context = probe.path().join("context");
+    let source = context.join(".");
+    cmd!(sh, "cp -a {source} {probe_context}").run()?;
+    std::fs::write(probe.path().join("Dockerfile"), "FROM scratch\nCOPY . /context/\n")?;
+    let dockerfile = probe.path().join("Dockerfile");
+    let tag = test_support::unique_name("stigmer-bench-context");
+    cmd!(sh, "docker build --quiet --no-cache --file {dockerfile} --tag {tag} {probe_context}")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    let format = "{{.Size}}";
+    let size = cmd!(sh, "docker image inspect --format {format} {tag}").quiet().read()?;
+    cmd!(sh, "docker image rm {tag}").quiet().ignore_stdout().run()?;
+    Ok(size.trim().parse()?)
+}
+
+fn measure_server(sh: &Shell, image: &str, runs: usize) -> anyhow::Result<Vec<Measurement>> {
+    cmd!(sh, "cargo build --quiet --package stigmer").run()?;
+    let stigmer = project::root().join("target/debug/stigmer");
+    let home = tempfile::tempdir()?;
+    let name = test_support::unique_name("stigmer-bench");
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port().to_string();
+    let _env = [
+        sh.push_env("STIGMER_HOME", home.path()),
+        sh.push_env("STIGMER_AGENT_RUNNER_NAME", &name),
+        sh.push_env("STIGMER_AGENT_RUNNER_PORT", &port),
+        sh.push_env("STIGMER_AGENT_RUNNER_IMAGE", image),
+    ];
+    let (mut start, mut status, mut memory) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let started = Instant::now();
+        cmd!(sh, "{stigmer} server start").quiet().ignore_stderr().run().context("stigmer server start")?;
+        start.push(started.elapsed().as_secs_f64());
+        for _ in 0..5 {
+            let started = Instant::now();
+            cmd!(sh, "{stigmer} server status").quiet().ignore_stdout().run()?;
+            status.push(started.elapsed().as_secs_f64());
+        }
+        // Idle: give it a moment after the health probes, then read the service's RSS.
+        std::thread::sleep(Duration::from_secs(2));
+        let format = "{{.State.Pid}}";
+        let pid = cmd!(sh, "docker inspect --format {format} {name}").quiet().read()?;
+        memory.push(rss_bytes(&format!("/proc/{}/status", pid.trim()))? as f64);
+        cmd!(sh, "{stigmer} server stop").quiet().ignore_stderr().run()?;
+    }
+    Ok(vec![
+        Measurement {
+            name: "`stigmer server start` to healthy",
+            unit: Unit::Seconds,
+            samples: start,
+            target: Some(1.5),
+            seed: Some("about 3 s (container alone)"),
+        },
+        Measurement {
+            name: "`stigmer server status`",
+            unit: Unit::Seconds,
+            samples: status,
+            target: Some(0.1),
+            seed: None,
+        },
+        Measurement {
+            name: "agent-runner idle memory (RSS)",
+            unit: Unit::Bytes,
+            samples: memory,
+            target: Some(50e6),
+            seed: Some("about 150 MB"),
+        },
+    ])
+}
+
+fn rss_bytes(status_file: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(status_file).with_context(|| format!("reading {status_file}"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS line")?;
+    Ok(kb * 1024)
+}
+
+fn measure_publish(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Vec<Measurement>> {
+    let registry = test_support::registry::TestRegistry::start();
+    let base = test_support::base_image::push_index(&registry);
+    let _base_tag = test_support::engine::ImageGuard::new([base.clone()]);
+    let version = semver::Version::new(0, 0, 0);
+    let plan = publish::PublishPlan {
+        repository: registry.repository("agent-runner").parse()?,
+        version: version.clone(),
+        platforms: Platform::ALL.to_vec(),
+        builder: publish::Builder::Engine,
+        base_image: base.clone(),
+        build_args: vec![("BASE_IMAGE", base), ("VERSION", "bench".to_owned())],
+        version_tag: "v0.0.0".to_owned(),
+        aliases: publish::alias_tags(&version, false),
+        context: context.to_path_buf(),
+        credentials_source: "anonymous".to_owned(),
+        cache_from: Vec::new(),
+        cache_to: Vec::new(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let first = Registry::connect(
+            plan.repository.clone(),
+            oci_client::secrets::RegistryAuth::Anonymous,
+            RetryPolicy::default(),
+        )
+        .await;
+        publish::publish(sh, &plan, &first).await?;
+        let uploads_before = registry.blob_uploads();
+        let again = Registry::connect(
+            plan.repository.clone(),
+            oci_client::secrets::RegistryAuth::Anonymous,
+            RetryPolicy::default(),
+        )
+        .await;
+        publish::publish(sh, &plan, &again).await?;
+        if registry.blob_uploads() != uploads_before {
+            bail!("the registry saw blob uploads during an unchanged re-push");
+        }
+        let (mut requests, mut seconds) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let client = Registry::connect(
+                plan.repository.clone(),
+                oci_client::secrets::RegistryAuth::Anonymous,
+                RetryPolicy::default(),
+            )
+            .await;
+            let started = Instant::now();
+            verify::verify(&client, "v0.0.0", &Platform::ALL, &["latest".to_owned()]).await?;
+            seconds.push(started.elapsed().as_secs_f64());
+            requests.push(client.requests() as f64);
+        }
+        Ok(vec![
+            Measurement {
+                name: "re-push of an unchanged 2-platform image: blob bytes",
+                unit: Unit::Bytes,
+                samples: vec![again.uploaded_bytes() as f64],
+                target: Some(0.0),
+                seed: None,
+            },
+            Measurement {
+                name: "`verify-image` registry requests",
+                unit: Unit::Count,
+                samples: requests,
+                target: None,
+                seed: None,
+            },
+            Measurement {
+                name: "`verify-image` time (local registry)",
+                unit: Unit::Seconds,
+                samples: seconds,
+                target: None,
+                seed: None,
+            },
+        ])
+    })
+}
+
+fn report(sh: &Shell, results: &[Measurement], out: &Path, runs: usize) -> anyhow::Result<()> {
+    let format = "{{.Server.Version}}";
+    let engine_version = cmd!(sh, "docker version --format {format}").quiet().read().unwrap_or_default();
+    let machine = format!(
+        "{} cores, {}, Docker Engine {engine_version}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::consts::ARCH,
+    );
+    let mut table = String::from(
+        "| measurement | median | min | max | target | old pipeline | |\n|---|---|---|---|---|---|---|\n",
+    );
+    for m in results {
+        let sorted = m.sorted();
+        table += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            m.name,
+            m.show(m.median()),
+            m.show(sorted[0]),
+            m.show(sorted[sorted.len() - 1]),
+            m.target.map(|t| format!("≤ {}", m.show(t))).unwrap_or_default(),
+            m.seed.unwrap_or(""),
+            m.verdict()
+        );
+    }
+    let markdown = format!(
+        "Measured on {machine}, {runs} run(s) each ({}).\n\n{table}",
+        chrono::Utc::now().format("%Y-%m-%d")
+    );
+    let json: Vec<Value> = results
+        .iter()
+        .map(|m| {
+            let sorted = m.sorted();
+            json!({ "name": m.name, "median": m.median(), "min": sorted[0], "max": sorted[sorted.len() - 1],
+                    "samples": m.samples, "target": m.target, "seed": m.seed, "verdict": m.verdict() })
+        })
+        .collect();
+    let out = if out.is_absolute() { out.to_path_buf() } else { project::root().join(out) };
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("results.md"), &markdown)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&json!({ "machine": machine, "runs": runs, "results": json }))?,
+    )?;
+    println!("{markdown}");
+    eprintln!("written: {} and results.json", out.join("results.md").display());
+    let missed: Vec<&str> = results.iter().filter(|m| m.verdict() == "MISSED").map(|m| m.name).collect();
+    if !missed.is_empty() {
+        eprintln!("targets missed: {}", missed.join("; "));
+    }
+    Ok(())
+}
