@@ -17,7 +17,12 @@ const EXIT_CODES: &str = "Exit codes:
 /// finds the image (a local build first, else the published one for this version),
 /// starts it and waits until it is healthy.
 #[derive(Parser)]
-#[command(name = "stigmer", version, after_help = EXIT_CODES)]
+#[command(
+    name = "stigmer",
+    version = crate::build_info::VERSION,
+    long_version = crate::build_info::long_version(),
+    after_help = EXIT_CODES
+)]
 pub(crate) struct Stigmer {
     #[command(subcommand)]
     pub(crate) command: Command,

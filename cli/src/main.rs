@@ -1,8 +1,9 @@
 //! `stigmer`: the runtime CLI. It runs the agent-runner container on this machine:
 //! engine discovery (`engine`), image resolution (`image`), container lifecycle
-//! (`server`), logs (`logs`), state on disk (`home`). This module only parses flags,
+//! (`server`), logs (`logs`), state on disk (`home`), build stamps (`build_info`). This module only parses flags,
 //! dispatches, and maps errors to the exit codes `--help` documents.
 
+mod build_info;
 mod engine;
 mod flags;
 mod home;
@@ -42,7 +43,7 @@ async fn run(flags: flags::Stigmer) -> anyhow::Result<ExitCode> {
                 image: start.image,
                 port: start.port,
                 timeout: start.timeout,
-                pinned_digest: None,
+                pinned_digest: build_info::IMAGE_DIGEST,
             };
             server::start(&engine, &home, options).await?;
         }

@@ -9,7 +9,19 @@ const UNRELEASED: &str = "## [Unreleased]";
 /// The body of `## [Unreleased]` (up to the next `## ` heading), or `None` when the
 /// changelog has no such section.
 pub(crate) fn unreleased(changelog: &str) -> Option<&str> {
-    let start = changelog.find(&format!("\n{UNRELEASED}\n"))? + UNRELEASED.len() + 2;
+    section(changelog, "Unreleased")
+}
+
+/// The body of `## [name]` or `## [name] - date`, up to the next `## ` heading.
+pub(crate) fn section<'a>(changelog: &'a str, name: &str) -> Option<&'a str> {
+    let heading = format!("## [{name}]");
+    let mut offset = 0;
+    let start = changelog.split_inclusive('\n').find_map(|line| {
+        let found = (line.trim_end() == heading || line.starts_with(&format!("{heading} - ")))
+            .then_some(offset + line.len());
+        offset += line.len();
+        found
+    })?;
     let rest = &changelog[start..];
     let end = rest.find("\n## ").map_or_else(|| link_start(rest), |i| i + 1);
     Some(&rest[..end])
@@ -117,6 +129,13 @@ mod tests {
         assert_eq!(unreleased(empty), Some("\n### Added\n\n"));
         let err = roll_over(empty, &version("0.2.0"), date(), None, REPO).unwrap_err();
         assert!(err.to_string().contains("Unreleased section is empty"), "{err}");
+    }
+
+    #[test]
+    fn a_released_section_is_found_by_version() {
+        let first = roll_over(FIRST, &version("0.1.0"), date(), None, REPO).unwrap();
+        assert_eq!(section(&first, "0.1.0"), Some("\n### Added\n\n- The CLI.\n\n"));
+        assert_eq!(section(&first, "0.1"), None);
     }
 
     #[test]

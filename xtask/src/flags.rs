@@ -3,6 +3,8 @@
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use std::path::PathBuf;
+
 use crate::platform::Platform;
 
 #[derive(Parser)]
@@ -21,7 +23,12 @@ pub struct Xtask {
 pub enum Command {
     Image(Image),
     VerifyImage(VerifyImage),
+    Dist(Dist),
+    Checksums(Checksums),
     Release(Release),
+    ReleaseNotes(ReleaseNotes),
+    Homebrew(Homebrew),
+    GithubRelease(GithubRelease),
     Bench(Bench),
     Test(Test),
 }
@@ -49,7 +56,7 @@ pub struct Bench {
 
     /// Where to write results.json and results.md
     #[arg(long, value_name = "DIR", default_value = "target/bench")]
-    pub out: std::path::PathBuf,
+    pub out: PathBuf,
 }
 
 /// Cut a release: bump the version, roll the changelog over, commit and tag.
@@ -66,11 +73,33 @@ pub struct Bench {
 /// `major` gives 1.0.0. `rc` starts a candidate of the next minor (1.2.3 gives
 /// 1.3.0-rc.1) or increments one (1.3.0-rc.1 gives 1.3.0-rc.2); any other bump from a
 /// candidate releases it (1.3.0-rc.2 with `minor` or `patch` gives 1.3.0).
+///
+/// `--snapshot` runs the whole pipeline locally and publishes nothing: version
+/// X.Y.Z-snapshot+<short sha>, the agent-runner image for this machine into the local
+/// engine, CLI tarballs (this machine's target, every target with --all-targets),
+/// checksums, release notes and the Homebrew formula, all in dist/.
 #[derive(Args)]
+#[command(group(ArgGroup::new("kind").required(true).args(["bump", "snapshot"])))]
 pub struct Release {
     /// major, minor, patch, rc, or an explicit version (1.4.0)
     #[arg(long, value_name = "KIND|X.Y.Z")]
-    pub bump: crate::release::Bump,
+    pub bump: Option<crate::release::Bump>,
+
+    /// Build every artifact of a release into dist/ without tagging or publishing
+    #[arg(long, conflicts_with_all = ["push", "dry_run"])]
+    pub snapshot: bool,
+
+    /// With --snapshot: build the CLI for every dist target, not only this machine's
+    #[arg(long, requires = "snapshot")]
+    pub all_targets: bool,
+
+    /// With --snapshot: the directory to write into
+    #[arg(long, value_name = "DIR", default_value = "dist", requires = "snapshot")]
+    pub out: PathBuf,
+
+    /// With --snapshot: the base image of the agent-runner image
+    #[arg(long, value_name = "REF", default_value = "python:3.11-slim", requires = "snapshot")]
+    pub base_image: String,
 
     /// Print the plan and the diff of every file it would change; write nothing
     #[arg(long)]
@@ -124,7 +153,7 @@ pub struct Image {
 
     /// The build context holding the Dockerfile [default: agent-runner/]
     #[arg(long, value_name = "DIR")]
-    pub context: Option<std::path::PathBuf>,
+    pub context: Option<PathBuf>,
 
     /// The registry and namespace to publish to; the image is REGISTRY/agent-runner
     #[arg(long, value_name = "REGISTRY", default_value = "ghcr.io/stigmer", requires = "push")]
@@ -215,4 +244,120 @@ pub struct Test {
     /// skipped.
     #[arg(last = true)]
     pub test_args: Vec<String>,
+}
+
+/// Cross-build the `stigmer` CLI and package one reproducible tarball per target.
+///
+/// Each archive is `stigmer-vX.Y.Z-<os>-<arch>.tar.gz` with one top folder holding the
+/// binary, README.md, LICENSE and CHANGELOG.md; entries sorted, owned by 0:0, stamped
+/// with SOURCE_DATE_EPOCH (else the commit time), so two runs give identical bytes.
+/// This machine's target builds with cargo, the others with cargo-zigbuild. Writes the
+/// archives, checksums.txt (`sha256sum -c` format) and manifest.json into a temporary
+/// directory and moves them into --out only when every target built. Archives of other
+/// targets already in --out are kept and listed, so one runner per target works.
+#[derive(Args)]
+pub struct Dist {
+    /// A target triple to build (repeatable) [default: every supported target]
+    #[arg(long = "target", value_name = "TRIPLE")]
+    pub targets: Vec<crate::dist::Target>,
+
+    /// Where the archives go
+    #[arg(long, value_name = "DIR", default_value = "dist")]
+    pub out: PathBuf,
+
+    /// The version to stamp and name the archives with [default: the workspace version]
+    #[arg(long, value_name = "X.Y.Z")]
+    pub version: Option<semver::Version>,
+
+    /// The agent-runner index digest (sha256:...) the CLI pins its image to
+    #[arg(long, value_name = "DIGEST")]
+    pub image_digest: Option<String>,
+}
+
+/// Write checksums.txt and manifest.json for the archives in a directory.
+///
+/// For a release whose targets were built on separate runners: gather the archives in
+/// one directory, then run this.
+#[derive(Args)]
+pub struct Checksums {
+    /// The directory holding stigmer-*.tar.gz
+    #[arg(value_name = "DIR", default_value = "dist")]
+    pub dir: PathBuf,
+}
+
+/// Write DIR/RELEASE_NOTES.md for a version.
+///
+/// The notes hold the CHANGELOG.md section of the version, the agent-runner image and
+/// its digest, install instructions and a table of the artifacts in DIR/checksums.txt
+/// with their sha256. A pre-release says so at the top.
+#[derive(Args)]
+pub struct ReleaseNotes {
+    /// The version to write the notes of, vX.Y.Z
+    #[arg(long, value_name = "vX.Y.Z")]
+    pub version: String,
+
+    /// The directory holding checksums.txt, and where the notes go
+    #[arg(long, value_name = "DIR", default_value = "dist")]
+    pub dir: PathBuf,
+
+    /// The agent-runner index digest to name, once verified (sha256:...)
+    #[arg(long, value_name = "DIGEST")]
+    pub image_digest: Option<String>,
+
+    /// The registry and namespace the image is published to
+    #[arg(long, value_name = "REGISTRY", default_value = "ghcr.io/stigmer")]
+    pub registry: String,
+}
+
+/// Render Formula/stigmer.rb into a Homebrew tap checkout.
+///
+/// The formula installs the GitHub release assets for macOS and Linux, arm and intel,
+/// with their sha256 from checksums.txt, and refuses when a platform is missing. With
+/// --commit it commits `stigmer X.Y.Z` when the formula changed (the same input makes no
+/// new commit); with --push it also pushes the tap.
+#[derive(Args)]
+pub struct Homebrew {
+    /// The version to render, vX.Y.Z
+    #[arg(long, value_name = "vX.Y.Z")]
+    pub version: String,
+
+    /// The checksums.txt of the release
+    #[arg(long, value_name = "FILE", default_value = "dist/checksums.txt")]
+    pub checksums: PathBuf,
+
+    /// The tap checkout to write Formula/stigmer.rb into
+    #[arg(long, value_name = "DIR")]
+    pub tap: PathBuf,
+
+    /// Commit the formula when it changed
+    #[arg(long)]
+    pub commit: bool,
+
+    /// Commit and push the tap
+    #[arg(long)]
+    pub push: bool,
+
+    /// The GitHub repository whose releases hold the assets
+    #[arg(long, value_name = "OWNER/NAME", default_value = "stigmer/stigmer")]
+    pub repo: String,
+}
+
+/// Create or finish the GitHub release of a version with the `gh` CLI.
+///
+/// Creates the release as a draft (a pre-release for vX.Y.Z-rc.N) with DIR/RELEASE_NOTES.md,
+/// uploads every archive and checksums.txt whose sha256 the release does not have yet,
+/// then publishes it. A rerun after a failure finishes a half-done release.
+#[derive(Args)]
+pub struct GithubRelease {
+    /// The version whose tag the release is made from, vX.Y.Z
+    #[arg(long, value_name = "vX.Y.Z")]
+    pub version: String,
+
+    /// The directory holding the archives, checksums.txt and RELEASE_NOTES.md
+    #[arg(long, value_name = "DIR", default_value = "dist")]
+    pub dir: PathBuf,
+
+    /// Print what would be created and uploaded; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }

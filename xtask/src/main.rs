@@ -4,15 +4,22 @@
 
 mod bench;
 mod changelog;
+mod checksums;
 mod credentials;
+mod dist;
 mod engine;
+mod files;
 mod flags;
+mod github_release;
+mod homebrew;
 mod image;
 mod oci;
 mod platform;
 mod project;
 mod publish;
 mod release;
+mod release_notes;
+mod snapshot;
 mod test;
 mod verify;
 
@@ -44,7 +51,12 @@ fn run() -> anyhow::Result<()> {
     match flags.command {
         flags::Command::Image(cmd) => cmd.run(&sh),
         flags::Command::VerifyImage(cmd) => cmd.run(&sh),
+        flags::Command::Dist(cmd) => cmd.run(&sh),
+        flags::Command::Checksums(cmd) => cmd.run(&sh),
         flags::Command::Release(cmd) => cmd.run(&sh),
+        flags::Command::ReleaseNotes(cmd) => cmd.run(&sh),
+        flags::Command::Homebrew(cmd) => cmd.run(&sh),
+        flags::Command::GithubRelease(cmd) => cmd.run(&sh),
         flags::Command::Bench(cmd) => cmd.run(&sh),
         flags::Command::Test(cmd) => cmd.run(&sh),
     }

@@ -8,13 +8,13 @@
 //! failure finishes the job: when HEAD is already `release: vX.Y.Z` it only tags and
 //! pushes what is missing.
 
-use std::{path::PathBuf, str::FromStr};
+use std::str::FromStr;
 
 use anyhow::{bail, Context};
 use semver::{Prerelease, Version};
 use xshell::{cmd, Shell};
 
-use crate::{changelog, flags, project};
+use crate::{changelog, files, flags, project};
 
 const REPOSITORY_URL: &str = "https://github.com/stigmer/stigmer";
 
@@ -79,7 +79,9 @@ pub(crate) fn next_version(current: &Version, bump: &Bump) -> anyhow::Result<Ver
 
 impl flags::Release {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let bump = self.bump.clone();
+        let Some(bump) = self.bump.clone() else {
+            return crate::snapshot::run(sh, &self);
+        };
         let current = project::workspace_version(sh)?;
         let tag = format!("v{current}");
         let head_subject =
@@ -261,7 +263,7 @@ fn commit(sh: &Shell, edits: &[Edit], tag: &str) -> anyhow::Result<()> {
     let paths = &edits.iter().map(|e| e.path.as_str()).collect::<Vec<&str>>();
     let result = (|| -> anyhow::Result<()> {
         for edit in edits {
-            write_atomically(sh, &edit.path, &edit.after)?;
+            files::write_atomically(&sh.current_dir().join(&edit.path), edit.after.as_bytes())?;
         }
         // The lock file must still agree with the manifests, offline.
         cmd!(sh, "cargo metadata --offline --locked --format-version 1 --no-deps")
@@ -276,7 +278,7 @@ fn commit(sh: &Shell, edits: &[Edit], tag: &str) -> anyhow::Result<()> {
     })();
     if let Err(err) = result {
         for edit in edits {
-            write_atomically(sh, &edit.path, &edit.before)?;
+            files::write_atomically(&sh.current_dir().join(&edit.path), edit.before.as_bytes())?;
         }
         let _ = cmd!(sh, "git reset --quiet -- {paths...}").quiet().run();
         return Err(
@@ -284,13 +286,6 @@ fn commit(sh: &Shell, edits: &[Edit], tag: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn write_atomically(sh: &Shell, path: &str, contents: &str) -> anyhow::Result<()> {
-    let path = sh.current_dir().join(path);
-    let partial = PathBuf::from(format!("{}.partial", path.display()));
-    std::fs::write(&partial, contents).with_context(|| format!("writing {}", partial.display()))?;
-    std::fs::rename(&partial, &path).with_context(|| format!("replacing {}", path.display()))
 }
 
 /// Tags HEAD (unless the tag is there already at HEAD) and pushes when asked.

@@ -2,13 +2,16 @@
 //! real registries and real git repositories (see `xtask/test-support`).
 
 mod bench;
+mod dist;
 mod help;
 mod image;
 mod publish;
 mod release;
+mod release_artifacts;
 mod test_command;
 mod tidy;
 mod verify;
+mod workflows;
 
 use std::process::Output;
 

@@ -1,0 +1,308 @@
+//! `cargo xtask dist`: cross-build the `stigmer` CLI and package one reproducible tarball
+//! per target, then write checksums.txt and manifest.json (`checksums.rs`). Owns the
+//! target list, the build stamps and the archive layout; it never publishes anything.
+
+use std::{
+    fmt,
+    fs::File,
+    io::Write,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Instant,
+};
+
+use anyhow::{bail, Context};
+use xshell::{cmd, Shell};
+
+use crate::{checksums, files, flags, image::human_bytes, project};
+
+/// A target the CLI ships for. Linux builds are static musl binaries: they run on any
+/// distribution and in distroless or Alpine images, with no glibc version floor (the
+/// seed's PyInstaller binaries failed on older glibc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Target {
+    DarwinArm64,
+    DarwinAmd64,
+    LinuxAmd64,
+    LinuxArm64,
+}
+
+impl Target {
+    pub(crate) const ALL: [Target; 4] =
+        [Target::DarwinArm64, Target::DarwinAmd64, Target::LinuxAmd64, Target::LinuxArm64];
+
+    pub(crate) fn triple(self) -> &'static str {
+        match self {
+            Target::DarwinArm64 => "aarch64-apple-darwin",
+            Target::DarwinAmd64 => "x86_64-apple-darwin",
+            Target::LinuxAmd64 => "x86_64-unknown-linux-musl",
+            Target::LinuxArm64 => "aarch64-unknown-linux-musl",
+        }
+    }
+
+    /// The seed's names, which the archives and the Homebrew formula use.
+    pub(crate) fn os(self) -> &'static str {
+        match self {
+            Target::DarwinArm64 | Target::DarwinAmd64 => "darwin",
+            Target::LinuxAmd64 | Target::LinuxArm64 => "linux",
+        }
+    }
+
+    pub(crate) fn arch(self) -> &'static str {
+        match self {
+            Target::DarwinArm64 | Target::LinuxArm64 => "arm64",
+            Target::DarwinAmd64 | Target::LinuxAmd64 => "amd64",
+        }
+    }
+
+    /// The target of this machine: plain cargo builds it, no cross linker needed.
+    pub(crate) fn host() -> Option<Target> {
+        let os = match std::env::consts::OS {
+            "macos" => "darwin",
+            other => other,
+        };
+        let arch = match std::env::consts::ARCH {
+            "aarch64" => "arm64",
+            "x86_64" => "amd64",
+            other => other,
+        };
+        Target::ALL.into_iter().find(|target| target.os() == os && target.arch() == arch)
+    }
+
+    pub(crate) fn from_os_arch(os: &str, arch: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|target| target.os() == os && target.arch() == arch)
+    }
+
+    pub(crate) fn archive_name(self, version: &semver::Version) -> String {
+        format!("stigmer-v{version}-{}-{}.tar.gz", self.os(), self.arch())
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.triple())
+    }
+}
+
+impl FromStr for Target {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Target> {
+        if let Some(target) = Target::ALL.into_iter().find(|target| target.triple() == text) {
+            return Ok(target);
+        }
+        let supported: Vec<&str> = Target::ALL.iter().map(|target| target.triple()).collect();
+        bail!("unsupported target {text:?}: supported are {}", supported.join(", "))
+    }
+}
+
+/// What a build stamps into the binary (see cli/src/build_info.rs).
+pub(crate) struct Stamp {
+    pub(crate) version: semver::Version,
+    pub(crate) revision: String,
+    pub(crate) date: chrono::DateTime<chrono::Utc>,
+    pub(crate) image_digest: Option<String>,
+}
+
+impl Stamp {
+    pub(crate) fn of_checkout(
+        sh: &Shell,
+        version: Option<semver::Version>,
+        image_digest: Option<String>,
+    ) -> anyhow::Result<Stamp> {
+        if let Some(digest) = &image_digest {
+            let hex = digest.strip_prefix("sha256:").unwrap_or("");
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("--image-digest {digest:?} is not a digest: expected sha256: and 64 hex digits");
+            }
+        }
+        Ok(Stamp {
+            version: match version {
+                Some(version) => version,
+                None => project::workspace_version(sh)?,
+            },
+            revision: project::git_revision(sh),
+            date: project::source_date(sh)?,
+            image_digest,
+        })
+    }
+}
+
+impl flags::Dist {
+    pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let targets = if self.targets.is_empty() { Target::ALL.to_vec() } else { self.targets };
+        let stamp = Stamp::of_checkout(sh, self.version, self.image_digest)?;
+        let made = dist(sh, &targets, &stamp, &self.out)?;
+        print_summary(&made, &self.out);
+        Ok(())
+    }
+}
+
+/// One archive in the out directory.
+pub(crate) struct Made {
+    pub(crate) archive: String,
+    pub(crate) archive_bytes: u64,
+    pub(crate) binary_bytes: u64,
+    pub(crate) seconds: f64,
+}
+
+/// Builds and packages `targets` into `out`, all or nothing. Archives of other targets
+/// of this version already in `out` (from other runners) stay and are listed in the
+/// checksums; another snapshot's are replaced; another release's are refused.
+pub(crate) fn dist(sh: &Shell, targets: &[Target], stamp: &Stamp, out: &Path) -> anyhow::Result<Vec<Made>> {
+    let mut targets = targets.to_vec();
+    targets.sort();
+    targets.dedup();
+    let out = sh.current_dir().join(out);
+    // Everything that can be refused is refused before minutes of compiling.
+    checksums::refuse_other_versions(&out, &stamp.version)?;
+    for &target in &targets {
+        check_toolchain(sh, target)?;
+    }
+
+    let staging = files::staging_dir_for(&out)?;
+    if out.is_dir() {
+        files::copy_dir_contents(&out, staging.path())?;
+        checksums::discard_other_snapshots(staging.path(), &stamp.version)?;
+    }
+
+    let mut made = Vec::new();
+    for &target in &targets {
+        let started = Instant::now();
+        let binary = build(sh, target, stamp)?;
+        let binary_bytes = std::fs::metadata(&binary)?.len();
+        let archive = target.archive_name(&stamp.version);
+        package(sh, &binary, stamp, &staging.path().join(&archive))
+            .with_context(|| format!("packaging {archive}"))?;
+        let archive_bytes = std::fs::metadata(staging.path().join(&archive))?.len();
+        made.push(Made { archive, archive_bytes, binary_bytes, seconds: started.elapsed().as_secs_f64() });
+    }
+    checksums::write(staging.path())?;
+    files::replace_dir(staging, &out)?;
+    Ok(made)
+}
+
+/// Fails with what to install when `target` cannot be built here, before any build.
+fn check_toolchain(sh: &Shell, target: Target) -> anyhow::Result<()> {
+    let triple = target.triple();
+    let installed = cmd!(sh, "rustup target list --installed").quiet().ignore_stderr().read();
+    // Without rustup (a distribution's Rust) the build itself says what is missing.
+    if let Ok(installed) = installed {
+        if !installed.lines().any(|line| line.trim() == triple) {
+            bail!(
+                "the Rust standard library for {triple} is not installed: run `rustup target add {triple}`"
+            );
+        }
+    }
+    if Some(target) != Target::host() && !has_zigbuild(sh) {
+        bail!(
+            "building {triple} on this machine needs a cross linker: install cargo-zigbuild and zig \
+             (`pip install ziglang cargo-zigbuild`, or `bash ci/setup.sh`), or build this target on \
+             a {}-{} machine",
+            target.os(),
+            target.arch()
+        );
+    }
+    Ok(())
+}
+
+fn has_zigbuild(sh: &Shell) -> bool {
+    cmd!(sh, "cargo zigbuild --help").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+}
+
+/// Compiles the CLI for `target` in release mode with the build stamps, and returns the
+/// binary's path. Builds go to target/dist so their flags never evict the test build.
+fn build(sh: &Shell, target: Target, stamp: &Stamp) -> anyhow::Result<PathBuf> {
+    let triple = target.triple();
+    let root = sh.current_dir();
+    let target_dir = root.join("target/dist");
+    let native = Some(target) == Target::host();
+    let subcommand = if native { "build" } else { "zigbuild" };
+    eprintln!("==> building stigmer {} for {triple} (cargo {subcommand})", stamp.version);
+
+    // Paths in panic messages would differ between machines; remap them so a rebuild
+    // elsewhere gives the same bytes.
+    let cargo_home =
+        std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|_| home_dir().join(".cargo"));
+    let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
+    for (from, to) in [(root.as_path(), "/stigmer"), (cargo_home.as_path(), "/cargo")] {
+        rustflags.push_str(&format!(" --remap-path-prefix={}={to}", from.display()));
+    }
+
+    let mut build = cmd!(sh, "cargo {subcommand} --locked --release --package stigmer --target {triple}")
+        .env("STIGMER_BUILD_VERSION", stamp.version.to_string())
+        .env("STIGMER_BUILD_REVISION", &stamp.revision)
+        .env("STIGMER_BUILD_DATE", stamp.date.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .env("SOURCE_DATE_EPOCH", stamp.date.timestamp().to_string())
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", rustflags.trim());
+    // Unset, not empty, without a digest: the CLI reads absence as "no digest".
+    build = match &stamp.image_digest {
+        Some(digest) => build.env("STIGMER_IMAGE_DIGEST", digest),
+        None => build.env_remove("STIGMER_IMAGE_DIGEST"),
+    };
+    build.run().with_context(|| format!("building the CLI for {triple}"))?;
+    Ok(target_dir.join(triple).join("release/stigmer"))
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Writes the archive: one top folder `stigmer-vX.Y.Z-<os>-<arch>/` with the binary,
+/// README.md, LICENSE and CHANGELOG.md. Every byte is a function of the inputs: entries
+/// in name order, owner 0:0 with no names, the source date as every mtime, and a gzip
+/// header without time or file name.
+fn package(sh: &Shell, binary: &Path, stamp: &Stamp, archive: &Path) -> anyhow::Result<()> {
+    let top = archive.file_name().unwrap().to_str().unwrap().trim_end_matches(".tar.gz").to_owned();
+    let root = sh.current_dir();
+    let mut files: Vec<(&str, PathBuf, u32)> = vec![
+        ("CHANGELOG.md", root.join("CHANGELOG.md"), 0o644),
+        ("LICENSE", root.join("LICENSE"), 0o644),
+        ("README.md", root.join("README.md"), 0o644),
+        ("stigmer", binary.to_path_buf(), 0o755),
+    ];
+    files.sort_by(|a, b| a.0.cmp(b.0));
+
+    let file = File::create(archive).with_context(|| format!("creating {}", archive.display()))?;
+    let gzip = flate2::GzBuilder::new().mtime(0).write(file, flate2::Compression::best());
+    let mut tar = tar::Builder::new(gzip);
+    let mtime = stamp.date.timestamp().max(0) as u64;
+
+    let mut header = entry_header(mtime, 0o755, tar::EntryType::Directory, 0);
+    tar.append_data(&mut header, format!("{top}/"), std::io::empty())?;
+    for (name, path, mode) in files {
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut header = entry_header(mtime, mode, tar::EntryType::Regular, bytes.len() as u64);
+        tar.append_data(&mut header, format!("{top}/{name}"), bytes.as_slice())?;
+    }
+    let mut gzip = tar.into_inner()?;
+    gzip.flush()?;
+    gzip.finish()?.sync_all()?;
+    Ok(())
+}
+
+fn entry_header(mtime: u64, mode: u32, kind: tar::EntryType, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(mtime);
+    header.set_size(size);
+    header
+}
+
+fn print_summary(made: &[Made], out: &Path) {
+    println!("\n{:<40} {:>10} {:>10} {:>8}", "archive", "archive", "binary", "time");
+    for made in made {
+        println!(
+            "{:<40} {:>10} {:>10} {:>7.1}s",
+            made.archive,
+            human_bytes(made.archive_bytes),
+            human_bytes(made.binary_bytes),
+            made.seconds
+        );
+    }
+    println!("\nwrote {} archive(s), checksums.txt and manifest.json to {}", made.len(), out.display());
+}

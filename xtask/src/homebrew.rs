@@ -1,0 +1,157 @@
+//! `cargo xtask homebrew`: renders Formula/stigmer.rb from checksums.txt into a tap
+//! checkout, checks it with `ruby -c`, and commits and pushes it when it changed.
+//! Owns the formula text; the assets it points at are uploaded by `github_release.rs`.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use xshell::{cmd, Shell};
+
+use crate::{checksums, dist::Target, files, flags, release_notes::parse_tag};
+
+pub(crate) const FORMULA: &str = "Formula/stigmer.rb";
+
+impl flags::Homebrew {
+    pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let version = parse_tag(&self.version)?;
+        if (self.commit || self.push) && !version.pre.is_empty() {
+            bail!("v{version} is a pre-release: Homebrew gets stable releases only (render it without --commit/--push to look at it)");
+        }
+        let artifacts = checksums::read(&sh.current_dir().join(&self.checksums))?;
+        let formula = render(&version, &artifacts, &self.repo)?;
+        let tap = sh.current_dir().join(&self.tap);
+        write(sh, &tap, &formula)?;
+        println!("wrote {}", tap.join(FORMULA).display());
+        if self.commit || self.push {
+            commit(sh, &tap, &version, self.push)?;
+        }
+        Ok(())
+    }
+}
+
+/// The formula for `version`, or an error naming each platform checksums.txt lacks.
+pub(crate) fn render(
+    version: &semver::Version,
+    artifacts: &[(String, String)],
+    repo: &str,
+) -> anyhow::Result<String> {
+    let asset = |target: Target| -> Option<(String, &str)> {
+        let name = target.archive_name(version);
+        let sha256 = artifacts.iter().find(|(file, _)| *file == name)?.1.as_str();
+        Some((format!("https://github.com/{repo}/releases/download/v{version}/{name}"), sha256))
+    };
+    let missing: Vec<String> = Target::ALL
+        .into_iter()
+        .filter(|&target| asset(target).is_none())
+        .map(|target| target.archive_name(version))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the formula needs every platform, and the checksums lack {}: build them with `cargo xtask dist` \
+             (every target) and `cargo xtask checksums`",
+            missing.join(", ")
+        );
+    }
+    let block = |target: Target, cpu: &str| {
+        let (url, sha256) = asset(target).expect("checked above");
+        format!("    on_{cpu} do\n      url \"{url}\"\n      sha256 \"{sha256}\"\n    end\n")
+    };
+    Ok(format!(
+        r##"# Written by `cargo xtask homebrew` for stigmer {version}; the next release rewrites it.
+class Stigmer < Formula
+  desc "Runs the Stigmer agent-runner container on this machine"
+  homepage "https://github.com/{repo}"
+  version "{version}"
+  license "Apache-2.0"
+
+  on_macos do
+{darwin_arm}{darwin_intel}  end
+
+  on_linux do
+{linux_arm}{linux_intel}  end
+
+  def install
+    bin.install "stigmer"
+  end
+
+  def caveats
+    <<~EOS
+      `stigmer server start` runs the agent-runner in a container, so it needs Docker
+      (Docker Desktop, Colima, OrbStack or Docker Engine) or Podman running.
+    EOS
+  end
+
+  test do
+    assert_match version.to_s, shell_output("#{{bin}}/stigmer --version")
+  end
+end
+"##,
+        darwin_arm = block(Target::DarwinArm64, "arm"),
+        darwin_intel = block(Target::DarwinAmd64, "intel"),
+        linux_arm = block(Target::LinuxArm64, "arm"),
+        linux_intel = block(Target::LinuxAmd64, "intel"),
+    ))
+}
+
+/// Writes the formula into `tap` once `ruby -c` accepts it; a rejected formula leaves
+/// the tap as it was.
+pub(crate) fn write(sh: &Shell, tap: &Path, formula: &str) -> anyhow::Result<()> {
+    let scratch = tempfile::Builder::new().suffix(".rb").tempfile()?;
+    std::fs::write(scratch.path(), formula)?;
+    let path = scratch.path();
+    cmd!(sh, "ruby -c {path}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("checking the formula with `ruby -c` (install Ruby if it is missing)")?;
+    let dest = tap.join(FORMULA);
+    std::fs::create_dir_all(dest.parent().unwrap()).with_context(|| format!("creating {}", tap.display()))?;
+    files::write_atomically(&dest, formula.as_bytes())
+}
+
+/// Commits the formula when it changed (`stigmer X.Y.Z`), and pushes when asked. Push
+/// runs even when nothing was committed, so a rerun after a failed push finishes it.
+fn commit(sh: &Shell, tap: &Path, version: &semver::Version, push: bool) -> anyhow::Result<()> {
+    let _dir = sh.push_dir(tap);
+    cmd!(sh, "git add -- {FORMULA}").quiet().run().context("staging the formula in the tap")?;
+    let unchanged = cmd!(sh, "git diff --cached --quiet -- {FORMULA}").quiet().run().is_ok();
+    if unchanged {
+        println!("the formula is unchanged: no commit");
+    } else {
+        let message = format!("stigmer {version}");
+        cmd!(sh, "git commit --quiet -m {message} -- {FORMULA}").run().context("committing the formula")?;
+        println!("committed `{message}` in {}", tap.display());
+    }
+    if push {
+        cmd!(sh, "git push --quiet origin HEAD").run().context("pushing the tap")?;
+        println!("pushed the tap");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn artifacts(version: &str) -> Vec<(String, String)> {
+        ["darwin-amd64", "darwin-arm64", "linux-amd64", "linux-arm64"]
+            .iter()
+            .enumerate()
+            .map(|(i, platform)| (format!("stigmer-v{version}-{platform}.tar.gz"), format!("{i}").repeat(64)))
+            .collect()
+    }
+
+    #[test]
+    fn the_formula_names_every_platform() {
+        let formula = render(&semver::Version::new(1, 3, 0), &artifacts("1.3.0"), "stigmer/stigmer").unwrap();
+        insta::assert_snapshot!(formula);
+    }
+
+    #[test]
+    fn a_missing_platform_is_refused_by_name() {
+        let mut partial = artifacts("1.3.0");
+        partial.retain(|(name, _)| !name.contains("linux-arm64"));
+        let err = render(&semver::Version::new(1, 3, 0), &partial, "stigmer/stigmer").unwrap_err();
+        assert!(err.to_string().contains("lack stigmer-v1.3.0-linux-arm64.tar.gz:"), "{err}");
+    }
+}

@@ -1,0 +1,237 @@
+//! `cargo xtask dist` for real: every target cross-built with cargo-zigbuild, archives
+//! unpacked and run (linux/arm64 under qemu), Mach-O headers checked, rebuilt
+//! byte for byte, and every refusal leaving the out directory as it was.
+
+use std::path::{Path, PathBuf};
+
+use test_support::{project_root, shell};
+use xshell::cmd;
+
+use crate::{run_err, run_ok, XTASK};
+
+const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+/// Builds all four targets into a fresh directory with fixed stamps.
+fn dist_into(out: &Path) -> String {
+    let sh = shell();
+    run_ok(
+        cmd!(sh, "{XTASK} dist --version 1.2.3 --image-digest {DIGEST} --out {out}")
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+    )
+}
+
+#[test]
+fn every_target_builds_runs_and_rebuilds_byte_for_byte() {
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let (out, again) = (first.path().join("dist"), second.path().join("dist"));
+    dist_into(&out);
+    // The second run reuses cargo's build but repackages everything: the archive bytes
+    // must not depend on when or where packaging ran.
+    dist_into(&again);
+
+    let names = ["checksums.txt", "manifest.json"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(
+            ["darwin-amd64", "darwin-arm64", "linux-amd64", "linux-arm64"]
+                .map(|p| format!("stigmer-v1.2.3-{p}.tar.gz")),
+        )
+        .collect::<Vec<_>>();
+    let mut listed: Vec<String> =
+        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    listed.sort();
+    assert_eq!(listed, names);
+    for name in &names {
+        assert!(
+            std::fs::read(out.join(name)).unwrap() == std::fs::read(again.join(name)).unwrap(),
+            "{name} differs between two runs"
+        );
+    }
+
+    let sh = shell();
+    sh.change_dir(&out);
+    let checked = run_ok(cmd!(sh, "sha256sum --check checksums.txt"));
+    assert_eq!(checked.matches(": OK").count(), 4, "{checked}");
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let mut manifest = manifest;
+    for artifact in manifest["artifacts"].as_array_mut().unwrap() {
+        // Both change with the code; checksums.txt is checked against the files above.
+        artifact["sha256"] = "[sha256]".into();
+        artifact["size"] = "[size]".into();
+    }
+    insta::assert_snapshot!("manifest", serde_json::to_string_pretty(&manifest).unwrap());
+    insta::assert_snapshot!("linux_amd64_listing", listing(&out.join("stigmer-v1.2.3-linux-amd64.tar.gz")));
+
+    let unpacked = tempfile::tempdir().unwrap();
+    let dir = unpacked.path();
+    for name in names.iter().filter(|name| name.ends_with(".tar.gz")) {
+        let archive = out.join(name);
+        cmd!(sh, "tar -xzf {archive} -C {dir}").run().unwrap();
+    }
+    let binary = |platform: &str| dir.join(format!("stigmer-v1.2.3-{platform}/stigmer"));
+
+    let host_binary = binary(host_platform());
+    let host = run_ok(cmd!(sh, "{host_binary} --version"));
+    let root = project_root();
+    let revision = cmd!(sh, "git -C {root} rev-parse HEAD").read().unwrap();
+    assert!(host.starts_with("stigmer 1.2.3\n"), "{host}");
+    assert!(host.contains(&format!("revision:      {revision}")), "{host}");
+    assert!(host.contains("built:         2023-11-14T22:13:20Z"), "{host}");
+    let image = format!("ghcr.io/stigmer/agent-runner:v{}@{DIGEST}", workspace_version());
+    assert!(host.contains(&image), "{host}");
+
+    // binfmt hands the foreign binary to qemu-aarch64: the static musl build needs nothing else.
+    let arm_binary = binary("linux-arm64");
+    let arm = run_ok(cmd!(sh, "{arm_binary} -V"));
+    assert_eq!(arm.trim(), "stigmer 1.2.3");
+    let elf = run_ok(cmd!(sh, "file {arm_binary}"));
+    assert!(
+        elf.contains("ELF 64-bit LSB") && elf.contains("ARM aarch64") && elf.contains("statically linked"),
+        "{elf}"
+    );
+
+    for (platform, arch) in [("darwin-arm64", "arm64"), ("darwin-amd64", "x86_64")] {
+        let mac_binary = binary(platform);
+        let kind = run_ok(cmd!(sh, "file {mac_binary}"));
+        assert!(kind.contains(&format!("Mach-O 64-bit {arch} executable")), "{platform}: {kind}");
+    }
+    // macOS kills an unsigned arm64 binary; the linker must have signed it ad hoc.
+    assert!(has_code_signature(&binary("darwin-arm64")), "darwin-arm64 has no LC_CODE_SIGNATURE");
+}
+
+/// What a user sees with `tar -tv`, sizes left out (they change with every edit).
+fn listing(archive: &Path) -> String {
+    let file = std::fs::File::open(archive).unwrap();
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut lines = Vec::new();
+    for entry in tar.entries().unwrap() {
+        let entry = entry.unwrap();
+        let header = entry.header().clone();
+        let path = entry.path().unwrap().display().to_string();
+        lines.push(format!(
+            "{:o} {}:{} user={:?} group={:?} mtime={} {path}",
+            header.mode().unwrap(),
+            header.uid().unwrap(),
+            header.gid().unwrap(),
+            header.username().unwrap().unwrap_or(""),
+            header.groupname().unwrap().unwrap_or(""),
+            header.mtime().unwrap(),
+        ));
+    }
+    let gzip = std::fs::read(archive).unwrap();
+    lines.push(format!("gzip mtime={:?} flags={:#04x}", &gzip[4..8], gzip[3]));
+    lines.join("\n")
+}
+
+fn has_code_signature(binary: &Path) -> bool {
+    const LC_CODE_SIGNATURE: u32 = 0x1d;
+    let bytes = std::fs::read(binary).unwrap();
+    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let commands = word(16);
+    let mut at = 32;
+    for _ in 0..commands {
+        if word(at) == LC_CODE_SIGNATURE {
+            return true;
+        }
+        at += word(at + 4) as usize;
+    }
+    false
+}
+
+fn host_platform() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "linux-arm64",
+        _ => "linux-amd64",
+    }
+}
+
+fn workspace_version() -> String {
+    let manifest = std::fs::read_to_string(project_root().join("Cargo.toml")).unwrap();
+    let doc: toml_edit::DocumentMut = manifest.parse().unwrap();
+    doc["workspace"]["package"]["version"].as_str().unwrap().to_owned()
+}
+
+/// Every file under `dir` with its bytes: what "left as it was" is checked against.
+fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        found.push((path.clone(), std::fs::read(&path).unwrap()));
+    }
+    found.sort();
+    found
+}
+
+fn out_with_a_previous_release() -> (tempfile::TempDir, PathBuf) {
+    let temp = tempfile::tempdir().unwrap();
+    let out = temp.path().join("dist");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("stigmer-v1.0.0-linux-amd64.tar.gz"), "an older release").unwrap();
+    std::fs::write(out.join("notes.txt"), "kept").unwrap();
+    (temp, out)
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_the_out_directory_as_it_was() {
+    let (_temp, out) = out_with_a_previous_release();
+    let before = contents(&out);
+    let sh = shell();
+
+    let unknown = run_err(cmd!(sh, "{XTASK} dist --target x86_64-pc-windows-msvc --out {out}"));
+    assert!(
+        unknown.contains(
+            "unsupported target \"x86_64-pc-windows-msvc\": supported are aarch64-apple-darwin, \
+                          x86_64-apple-darwin, x86_64-unknown-linux-musl, aarch64-unknown-linux-musl"
+        ),
+        "{unknown}"
+    );
+
+    let mixed = run_err(cmd!(sh, "{XTASK} dist --version 1.2.3 --out {out}"));
+    assert!(
+        mixed.contains("holds archives of another version (stigmer-v1.0.0-linux-amd64.tar.gz)"),
+        "{mixed}"
+    );
+
+    let digest = run_err(cmd!(sh, "{XTASK} dist --image-digest sha256:abc --out {out}"));
+    assert!(digest.contains("is not a digest"), "{digest}");
+
+    // Without cargo-zigbuild on PATH a cross target names what to install.
+    let cargo_bin = Path::new(&std::env::var("CARGO").unwrap()).parent().unwrap().to_path_buf();
+    let path = format!("{}:/usr/bin:/bin", cargo_bin.display());
+    let no_zig = run_err(
+        cmd!(sh, "{XTASK} dist --target aarch64-unknown-linux-musl --version 1.0.0 --out {out}")
+            .env("PATH", path),
+    );
+    assert!(
+        no_zig.contains(
+            "needs a cross linker: install cargo-zigbuild and zig (`pip install ziglang cargo-zigbuild`"
+        ),
+        "{no_zig}"
+    );
+
+    assert_eq!(contents(&out), before, "a refused dist changed {}", out.display());
+    let siblings: Vec<_> = std::fs::read_dir(out.parent().unwrap()).unwrap().collect();
+    assert_eq!(siblings.len(), 1, "a staging directory was left behind");
+}
+
+#[test]
+fn checksums_gathers_archives_built_on_separate_runners() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    for platform in ["linux-amd64", "darwin-arm64"] {
+        std::fs::write(dir.join(format!("stigmer-v2.0.0-{platform}.tar.gz")), platform).unwrap();
+    }
+    std::fs::write(dir.join("RELEASE_NOTES.md"), "not an archive").unwrap();
+    let sh = shell();
+    run_ok(cmd!(sh, "{XTASK} checksums {dir}"));
+    insta::assert_snapshot!(std::fs::read_to_string(dir.join("checksums.txt")).unwrap());
+    sh.change_dir(dir);
+    run_ok(cmd!(sh, "sha256sum --check --strict checksums.txt"));
+
+    std::fs::write(dir.join("stigmer-v1.9.0-linux-arm64.tar.gz"), "old").unwrap();
+    let mixed = run_err(cmd!(sh, "{XTASK} checksums {dir}"));
+    assert!(mixed.contains("holds archives of several versions"), "{mixed}");
+}

@@ -1,0 +1,148 @@
+//! What a release makes besides the tag: release notes from the rolled-over changelog,
+//! the Homebrew formula committed to a real tap (with a bare `origin`) and checked by
+//! `ruby -c`, and `release --snapshot` end to end with the real engine.
+
+use std::path::Path;
+
+use test_support::{git::TestRepo, project_root, shell};
+use xshell::cmd;
+
+use crate::{run_err, run_ok, XTASK};
+
+/// checksums.txt for v1.3.0 naming `platforms`.
+fn checksums(dir: &Path, version: &str, platforms: &[&str]) {
+    let lines: String = platforms
+        .iter()
+        .enumerate()
+        .map(|(i, platform)| format!("{}  stigmer-v{version}-{platform}.tar.gz\n", format!("{i}").repeat(64)))
+        .collect();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("checksums.txt"), lines).unwrap();
+}
+
+const ALL: [&str; 4] = ["darwin-amd64", "darwin-arm64", "linux-amd64", "linux-arm64"];
+
+#[test]
+fn release_notes_come_from_the_released_changelog_section() {
+    let repo = TestRepo::new();
+    repo.write(
+        "CHANGELOG.md",
+        "# Changelog\n\n## [Unreleased]\n\n## [1.3.0] - 2026-11-23\n\n### Added\n\n- Logs by time.\n\n\
+         ## [1.2.0] - 2026-10-01\n\n- Older.\n",
+    );
+    let dist = repo.work().join("dist");
+    checksums(&dist, "1.3.0", &ALL);
+    let sh = shell();
+    let digest = format!("sha256:{}", "cd".repeat(32));
+    run_ok(
+        cmd!(sh, "{XTASK} release-notes --version v1.3.0 --image-digest {digest}")
+            .env("XTASK_PROJECT_ROOT", repo.work()),
+    );
+    let notes = std::fs::read_to_string(dist.join("RELEASE_NOTES.md")).unwrap();
+    assert!(
+        notes.starts_with("## Changes\n\n### Added\n\n- Logs by time.\n\n## Agent-runner image"),
+        "{notes}"
+    );
+    assert!(!notes.contains("Older"), "{notes}");
+    assert!(notes.contains(&format!("docker pull ghcr.io/stigmer/agent-runner@{digest}")), "{notes}");
+    assert_eq!(notes.matches("| `stigmer-v1.3.0-").count(), 4, "{notes}");
+
+    let unknown =
+        run_err(cmd!(sh, "{XTASK} release-notes --version v9.0.0").env("XTASK_PROJECT_ROOT", repo.work()));
+    assert!(unknown.contains("CHANGELOG.md has no `## [9.0.0]` section"), "{unknown}");
+}
+
+/// A tap checkout whose `origin` is a bare repository, with one commit pushed.
+fn tap() -> TestRepo {
+    let tap = TestRepo::new();
+    tap.write("README.md", "# stigmer/homebrew-tap\n");
+    tap.commit_all("start");
+    tap.git(&["push", "--quiet", "origin", "main"]);
+    tap
+}
+
+#[test]
+fn the_formula_is_committed_and_pushed_once_and_only_when_it_changes() {
+    let tap = tap();
+    let temp = tempfile::tempdir().unwrap();
+    checksums(temp.path(), "1.3.0", &ALL);
+    let sums = temp.path().join("checksums.txt");
+    let tap_dir = tap.work();
+    let sh = shell();
+    let homebrew = || cmd!(sh, "{XTASK} homebrew --version v1.3.0 --checksums {sums} --tap {tap_dir} --push");
+
+    run_ok(homebrew());
+    let formula = tap_dir.join("Formula/stigmer.rb");
+    run_ok(cmd!(sh, "ruby -c {formula}"));
+    assert_eq!(tap.git(&["log", "-1", "--format=%s"]), "stigmer 1.3.0");
+    let remote_head = |tap: &TestRepo| tap.git(&["ls-remote", "origin", "refs/heads/main"]);
+    assert!(remote_head(&tap).starts_with(&tap.git(&["rev-parse", "HEAD"])), "the tap was not pushed");
+
+    // The same input again: no new commit.
+    let head = tap.git(&["rev-parse", "HEAD"]);
+    let again = run_ok(homebrew());
+    assert!(again.contains("the formula is unchanged: no commit"), "{again}");
+    assert_eq!(tap.git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(tap.git(&["status", "--porcelain"]), "");
+}
+
+#[test]
+fn the_formula_refuses_missing_platforms_and_pre_releases_leaving_the_tap_alone() {
+    let tap = tap();
+    let temp = tempfile::tempdir().unwrap();
+    let sh = shell();
+    let tap_dir = tap.work();
+    let sums = temp.path().join("checksums.txt");
+
+    checksums(temp.path(), "1.3.0", &ALL[..3]);
+    let missing =
+        run_err(cmd!(sh, "{XTASK} homebrew --version v1.3.0 --checksums {sums} --tap {tap_dir} --commit"));
+    assert!(missing.contains("the checksums lack stigmer-v1.3.0-linux-arm64.tar.gz"), "{missing}");
+
+    checksums(temp.path(), "1.3.0-rc.1", &ALL);
+    let pre =
+        run_err(cmd!(sh, "{XTASK} homebrew --version v1.3.0-rc.1 --checksums {sums} --tap {tap_dir} --push"));
+    assert!(pre.contains("Homebrew gets stable releases only"), "{pre}");
+
+    assert!(!tap_dir.join("Formula").exists());
+    assert_eq!(tap.git(&["log", "--format=%s"]), "start");
+}
+
+/// The README's main command, end to end: the image into the real engine (from the
+/// test base, as this machine cannot pull python:3.11-slim), every CLI target, the
+/// checksums, notes and formula.
+#[test]
+fn snapshot_makes_every_artifact_it_lists_and_publishes_nothing() {
+    test_support::engine::require_engine();
+    let base = test_support::base_image::require("amd64");
+    let temp = tempfile::tempdir().unwrap();
+    let out = temp.path().join("dist");
+    let sh = shell();
+    let root = project_root();
+    let tags_before = cmd!(sh, "git -C {root} tag").read().unwrap();
+    let summary =
+        run_ok(cmd!(sh, "{XTASK} release --snapshot --all-targets --base-image {base} --out {out}"));
+
+    let short = cmd!(sh, "git -C {root} rev-parse --short=7 HEAD").read().unwrap();
+    assert!(summary.contains(&format!("-snapshot+{short}")), "{summary}");
+    assert!(summary.contains("image     stigmer-agent-runner:local (local engine)"), "{summary}");
+    // Every path the summary names exists.
+    let listed: Vec<&str> = summary
+        .lines()
+        .filter_map(|line| line.trim().split_once(' ').map(|(_, path)| path.trim()))
+        .filter(|path| path.contains("dist/"))
+        .collect();
+    assert_eq!(listed.len(), 8, "{summary}");
+    for path in listed {
+        assert!(
+            Path::new(path).exists() || project_root().join(path).exists(),
+            "{path} is listed but missing"
+        );
+    }
+    sh.change_dir(&out);
+    run_ok(cmd!(sh, "sha256sum --check --strict checksums.txt"));
+    run_ok(cmd!(sh, "ruby -c homebrew/Formula/stigmer.rb"));
+    let notes = std::fs::read_to_string(out.join("RELEASE_NOTES.md")).unwrap();
+    assert!(notes.starts_with("> **Snapshot.**"), "{notes}");
+    assert_eq!(cmd!(sh, "git -C {root} tag").read().unwrap(), tags_before);
+}

