@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use xshell::{cmd, Shell};
 
 use crate::{
+    checksums,
+    dist::Target,
     engine::{BuildRequest, Engine},
     flags,
     image::human_bytes,
@@ -30,7 +32,7 @@ enum Unit {
 }
 
 struct Measurement {
-    name: &'static str,
+    name: String,
     unit: Unit,
     samples: Vec<f64>,
     /// Lower is better; the figure must be at most this.
@@ -96,7 +98,7 @@ impl flags::Bench {
 
         eprintln!("==> build context and cold build");
         results.push(Measurement {
-            name: "build context (after .dockerignore)",
+            name: "build context (after .dockerignore)".into(),
             unit: Unit::Bytes,
             samples: vec![context_size(sh, &context)? as f64],
             target: Some(100_000.0),
@@ -119,7 +121,7 @@ impl flags::Bench {
         };
         let (cold, _) = build(true)?;
         results.push(Measurement {
-            name: "cold image build",
+            name: "cold image build".into(),
             unit: Unit::Seconds,
             samples: vec![cold.as_secs_f64()],
             target: None,
@@ -139,7 +141,7 @@ impl flags::Bench {
             id = built;
         }
         results.push(Measurement {
-            name: "warm rebuild, one-line app change",
+            name: "warm rebuild, one-line app change".into(),
             unit: Unit::Seconds,
             samples: warm,
             target: Some(10.0),
@@ -147,7 +149,7 @@ impl flags::Bench {
         });
         let built = engine.inspect(sh, &id)?.context("the bench image vanished")?;
         results.push(Measurement {
-            name: "bytes our layers add over the base",
+            name: "bytes our layers add over the base".into(),
             unit: Unit::Bytes,
             samples: vec![built.size.saturating_sub(base_facts.size) as f64],
             target: Some(30e6),
@@ -159,6 +161,9 @@ impl flags::Bench {
 
         eprintln!("==> re-push of an unchanged multi-arch image, and verify-image");
         results.extend(measure_publish(sh, &context, runs)?);
+
+        eprintln!("==> release --snapshot: CLI sizes per target, then warm wall time ({runs}x)");
+        results.extend(measure_release(sh, &base, runs)?);
 
         let _ =
             cmd!(sh, "docker image rm --force {image}:local").quiet().ignore_stdout().ignore_stderr().run();
@@ -217,27 +222,82 @@ fn measure_server(sh: &Shell, image: &str, runs: usize) -> anyhow::Result<Vec<Me
     }
     Ok(vec![
         Measurement {
-            name: "`stigmer server start` to healthy",
+            name: "`stigmer server start` to healthy".into(),
             unit: Unit::Seconds,
             samples: start,
             target: Some(1.5),
             seed: Some("about 3 s (container alone)"),
         },
         Measurement {
-            name: "`stigmer server status`",
+            name: "`stigmer server status`".into(),
             unit: Unit::Seconds,
             samples: status,
             target: Some(0.1),
             seed: None,
         },
         Measurement {
-            name: "agent-runner idle memory (RSS)",
+            name: "agent-runner idle memory (RSS)".into(),
             unit: Unit::Bytes,
             samples: memory,
             target: Some(50e6),
             seed: Some("about 150 MB"),
         },
     ])
+}
+
+/// CLI binary and tarball size per target from one `--all-targets` snapshot, then the
+/// README's main command, warm, timed end to end as a user runs it.
+fn measure_release(sh: &Shell, base: &str, runs: usize) -> anyhow::Result<Vec<Measurement>> {
+    let xtask = std::env::current_exe().context("finding the xtask binary")?;
+    let work = tempfile::tempdir()?;
+    let out = work.path().join("dist");
+    cmd!(sh, "{xtask} release --snapshot --all-targets --base-image {base} --out {out}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("the --all-targets snapshot")?;
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join(checksums::MANIFEST))?)?;
+    let mut results = Vec::new();
+    for artifact in manifest["artifacts"].as_array().context("manifest.json has no artifacts")? {
+        let target: Target = artifact["target"].as_str().unwrap_or_default().parse()?;
+        let binary = project::root().join("target/dist").join(target.triple()).join("release/stigmer");
+        let platform = format!("{}-{}", target.os(), target.arch());
+        results.push(Measurement {
+            name: format!("CLI binary, {platform}"),
+            unit: Unit::Bytes,
+            samples: vec![
+                std::fs::metadata(&binary).with_context(|| format!("{}", binary.display()))?.len() as f64
+            ],
+            target: Some(10e6),
+            seed: Some("about 15 MB (Go CLI)"),
+        });
+        results.push(Measurement {
+            name: format!("CLI tarball, {platform}"),
+            unit: Unit::Bytes,
+            samples: vec![artifact["size"].as_f64().unwrap_or_default()],
+            target: None,
+            seed: None,
+        });
+    }
+    let mut seconds = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        cmd!(sh, "{xtask} release --snapshot --base-image {base} --out {out}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .context("release --snapshot")?;
+        seconds.push(started.elapsed().as_secs_f64());
+    }
+    results.push(Measurement {
+        name: "`release --snapshot`, warm (this machine's target and image)".into(),
+        unit: Unit::Seconds,
+        samples: seconds,
+        target: Some(30.0),
+        seed: Some("`make release-local-full`: 4-5 min"),
+    });
+    Ok(results)
 }
 
 fn rss_bytes(status_file: &str) -> anyhow::Result<u64> {
@@ -304,21 +364,21 @@ fn measure_publish(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Ve
         }
         Ok(vec![
             Measurement {
-                name: "re-push of an unchanged 2-platform image: blob bytes",
+                name: "re-push of an unchanged 2-platform image: blob bytes".into(),
                 unit: Unit::Bytes,
                 samples: vec![again.uploaded_bytes() as f64],
                 target: Some(0.0),
                 seed: None,
             },
             Measurement {
-                name: "`verify-image` registry requests",
+                name: "`verify-image` registry requests".into(),
                 unit: Unit::Count,
                 samples: requests,
                 target: None,
                 seed: None,
             },
             Measurement {
-                name: "`verify-image` time (local registry)",
+                name: "`verify-image` time (local registry)".into(),
                 unit: Unit::Seconds,
                 samples: seconds,
                 target: None,
@@ -373,7 +433,8 @@ fn report(sh: &Shell, results: &[Measurement], out: &Path, runs: usize) -> anyho
     )?;
     println!("{markdown}");
     eprintln!("written: {} and results.json", out.join("results.md").display());
-    let missed: Vec<&str> = results.iter().filter(|m| m.verdict() == "MISSED").map(|m| m.name).collect();
+    let missed: Vec<&str> =
+        results.iter().filter(|m| m.verdict() == "MISSED").map(|m| m.name.as_str()).collect();
     if !missed.is_empty() {
         eprintln!("targets missed: {}", missed.join("; "));
     }

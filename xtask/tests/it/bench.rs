@@ -24,6 +24,9 @@ fn the_quick_bench_measures_everything_and_writes_results() {
         "`stigmer server start` to healthy",
         "agent-runner idle memory (RSS)",
         "re-push of an unchanged 2-platform image: blob bytes",
+        "CLI binary, linux-arm64",
+        "CLI tarball, darwin-arm64",
+        "`release --snapshot`, warm (this machine's target and image)",
     ] {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
