@@ -10,6 +10,7 @@ use crate::{run_ok, XTASK};
 
 #[test]
 fn the_quick_bench_measures_everything_and_writes_results() {
+    let _builds = test_support::dist_builds_lock();
     let sh = shell();
     let out = tempfile::tempdir().unwrap();
     let dir = out.path();

@@ -22,6 +22,7 @@ fn dist_into(out: &Path) -> String {
 
 #[test]
 fn every_target_builds_runs_and_rebuilds_byte_for_byte() {
+    let _builds = test_support::dist_builds_lock();
     let first = tempfile::tempdir().unwrap();
     let second = tempfile::tempdir().unwrap();
     let (out, again) = (first.path().join("dist"), second.path().join("dist"));
