@@ -14,7 +14,7 @@ use std::{
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use crate::{checksums, files, flags, image::human_bytes, project};
+use crate::{checksums, files, flags, image::human_bytes, macho, project};
 
 /// A target the CLI ships for. Linux builds are static musl binaries: they run on any
 /// distribution and in distroless or Alpine images, with no glibc version floor (the
@@ -169,8 +169,13 @@ pub(crate) fn dist(sh: &Shell, targets: &[Target], stamp: &Stamp, out: &Path) ->
     let mut made = Vec::new();
     for &target in &targets {
         let started = Instant::now();
-        let binary = build(sh, target, stamp)?;
-        let binary_bytes = std::fs::metadata(&binary)?.len();
+        let path = build(sh, target, stamp)?;
+        let mut binary = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        if target.os() == "darwin" {
+            macho::make_reproducible(&mut binary)
+                .with_context(|| format!("rewriting the UUID of {}", path.display()))?;
+        }
+        let binary_bytes = binary.len() as u64;
         let archive = target.archive_name(&stamp.version);
         package(sh, &binary, stamp, &staging.path().join(&archive))
             .with_context(|| format!("packaging {archive}"))?;
@@ -253,15 +258,15 @@ fn home_dir() -> PathBuf {
 /// README.md, LICENSE and CHANGELOG.md. Every byte is a function of the inputs: entries
 /// in name order, owner 0:0 with no names, the source date as every mtime, and a gzip
 /// header without time or file name.
-fn package(sh: &Shell, binary: &Path, stamp: &Stamp, archive: &Path) -> anyhow::Result<()> {
+fn package(sh: &Shell, binary: &[u8], stamp: &Stamp, archive: &Path) -> anyhow::Result<()> {
     let top = archive.file_name().unwrap().to_str().unwrap().trim_end_matches(".tar.gz").to_owned();
     let root = sh.current_dir();
-    let mut files: Vec<(&str, PathBuf, u32)> = vec![
-        ("CHANGELOG.md", root.join("CHANGELOG.md"), 0o644),
-        ("LICENSE", root.join("LICENSE"), 0o644),
-        ("README.md", root.join("README.md"), 0o644),
-        ("stigmer", binary.to_path_buf(), 0o755),
-    ];
+    let mut files: Vec<(&str, Vec<u8>, u32)> = Vec::new();
+    for name in ["CHANGELOG.md", "LICENSE", "README.md"] {
+        let bytes = std::fs::read(root.join(name)).with_context(|| format!("reading {name}"))?;
+        files.push((name, bytes, 0o644));
+    }
+    files.push(("stigmer", binary.to_vec(), 0o755));
     files.sort_by(|a, b| a.0.cmp(b.0));
 
     let file = File::create(archive).with_context(|| format!("creating {}", archive.display()))?;
@@ -271,8 +276,7 @@ fn package(sh: &Shell, binary: &Path, stamp: &Stamp, archive: &Path) -> anyhow::
 
     let mut header = entry_header(mtime, 0o755, tar::EntryType::Directory, 0);
     tar.append_data(&mut header, format!("{top}/"), std::io::empty())?;
-    for (name, path, mode) in files {
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    for (name, bytes, mode) in files {
         let mut header = entry_header(mtime, mode, tar::EntryType::Regular, bytes.len() as u64);
         tar.append_data(&mut header, format!("{top}/{name}"), bytes.as_slice())?;
     }

@@ -13,6 +13,7 @@ mod flags;
 mod github_release;
 mod homebrew;
 mod image;
+mod macho;
 mod oci;
 mod platform;
 mod project;

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use sha2::Digest;
 use test_support::{project_root, shell};
 use xshell::cmd;
 
@@ -99,8 +100,13 @@ fn every_target_builds_runs_and_rebuilds_byte_for_byte() {
         let kind = run_ok(cmd!(sh, "file {mac_binary}"));
         assert!(kind.contains(&format!("Mach-O 64-bit {arch} executable")), "{platform}: {kind}");
     }
-    // macOS kills an unsigned arm64 binary; the linker must have signed it ad hoc.
-    assert!(has_code_signature(&binary("darwin-arm64")), "darwin-arm64 has no LC_CODE_SIGNATURE");
+    // macOS kills an unsigned arm64 binary: the linker signs it ad hoc, and after dist
+    // rewrote its UUID every signed page must still hash to its slot.
+    assert_eq!(
+        code_signature_pages(&binary("darwin-arm64")),
+        Some(true),
+        "darwin-arm64's signature is missing or stale"
+    );
 }
 
 /// What a user sees with `tar -tv`, sizes left out (they change with every edit).
@@ -127,19 +133,36 @@ fn listing(archive: &Path) -> String {
     lines.join("\n")
 }
 
-fn has_code_signature(binary: &Path) -> bool {
+/// `Some(true)` when the binary has an ad-hoc signature whose SHA-256 code slots all
+/// match their pages (what macOS checks when it maps them), `None` without a signature.
+fn code_signature_pages(binary: &Path) -> Option<bool> {
     const LC_CODE_SIGNATURE: u32 = 0x1d;
     let bytes = std::fs::read(binary).unwrap();
-    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
-    let commands = word(16);
+    let le = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
     let mut at = 32;
-    for _ in 0..commands {
-        if word(at) == LC_CODE_SIGNATURE {
-            return true;
+    let mut signature = None;
+    for _ in 0..le(16) {
+        if le(at) == LC_CODE_SIGNATURE as usize {
+            signature = Some(le(at + 8));
         }
-        at += word(at + 4) as usize;
+        at += le(at + 4);
     }
-    false
+    let superblob = signature?;
+    for index in 0..be(superblob + 8) {
+        let directory = superblob + be(superblob + 12 + index * 8 + 4);
+        if be(directory) != 0xfade_0c02 {
+            continue;
+        }
+        let (hashes, slots, limit) = (be(directory + 16), be(directory + 28), be(directory + 32));
+        let page = 1usize << bytes[directory + 39];
+        return Some((0..slots).all(|slot| {
+            let content = &bytes[slot * page..((slot + 1) * page).min(limit)];
+            let stored = &bytes[directory + hashes + slot * 32..directory + hashes + slot * 32 + 32];
+            sha2::Sha256::digest(content).as_slice() == stored
+        }));
+    }
+    Some(false)
 }
 
 fn host_platform() -> &'static str {
