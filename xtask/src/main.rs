@@ -15,6 +15,7 @@ mod homebrew;
 mod image;
 mod oci;
 mod platform;
+mod prepare;
 mod project;
 mod publish;
 mod release;
