@@ -160,6 +160,9 @@ pub(crate) fn on_host(
         request.build_args.iter().find(|(name, _)| *name == "BASE_IMAGE").map(|(_, value)| value.as_str());
     let base = base.context("the build has no BASE_IMAGE build argument")?;
     write_accounts(sh, program, base, request, &tree.join("rootfs/etc"))?;
+    // As in the Dockerfile: without it, the legacy builder's cache (blind to
+    // --platform) could hand this `prepared` stage to another platform's build.
+    fs::write(tree.join("rootfs/opt/stigmer/platform"), format!("{platform}\n"))?;
     let workspace = tree.join("owned/workspace");
     fs::create_dir_all(&workspace)?;
     fs::set_permissions(&workspace, std::os::unix::fs::PermissionsExt::from_mode(0o750))?;

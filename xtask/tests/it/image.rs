@@ -297,6 +297,23 @@ fn the_dependencies_are_the_same_files_whichever_path_installs_them() {
     }
 }
 
+/// Pure-Python dependencies make the same files for both platforms; the legacy
+/// builder's cache, blind to --platform, then handed the amd64 `prepared` stage to the
+/// arm64 build, whose runtime COPY --from refused it.
+#[test]
+fn an_arm64_build_after_an_amd64_build_of_the_same_files_does_not_reuse_its_prepared_stage() {
+    let name = unique_name("stigmer-agent-runner-it-both");
+    let _images =
+        ImageGuard::new([format!("{name}:local"), format!("{name}:v{}", env!("CARGO_PKG_VERSION"))]);
+    let context = agent_runner_copy();
+    for arch in ["amd64", "arm64"] {
+        build(&name, arch, context.path());
+        assert_eq!(image_architecture(&format!("{name}:local")).unwrap(), arch);
+        let platform = &image_files(&format!("{name}:local"))["opt/stigmer/platform"];
+        assert_eq!(String::from_utf8_lossy(platform), format!("linux/{arch}\n"));
+    }
+}
+
 #[test]
 fn a_dependency_without_a_wheel_for_the_platform_is_named_and_nothing_is_built() {
     let name = unique_name("stigmer-agent-runner-it-nowheel");
