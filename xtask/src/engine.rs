@@ -8,7 +8,10 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use crate::platform::Platform;
+use crate::{
+    platform::Platform,
+    prepare::{self, DependencyPath},
+};
 
 pub(crate) struct Engine {
     /// `docker` or `podman`.
@@ -77,30 +80,70 @@ impl Engine {
     }
 
     /// Builds through the engine, its output streaming to the terminal; returns the
-    /// image id.
+    /// image id. A Dockerfile with a `prepared` stage gets its platform's files
+    /// prepared on this machine (`prepare.rs`), so no step runs target-platform code.
     pub(crate) fn build(&self, sh: &Shell, request: &BuildRequest<'_>) -> anyhow::Result<String> {
+        self.build_with(sh, request, DependencyPath::BuildPlatform)
+    }
+
+    /// `build`, choosing where the Dockerfile's `prepare` stage runs.
+    pub(crate) fn build_with(
+        &self,
+        sh: &Shell,
+        request: &BuildRequest<'_>,
+        path: DependencyPath,
+    ) -> anyhow::Result<String> {
         let program = self.program;
         let context = request.context;
         let dockerfile = context.join("Dockerfile");
         if !dockerfile.is_file() {
             bail!("{} is missing: the agent-runner image is built from it", dockerfile.display());
         }
+        let text = std::fs::read_to_string(&dockerfile)
+            .with_context(|| format!("reading {}", dockerfile.display()))?;
         let platform = request.platform.to_string();
+        let mut build_args: Vec<String> =
+            request.build_args.iter().map(|(name, value)| format!("{name}={value}")).collect();
+        // Kept until the build ends: the prepared files are in the context.
+        let mut prepared = None;
+        if prepare::has_prepared_stage(&text) {
+            match path {
+                DependencyPath::BuildPlatform => {
+                    prepared = Some(prepare::on_host(sh, program, request, &text)?);
+                }
+                DependencyPath::Emulated => {
+                    eprintln!("==> {platform}: installing the dependencies inside the {platform} base image (--allow-emulation)");
+                    // The legacy builder sets no platform arguments; BuildKit's would agree.
+                    build_args.extend([
+                        format!("PREPARE_PLATFORM={platform}"),
+                        format!("TARGETARCH={}", request.platform.arch()),
+                        "EMULATED=1".to_owned(),
+                    ]);
+                }
+            }
+        }
+        let file = prepared.as_ref().map_or(dockerfile.clone(), prepare::PreparedContext::dockerfile);
         let iid_dir = tempfile::tempdir()?;
         let iidfile = iid_dir.path().join("iid");
         let tags = request.tags.iter().flat_map(|tag| ["--tag", tag.as_str()]);
-        let build_args = request
-            .build_args
-            .iter()
-            .flat_map(|(name, value)| ["--build-arg".to_owned(), format!("{name}={value}")]);
+        let build_args = build_args.iter().flat_map(|arg| ["--build-arg", arg.as_str()]);
         let pull = request.pull.then_some("--pull");
         let no_cache = request.no_cache.then_some("--no-cache");
-        cmd!(
+        let build = cmd!(
             sh,
-            "{program} build {pull...} {no_cache...} --platform {platform} --iidfile {iidfile} {tags...} {build_args...} {context}"
-        )
-        .run()
-        .with_context(|| format!("building {} for {platform} (its output is above)", dockerfile.display()))?;
+            "{program} build {pull...} {no_cache...} --platform {platform} --file {file} --iidfile {iidfile} {tags...} {build_args...} {context}"
+        );
+        eprintln!("$ {build}");
+        // Progress goes to stderr: stdout is for results (`image --by-digest` prints
+        // its digest there for scripts).
+        let status = std::process::Command::from(build)
+            .stdout(std::io::stderr())
+            .status()
+            .with_context(|| format!("running `{program} build`"))?;
+        if !status.success() {
+            bail!("building {} for {platform} failed ({status}; its output is above)", dockerfile.display());
+        }
+        drop(prepared);
         let id = std::fs::read_to_string(&iidfile).context("reading the built image's id")?;
         Ok(id.trim().to_owned())
     }

@@ -128,8 +128,18 @@ pub struct Release {
 /// rerun after a failure finishes the job; blobs the registry has are not sent again.
 /// Credentials: --username with --password-stdin, else GITHUB_TOKEN/GITHUB_ACTOR (ghcr.io
 /// only), else the Docker config and its credential helpers, else anonymous.
+///
+/// No build step runs code of the target platform: the dependencies are wheels chosen
+/// for it on the build platform (BuildKit: the Dockerfile's `prepare` stage on
+/// $BUILDPLATFORM; the engine builder: pip on this machine), so an arm64 image costs
+/// about what an amd64 one does. A dependency without a wheel for a platform stops the
+/// build, naming both; `--allow-emulation` installs inside the target platform instead.
+///
+/// On one runner per platform: `--push --platform P --by-digest` on each prints a
+/// digest, then `--merge DIGEST...` assembles, verifies and tags the index.
 #[derive(Args)]
-#[command(group(ArgGroup::new("mode").required(true).args(["local", "push"])))]
+#[command(group(ArgGroup::new("mode").required(true).args(["local", "push", "merge"])))]
+#[command(group(ArgGroup::new("publishing").args(["push", "merge"]).multiple(false)))]
 pub struct Image {
     /// Build one platform into the local engine
     #[arg(long)]
@@ -139,17 +149,35 @@ pub struct Image {
     #[arg(long)]
     pub push: bool,
 
+    /// With --push and one --platform: push that platform's image by digest, with no
+    /// tag, and print the digest (the only line on stdout) for --merge
+    #[arg(long, requires = "push")]
+    pub by_digest: bool,
+
+    /// Publish the platform images that `--push --by-digest` runs pushed (sha256:...,
+    /// comma-separated or repeated) as one index: `vX.Y.Z`, verification, then the
+    /// aliases, exactly as --push does. Builds nothing
+    #[arg(long, value_name = "DIGEST", value_delimiter = ',', num_args = 1..)]
+    pub merge: Vec<String>,
+
     /// Platforms, comma-separated (linux/amd64, linux/arm64) [default: this machine's
-    /// with --local, both with --push]; a foreign one runs under qemu emulation
+    /// with --local, both with --push and --merge]. With --merge, the index must hold
+    /// exactly these
     #[arg(long, value_name = "OS/ARCH", value_delimiter = ',')]
     pub platform: Vec<Platform>,
 
-    /// The base image of both Dockerfile stages
+    /// Install the dependencies inside the target platform's base image, under qemu
+    /// emulation for a foreign platform: several times slower, but pip may build a
+    /// dependency that has no wheel for the platform from its source
+    #[arg(long)]
+    pub allow_emulation: bool,
+
+    /// The base image of every Dockerfile stage
     #[arg(long, value_name = "REF", default_value = "python:3.11-slim")]
     pub base_image: String,
 
     /// The local image name to tag (`NAME:local` and `NAME:vX.Y.Z`)
-    #[arg(long, value_name = "NAME", default_value = "stigmer-agent-runner", conflicts_with = "push")]
+    #[arg(long, value_name = "NAME", default_value = "stigmer-agent-runner", conflicts_with = "publishing")]
     pub name: String,
 
     /// The build context holding the Dockerfile [default: agent-runner/]
@@ -157,15 +185,15 @@ pub struct Image {
     pub context: Option<PathBuf>,
 
     /// The registry and namespace to publish to; the image is REGISTRY/agent-runner
-    #[arg(long, value_name = "REGISTRY", default_value = "ghcr.io/stigmer", requires = "push")]
+    #[arg(long, value_name = "REGISTRY", default_value = "ghcr.io/stigmer", requires = "publishing")]
     pub registry: String,
 
     /// The version to publish, vX.Y.Z [default: the workspace version]
-    #[arg(long, value_name = "vX.Y.Z", requires = "push")]
+    #[arg(long, value_name = "vX.Y.Z", requires = "publishing")]
     pub version: Option<String>,
 
     /// Publish `vX.Y.Z` only: leave `latest`, `vX.Y` and `vX` where they are
-    #[arg(long, requires = "push")]
+    #[arg(long, requires = "publishing")]
     pub no_latest: bool,
 
     /// How to build: buildx when `docker buildx version` works, else the engine
@@ -190,7 +218,7 @@ pub struct Image {
     pub cache_to: Vec<String>,
 
     /// Print the plan (tags, platforms, builder, credentials source) and change nothing
-    #[arg(long, requires = "push")]
+    #[arg(long, requires = "publishing")]
     pub dry_run: bool,
 }
 

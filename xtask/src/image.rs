@@ -1,8 +1,14 @@
 //! `cargo xtask image`: builds the agent-runner image. `--local` builds one platform
 //! into the local engine and tags it `stigmer-agent-runner:local` and `:vX.Y.Z`, the
-//! names the `stigmer` CLI looks for first; `--push` hands a plan to `publish.rs`.
+//! names the `stigmer` CLI looks for first; `--push` and `--merge` hand a plan to
+//! `publish.rs`. `build_platform_timed` is the cold build the bench compares across
+//! platforms and dependency paths.
 
-use std::{io::Read, time::Instant};
+use std::{
+    io::Read,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
@@ -13,13 +19,14 @@ use crate::{
     flags::{self, BuilderChoice},
     oci::{Registry, Repository, RetryPolicy},
     platform::Platform,
+    prepare::DependencyPath,
     project,
-    publish::{self, Builder, PublishPlan},
+    publish::{self, Builder, PublishMode, PublishPlan, Steps},
 };
 
 impl flags::Image {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        if self.push {
+        if self.push || !self.merge.is_empty() {
             self.push(sh)
         } else {
             self.build_local(sh)
@@ -49,6 +56,27 @@ impl flags::Image {
             BuilderChoice::Auto if buildx_available(sh) => Builder::Buildx,
             BuilderChoice::Auto => Builder::Engine,
         };
+        let platforms = if self.platform.is_empty() { Platform::ALL.to_vec() } else { self.platform.clone() };
+        let steps = Steps {
+            mode: match (self.by_digest, self.merge.is_empty()) {
+                (true, _) => PublishMode::ByDigest,
+                (false, true) => PublishMode::Index,
+                (false, false) => PublishMode::Merge(self.merge.clone()),
+            },
+            dependency_path: self.dependency_path(),
+        };
+        if self.by_digest && platforms.len() != 1 {
+            bail!("--by-digest pushes one platform per run: give --platform once (e.g. --platform linux/arm64), then --merge the digests");
+        }
+        let mut build_args = build_args(sh, &self.base_image, &version)?;
+        if self.allow_emulation && builder == Builder::Buildx {
+            // The Dockerfile's prepare stage runs on $BUILDPLATFORM unless told one
+            // platform to run on; one buildx build cannot name one per platform.
+            let [platform] = platforms[..] else {
+                bail!("--allow-emulation with buildx builds one platform at a time: add --by-digest and --platform, or use --builder engine");
+            };
+            build_args.extend([("PREPARE_PLATFORM", platform.to_string()), ("EMULATED", "1".to_owned())]);
+        }
         let in_github_actions = sh.var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
         let default_cache = |cache: &[String], gha: &str| match (cache.is_empty(), in_github_actions) {
             (true, true) => vec![gha.to_owned()],
@@ -56,10 +84,10 @@ impl flags::Image {
         };
         let plan = PublishPlan {
             repository,
-            platforms: if self.platform.is_empty() { Platform::ALL.to_vec() } else { self.platform.clone() },
+            platforms,
             builder,
             base_image: self.base_image.clone(),
-            build_args: build_args(sh, &self.base_image, &version)?,
+            build_args,
             version_tag: format!("v{version}"),
             aliases: publish::alias_tags(&version, self.no_latest),
             context: self.context.clone().unwrap_or_else(|| project::root().join("agent-runner")),
@@ -68,7 +96,7 @@ impl flags::Image {
             cache_to: default_cache(&self.cache_to, "type=gha,mode=max"),
             version,
         };
-        eprint!("{}", plan.describe());
+        eprint!("{}", plan.describe(&steps));
         if self.dry_run {
             eprintln!("dry run: nothing built, nothing pushed");
             return Ok(());
@@ -76,7 +104,7 @@ impl flags::Image {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(async {
             let registry = Registry::connect(plan.repository.clone(), auth, RetryPolicy::default()).await;
-            publish::publish(sh, &plan, &registry).await
+            publish::publish_steps(sh, &plan, &steps, &registry).await
         })
     }
 
@@ -101,7 +129,7 @@ impl flags::Image {
         );
         let started = Instant::now();
         let context = self.context.clone().unwrap_or_else(|| project::root().join("agent-runner"));
-        let id = engine.build(
+        let id = engine.build_with(
             sh,
             &BuildRequest {
                 context: &context,
@@ -111,6 +139,7 @@ impl flags::Image {
                 pull: false,
                 no_cache: false,
             },
+            self.dependency_path(),
         )?;
         let elapsed = started.elapsed();
         let built = engine.inspect(sh, &id)?.context("the image just built is not in the engine")?;
@@ -153,6 +182,48 @@ impl flags::Image {
         }
         Ok(())
     }
+}
+
+impl flags::Image {
+    fn dependency_path(&self) -> DependencyPath {
+        if self.allow_emulation {
+            DependencyPath::Emulated
+        } else {
+            DependencyPath::BuildPlatform
+        }
+    }
+}
+
+/// A cold build (`--no-cache`) of the agent-runner in `context` for `platform` into the
+/// engine, tagged `tag`, with its dependencies prepared by `path`; returns the wall time
+/// of the whole build, preparation included. The bench divides the arm64 time by the
+/// amd64 time for each path: the build-platform path should cost about the same for
+/// both, the emulated one several times more for arm64.
+#[allow(dead_code)] // bench.rs calls it once its measurement lands
+pub(crate) fn build_platform_timed(
+    sh: &Shell,
+    context: &Path,
+    base_image: &str,
+    platform: Platform,
+    path: DependencyPath,
+    tag: &str,
+) -> anyhow::Result<Duration> {
+    let engine = Engine::connect(sh)?;
+    let build_args = [("BASE_IMAGE", base_image.to_owned()), ("VERSION", "bench".to_owned())];
+    let tags = [tag.to_owned()];
+    let request =
+        BuildRequest { context, platform, tags: &tags, build_args: &build_args, pull: false, no_cache: true };
+    let started = Instant::now();
+    let id = engine.build_with(sh, &request, path)?;
+    let elapsed = started.elapsed();
+    let built = engine.inspect(sh, &id)?.context("the image just built is not in the engine")?;
+    if built.architecture != platform.arch() {
+        bail!(
+            "the {platform} build of {tag} says {} in its config: pass a base image of that platform",
+            built.architecture
+        );
+    }
+    Ok(elapsed)
 }
 
 /// The Dockerfile's build arguments: base, version and provenance labels. CREATED is

@@ -16,6 +16,7 @@ mod image;
 mod macho;
 mod oci;
 mod platform;
+mod prepare;
 mod project;
 mod publish;
 mod release;

@@ -29,6 +29,14 @@ impl Platform {
             Platform::LinuxArm64 => "arm64",
         }
     }
+
+    /// The machine name in wheel tags and ELF terms (`uname -m`).
+    pub(crate) fn machine(self) -> &'static str {
+        match self {
+            Platform::LinuxAmd64 => "x86_64",
+            Platform::LinuxArm64 => "aarch64",
+        }
+    }
 }
 
 impl fmt::Display for Platform {

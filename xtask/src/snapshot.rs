@@ -121,7 +121,10 @@ fn image(sh: &Shell, base_image: &str) -> anyhow::Result<Result<String, String>>
     let build = flags::Image {
         local: true,
         push: false,
+        by_digest: false,
+        merge: Vec::new(),
         platform: Vec::new(),
+        allow_emulation: false,
         base_image: base_image.to_owned(),
         name: "stigmer-agent-runner".to_owned(),
         context: None,

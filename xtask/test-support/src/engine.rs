@@ -99,8 +99,11 @@ pub fn agent_runner_image(version: &str) -> String {
     let tag = format!("stigmer-agent-runner-test:v{version}");
     let context = crate::project_root().join("agent-runner");
     let (base_arg, version_arg) = (format!("BASE_IMAGE={base}"), format!("VERSION={version}"));
+    // The legacy builder sets no BUILDPLATFORM: run the Dockerfile's prepare stage here,
+    // on amd64, as BuildKit would on an amd64 machine.
+    let (prepare_arg, arch_arg) = ("PREPARE_PLATFORM=linux/amd64", "TARGETARCH=amd64");
     crate::run_captured(
-        cmd!(sh, "docker build --platform linux/amd64 --build-arg {base_arg} --build-arg {version_arg} --tag {tag} {context}"),
+        cmd!(sh, "docker build --platform linux/amd64 --build-arg {base_arg} --build-arg {version_arg} --build-arg {prepare_arg} --build-arg {arch_arg} --tag {tag} {context}"),
         "building the agent-runner test image",
     )
     .unwrap_or_else(|err| panic!("{err:#}"));

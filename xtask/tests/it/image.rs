@@ -1,7 +1,7 @@
 //! `cargo xtask image --local`: real builds through the engine from the test base
 //! images, real containers, real HTTP against the service.
 
-use std::{path::Path, time::Duration};
+use std::{collections::BTreeMap, io::Read, path::Path, time::Duration};
 
 use serde_json::Value;
 use test_support::{
@@ -15,7 +15,7 @@ use crate::{run_err, run_ok, XTASK};
 
 /// A copy of `agent-runner/` that a test may change without touching the tree other
 /// tests build from.
-fn agent_runner_copy() -> tempfile::TempDir {
+pub(crate) fn agent_runner_copy() -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     let sh = shell();
     let (from, to) = (project_root().join("agent-runner/."), copy.path());
@@ -24,14 +24,91 @@ fn agent_runner_copy() -> tempfile::TempDir {
 }
 
 fn build(name: &str, arch: &str, context: &Path) -> String {
+    build_with(name, arch, context, &[])
+}
+
+fn build_with(name: &str, arch: &str, context: &Path, flags: &[&str]) -> String {
     let sh = shell();
     let base = base_image::require(arch);
     let platform = format!("linux/{arch}");
     run_ok(cmd!(
         sh,
-        "{XTASK} image --local --name {name} --platform {platform} --base-image {base} --context {context}"
+        "{XTASK} image --local --name {name} --platform {platform} --base-image {base} --context {context} {flags...}"
     ))
 }
+
+/// MarkupSafe 3.0.2, a real wheel with a compiled extension (`_speedups*.so`), pinned by
+/// the hashes of its CPython 3.11 manylinux wheels for both machines: the dependency
+/// tree then holds platform code that must match the image's platform.
+const COMPILED_DEPENDENCY: &str = "markupsafe==3.0.2 \\
+    --hash=sha256:2cb8438c3cbb25e220c2ab33bb226559e7afb3baec11c4f218ffa7308603c832 \\
+    --hash=sha256:a123e330ef0853c6e822384873bef7507557d8e4a082961e1defa947aa59ba84
+";
+
+/// docopt 0.6.2 publishes a source distribution only: no wheel for any platform.
+pub(crate) const SDIST_ONLY_DEPENDENCY: &str =
+    "docopt==0.6.2 --hash=sha256:49b3a825280bd66b3aa83585ef59c4a8c82f2c8a522dbe754a8bc8d08c85c491\n";
+
+/// A copy of `agent-runner/` whose lock file also pins `extra`.
+pub(crate) fn agent_runner_with(extra: &str) -> tempfile::TempDir {
+    let copy = agent_runner_copy();
+    let lock = copy.path().join("requirements.lock");
+    let mut text = std::fs::read_to_string(&lock).unwrap();
+    text.push_str(extra);
+    std::fs::write(&lock, text).unwrap();
+    copy
+}
+
+/// Every regular file of an image's filesystem, read without running the image:
+/// `docker create` (never started) and `docker export`.
+fn image_files(image: &str) -> BTreeMap<String, Vec<u8>> {
+    let sh = shell();
+    let container = cmd!(sh, "docker create {image}").quiet().read().unwrap();
+    let _guard = ContainerGuard { name: container.clone() };
+    let export = tempfile::NamedTempFile::new().unwrap();
+    let path = export.path();
+    cmd!(sh, "docker export --output {path} {container}").quiet().run().unwrap();
+    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+    let mut files = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        files.insert(name, bytes);
+    }
+    files
+}
+
+/// Shared objects by file name: `x.so`, `x.cpython-311-aarch64-linux-gnu.so`, and
+/// versioned ones like `libc.so.6` (but not `ld.so.cache`).
+fn is_shared_object(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    match name.rsplit_once(".so") {
+        Some((_, "")) => true,
+        Some((_, version)) => {
+            version.starts_with('.')
+                && version[1..].split('.').all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        }
+        None => false,
+    }
+}
+
+/// `e_machine` of an ELF file's header (offset 18, in the file's byte order), or None
+/// when the bytes are not ELF.
+fn elf_machine(bytes: &[u8]) -> Option<u16> {
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        return None;
+    }
+    let field = [bytes[18], bytes[19]];
+    Some(if bytes[5] == 2 { u16::from_be_bytes(field) } else { u16::from_le_bytes(field) })
+}
+
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
 
 fn layers(reference: &str) -> Vec<String> {
     let sh = shell();
@@ -130,17 +207,130 @@ fn an_app_only_change_rebuilds_only_the_app_layer() {
 }
 
 #[test]
-fn an_arm64_image_builds_and_runs_under_emulation() {
+fn an_arm64_image_holds_only_aarch64_code_and_becomes_healthy_under_qemu() {
     let name = unique_name("stigmer-agent-runner-it-arm64");
     let _images =
         ImageGuard::new([format!("{name}:local"), format!("{name}:v{}", env!("CARGO_PKG_VERSION"))]);
-    build(&name, "arm64", &project_root().join("agent-runner"));
+    let context = agent_runner_with(COMPILED_DEPENDENCY);
+    let summary = build(&name, "arm64", context.path());
+    assert!(summary.contains("preparing the dependencies on this machine"), "{summary}");
     assert_eq!(image_architecture(&format!("{name}:local")).unwrap(), "arm64");
+
+    let files = image_files(&format!("{name}:local"));
+    let shared: Vec<(&String, Option<u16>)> = files
+        .iter()
+        .filter(|(path, _)| is_shared_object(path))
+        .map(|(path, bytes)| (path, elf_machine(bytes)))
+        .collect();
+    let foreign: Vec<_> = shared.iter().filter(|(_, machine)| *machine != Some(EM_AARCH64)).collect();
+    assert!(foreign.is_empty(), "shared objects that are not aarch64 (ELF e_machine): {foreign:?}");
+    let in_dependencies: Vec<&&String> = shared
+        .iter()
+        .map(|(path, _)| path)
+        .filter(|path| path.starts_with("opt/stigmer/site-packages/"))
+        .collect();
+    assert!(
+        in_dependencies.iter().any(|path| path.starts_with("opt/stigmer/site-packages/markupsafe/_speedups")),
+        "the compiled dependency's extension is missing: {in_dependencies:?}"
+    );
+
     let workspace = workspace_for_uid_1000();
     let (container, _port) = run_container(&format!("{name}:local"), workspace.path());
     let sh = shell();
     let id = &container.name;
     assert_eq!(cmd!(sh, "docker exec {id} uname -m").read().unwrap(), "aarch64");
+    assert_eq!(cmd!(sh, "docker exec {id} id -un").read().unwrap(), "stigmer");
+    let import = "import markupsafe._speedups";
+    cmd!(sh, "docker exec {id} python3 -c {import}").run().unwrap();
+}
+
+#[test]
+fn the_dependencies_are_the_same_files_whichever_path_installs_them() {
+    let name = unique_name("stigmer-agent-runner-it-paths");
+    let [on_host, emulated, in_stage] = ["host", "emulated", "stage"].map(|path| format!("{name}-{path}"));
+    let version = env!("CARGO_PKG_VERSION");
+    let _images = ImageGuard::new(
+        [&on_host, &emulated, &in_stage]
+            .iter()
+            .flat_map(|n| [format!("{n}:local"), format!("{n}:v{version}")]),
+    );
+    let context = agent_runner_with(COMPILED_DEPENDENCY);
+    build(&on_host, "amd64", context.path());
+    let summary = build_with(&emulated, "amd64", context.path(), &["--allow-emulation"]);
+    assert!(summary.contains("inside the linux/amd64 base image"), "{summary}");
+    // The Dockerfile unchanged, its prepare stage run as BuildKit runs it on
+    // $BUILDPLATFORM (this machine is amd64): the BuildKit path, on the legacy builder.
+    let sh = shell();
+    let base = format!("BASE_IMAGE={}", base_image::require("amd64"));
+    let tag = format!("{in_stage}:local");
+    let dir = context.path();
+    cmd!(sh, "docker build --quiet --platform linux/amd64 --build-arg {base} --build-arg PREPARE_PLATFORM=linux/amd64 --build-arg TARGETARCH=amd64 --tag {tag} {dir}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .unwrap();
+
+    let dependencies = |image: &str| -> BTreeMap<String, Vec<u8>> {
+        image_files(&format!("{image}:local"))
+            .into_iter()
+            .filter(|(path, _)| path.starts_with("opt/stigmer/site-packages/"))
+            // RECORD lists the files with their hashes; INSTALLER names the pip. The
+            // files themselves are compared below.
+            .filter(|(path, _)| !path.ends_with(".dist-info/RECORD"))
+            .collect()
+    };
+    let reference = dependencies(&on_host);
+    assert!(reference.keys().any(|path| path.contains("_speedups")), "{:?}", reference.keys());
+    let machines: Vec<Option<u16>> = reference
+        .iter()
+        .filter(|(path, _)| is_shared_object(path))
+        .map(|(_, bytes)| elf_machine(bytes))
+        .collect();
+    assert!(machines.iter().all(|machine| *machine == Some(EM_X86_64)), "{machines:?}");
+    for other in [&emulated, &in_stage] {
+        let files = dependencies(other);
+        let names = |files: &BTreeMap<String, Vec<u8>>| files.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(names(&files), names(&reference), "{other} installed other files than the host path");
+        let differing: Vec<&String> =
+            files.iter().filter(|(path, bytes)| reference[*path] != **bytes).map(|(path, _)| path).collect();
+        assert!(differing.is_empty(), "{other} installed different contents: {differing:?}");
+    }
+}
+
+/// Pure-Python dependencies make the same files for both platforms; the legacy
+/// builder's cache, blind to --platform, then handed the amd64 `prepared` stage to the
+/// arm64 build, whose runtime COPY --from refused it.
+#[test]
+fn an_arm64_build_after_an_amd64_build_of_the_same_files_does_not_reuse_its_prepared_stage() {
+    let name = unique_name("stigmer-agent-runner-it-both");
+    let _images =
+        ImageGuard::new([format!("{name}:local"), format!("{name}:v{}", env!("CARGO_PKG_VERSION"))]);
+    let context = agent_runner_copy();
+    for arch in ["amd64", "arm64"] {
+        build(&name, arch, context.path());
+        assert_eq!(image_architecture(&format!("{name}:local")).unwrap(), arch);
+        let platform = &image_files(&format!("{name}:local"))["opt/stigmer/platform"];
+        assert_eq!(String::from_utf8_lossy(platform), format!("linux/{arch}\n"));
+    }
+}
+
+#[test]
+fn a_dependency_without_a_wheel_for_the_platform_is_named_and_nothing_is_built() {
+    let name = unique_name("stigmer-agent-runner-it-nowheel");
+    let _images =
+        ImageGuard::new([format!("{name}:local"), format!("{name}:v{}", env!("CARGO_PKG_VERSION"))]);
+    let context = agent_runner_with(SDIST_ONLY_DEPENDENCY);
+    let sh = shell();
+    let (base, dir) = (base_image::require("arm64"), context.path());
+    let output = run_err(cmd!(
+        sh,
+        "{XTASK} image --local --name {name} --platform linux/arm64 --base-image {base} --context {dir}"
+    ));
+    assert!(output.contains("docopt==0.6.2 has no wheel for linux/arm64"), "{output}");
+    assert!(output.contains("--allow-emulation"), "{output}");
+    assert!(!output.contains("Step 1/"), "the engine started a build:\n{output}");
+    assert!(image_architecture(&format!("{name}:local")).is_err(), "an image was tagged");
+    assert!(!dir.join(".prepared").exists(), "the prepared files were left in the context");
 }
 
 #[test]

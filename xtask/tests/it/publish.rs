@@ -55,15 +55,7 @@ impl Fixture {
 
     /// The raw bytes skopeo reads for a tag, or None when the tag does not exist.
     fn raw(&self, tag: &str) -> Option<Vec<u8>> {
-        let sh = shell();
-        let creds = self.registry.skopeo_creds();
-        let remote = format!("docker://{}:{tag}", self.repository());
-        let output = cmd!(sh, "skopeo inspect --raw --tls-verify=false {creds...} {remote}")
-            .quiet()
-            .ignore_status()
-            .output()
-            .unwrap();
-        output.status.success().then_some(output.stdout)
+        raw_in(&self.registry, &self.repository(), tag)
     }
 }
 
@@ -224,6 +216,117 @@ fn a_registry_dying_mid_push_fails_cleanly_and_a_rerun_finishes_without_moving_l
     let rerun = published_digest(&run_ok(fixture.push(&sh, "v1.1.0")));
     assert_eq!(digest_of(&fixture.raw("latest").unwrap()), rerun);
     assert_ne!(rerun, released);
+}
+
+/// The raw bytes of `repository:tag` as skopeo reads them, or None when missing.
+fn raw_in(registry: &TestRegistry, repository: &str, tag: &str) -> Option<Vec<u8>> {
+    let sh = shell();
+    let creds = registry.skopeo_creds();
+    let remote = format!("docker://{repository}:{tag}");
+    let output = cmd!(sh, "skopeo inspect --raw --tls-verify=false {creds...} {remote}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .unwrap();
+    output.status.success().then_some(output.stdout)
+}
+
+#[test]
+fn per_platform_pushes_by_digest_merge_into_the_index_a_single_push_makes() {
+    let fixture = Fixture::new(TestRegistry::start());
+    let sh = shell();
+    let (host, base, context) = (fixture.registry.host(), &fixture.base, fixture.context.path());
+    let (single, scaled) = (format!("{host}/single"), format!("{host}/scaled"));
+    let single_output = run_ok(cmd!(
+        sh,
+        "{XTASK} image --push --builder engine --registry {single} --version v1.2.3 --base-image {base} --context {context}"
+    ));
+    let single_digest = published_digest(&single_output);
+
+    // One run per platform, as on one native runner each: a digest on stdout, no tag.
+    let mut digests = Vec::new();
+    for platform in ["linux/arm64", "linux/amd64"] {
+        let output = crate::run(cmd!(
+            sh,
+            "{XTASK} image --push --by-digest --platform {platform} --builder engine --registry {scaled} --version v1.2.3 --base-image {base} --context {context}"
+        ));
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+        let digest = stdout.trim();
+        assert!(
+            digest.starts_with("sha256:") && !digest.contains('\n'),
+            "stdout is not one digest: {stdout:?}"
+        );
+        digests.push(digest.to_owned());
+    }
+    let repository = format!("{scaled}/agent-runner");
+    for tag in ["v1.2.3", "latest"] {
+        assert_eq!(raw_in(&fixture.registry, &repository, tag), None, "a by-digest push set {tag}");
+    }
+
+    let merge = digests.clone();
+    let merged = run_ok(cmd!(sh, "{XTASK} image --merge {merge...} --registry {scaled} --version v1.2.3"));
+    let verified = merged.find("==> verifying").unwrap();
+    assert!(verified < merged.find("==> published").unwrap(), "{merged}");
+    assert_eq!(
+        published_digest(&merged),
+        single_digest,
+        "the merged index differs from the single push's:\n{merged}"
+    );
+    let index = raw_in(&fixture.registry, &repository, "v1.2.3").unwrap();
+    let single_index = raw_in(&fixture.registry, &format!("{single}/agent-runner"), "v1.2.3").unwrap();
+    assert_eq!(index, single_index);
+    let entries: Vec<(String, String)> = serde_json::from_slice::<Value>(&index).unwrap()["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut given = digests.clone();
+    given.reverse(); // amd64 first: the index is in platform order, whatever the merge order
+    assert_eq!(entries, [("amd64".to_owned(), given[0].clone()), ("arm64".to_owned(), given[1].clone())]);
+    for alias in ["latest", "v1.2", "v1"] {
+        assert_eq!(raw_in(&fixture.registry, &repository, alias).as_deref(), Some(&index[..]), "{alias}");
+    }
+}
+
+#[test]
+fn a_merge_of_an_unknown_digest_tags_nothing() {
+    let fixture = Fixture::new(TestRegistry::start());
+    let sh = shell();
+    let registry = fixture.registry.host();
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let output = run_err(cmd!(sh, "{XTASK} image --merge {missing} --registry {registry} --version v1.0.0"));
+    assert!(output.contains(&format!("{missing} does not exist")), "{output}");
+    assert_eq!(fixture.raw("v1.0.0"), None);
+}
+
+#[test]
+fn a_dependency_without_a_wheel_for_a_platform_stops_the_push_before_any_tag() {
+    let fixture = Fixture::new(TestRegistry::start());
+    let context = crate::image::agent_runner_with(crate::image::SDIST_ONLY_DEPENDENCY);
+    let sh = shell();
+    let (registry, base, dir) = (fixture.registry.host(), &fixture.base, context.path());
+    let output = run_err(cmd!(
+        sh,
+        "{XTASK} image --push --builder engine --platform linux/arm64 --registry {registry} --version v1.0.0 --base-image {base} --context {dir}"
+    ));
+    assert!(output.contains("docopt==0.6.2 has no wheel for linux/arm64"), "{output}");
+    for tag in ["v1.0.0", "latest"] {
+        assert_eq!(fixture.raw(tag), None, "{tag} exists after a refused build");
+    }
+    let pushed: Vec<(String, String)> = fixture
+        .registry
+        .requests()
+        .into_iter()
+        .filter(|(method, path)| method != "GET" && method != "HEAD" && path.contains("/agent-runner/"))
+        .collect();
+    assert!(pushed.is_empty(), "the refused build pushed: {pushed:?}");
 }
 
 #[test]

@@ -252,6 +252,10 @@ fn placeholder(name: &str) -> Option<String> {
         "VERSION" => "v1.2.3".to_owned(),
         "IMAGE_DIGEST" => format!("sha256:{}", "0123456789abcdef".repeat(4)),
         "TARGET" => "aarch64-unknown-linux-musl".to_owned(),
+        "ARCH" => "arm64".to_owned(),
+        "digests" => {
+            ["0123456789abcdef", "fedcba9876543210"].map(|hex| format!("sha256:{}", hex.repeat(4))).join(",")
+        }
         "bump" => "minor".to_owned(),
         _ => return None,
     };
