@@ -18,9 +18,10 @@ use crate::{
     dist::Target,
     engine::{BuildRequest, Engine},
     flags,
-    image::human_bytes,
+    image::{self, human_bytes},
     oci::{Registry, RetryPolicy},
     platform::Platform,
+    prepare::DependencyPath,
     project, publish, verify,
 };
 
@@ -29,6 +30,7 @@ enum Unit {
     Seconds,
     Bytes,
     Count,
+    Ratio,
 }
 
 struct Measurement {
@@ -63,6 +65,7 @@ impl Measurement {
             Unit::Seconds => format!("{value:.2} s"),
             Unit::Bytes => human_bytes(value as u64),
             Unit::Count => format!("{value:.0}"),
+            Unit::Ratio => format!("{value:.2}×"),
         }
     }
 
@@ -162,6 +165,9 @@ impl flags::Bench {
         eprintln!("==> re-push of an unchanged multi-arch image, and verify-image");
         results.extend(measure_publish(sh, &context, runs)?);
 
+        eprintln!("==> arm64 build time over amd64, build-platform and emulated dependencies ({runs}x)");
+        results.extend(measure_arm64_ratio(sh, &context, runs)?);
+
         eprintln!("==> release --snapshot: CLI sizes per target, then warm wall time ({runs}x)");
         results.extend(measure_release(sh, &base, runs)?);
 
@@ -241,6 +247,49 @@ fn measure_server(sh: &Shell, image: &str, runs: usize) -> anyhow::Result<Vec<Me
             samples: memory,
             target: Some(50e6),
             seed: Some("about 150 MB"),
+        },
+    ])
+}
+
+/// Cold builds of both platforms by both dependency paths in the same run: arm64 time
+/// over amd64 time. The build-platform path must cost about the same for both; the
+/// emulated path is what it replaced, measured beside it.
+fn measure_arm64_ratio(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Vec<Measurement>> {
+    let tag = test_support::unique_name("stigmer-bench-ratio");
+    let mut ratios = [Vec::new(), Vec::new()];
+    for _ in 0..runs {
+        for (index, path) in [DependencyPath::BuildPlatform, DependencyPath::Emulated].into_iter().enumerate()
+        {
+            let mut seconds = [0.0; 2];
+            for (slot, platform) in Platform::ALL.into_iter().enumerate() {
+                let base = test_support::base_image::tag(platform.arch());
+                let tag = format!("{tag}:{}", platform.arch());
+                seconds[slot] =
+                    image::build_platform_timed(sh, context, &base, platform, path, &tag)?.as_secs_f64();
+            }
+            ratios[index].push(seconds[1] / seconds[0]);
+        }
+    }
+    let _ = cmd!(sh, "docker image rm --force {tag}:amd64 {tag}:arm64")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run();
+    let [build_platform, emulated] = ratios;
+    Ok(vec![
+        Measurement {
+            name: "arm64 / amd64 cold build, dependencies prepared on the build platform".into(),
+            unit: Unit::Ratio,
+            samples: build_platform,
+            target: Some(1.3),
+            seed: Some("emulated: 4-10× (build-push-action#982)"),
+        },
+        Measurement {
+            name: "arm64 / amd64 cold build, emulated (`--allow-emulation`)".into(),
+            unit: Unit::Ratio,
+            samples: emulated,
+            target: None,
+            seed: None,
         },
     ])
 }

@@ -39,7 +39,8 @@ pub enum Command {
 /// and the seed's old figure where there is one: image build cold and warm, bytes over the
 /// base, build context, `stigmer server start` to healthy, `status`, idle memory, an
 /// unchanged multi-arch re-push (blob bytes), `verify-image` requests and time, CLI binary
-/// and tarball size per target, and `release --snapshot` warm. Results go
+/// and tarball size per target, `release --snapshot` warm, and arm64 build time over amd64
+/// (dependencies prepared on the build platform, and emulated). Results go
 /// to target/bench/results.json and results.md. Needs the engine and the test base images.
 #[derive(Args)]
 pub struct Bench {

@@ -199,7 +199,6 @@ impl flags::Image {
 /// of the whole build, preparation included. The bench divides the arm64 time by the
 /// amd64 time for each path: the build-platform path should cost about the same for
 /// both, the emulated one several times more for arm64.
-#[allow(dead_code)] // bench.rs calls it once its measurement lands
 pub(crate) fn build_platform_timed(
     sh: &Shell,
     context: &Path,

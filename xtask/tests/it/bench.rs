@@ -26,6 +26,7 @@ fn the_quick_bench_measures_everything_and_writes_results() {
         "agent-runner idle memory (RSS)",
         "re-push of an unchanged 2-platform image: blob bytes",
         "CLI binary, linux-arm64",
+        "arm64 / amd64 cold build, dependencies prepared on the build platform",
         "CLI tarball, darwin-arm64",
         "`release --snapshot`, warm (this machine's target and image)",
     ] {
