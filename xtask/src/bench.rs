@@ -317,7 +317,7 @@ fn measure_release(sh: &Shell, base: &str, runs: usize) -> anyhow::Result<Vec<Me
             samples: vec![
                 std::fs::metadata(&binary).with_context(|| format!("{}", binary.display()))?.len() as f64
             ],
-            target: Some(10e6),
+            target: Some(8e6),
             seed: Some("about 15 MB (Go CLI)"),
         });
         results.push(Measurement {
