@@ -171,8 +171,11 @@ impl flags::Bench {
         eprintln!("==> release --snapshot: CLI sizes per target, then warm wall time ({runs}x)");
         results.extend(measure_release(sh, &base, runs)?);
 
-        let _ =
-            cmd!(sh, "docker image rm --force {image}:local").quiet().ignore_stdout().ignore_stderr().run();
+        let _ = cmd!(sh, "docker image rm --force --no-prune {image}:local")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run();
         report(sh, &results, &self.out, runs)
     }
 }
@@ -193,7 +196,7 @@ fn context_size(sh: &Shell, context: &Path) -> anyhow::Result<u64> {
         .run()?;
     let format = "{{.Size}}";
     let size = cmd!(sh, "docker image inspect --format {format} {tag}").quiet().read()?;
-    cmd!(sh, "docker image rm {tag}").quiet().ignore_stdout().run()?;
+    cmd!(sh, "docker image rm --no-prune {tag}").quiet().ignore_stdout().run()?;
     Ok(size.trim().parse()?)
 }
 
@@ -270,7 +273,7 @@ fn measure_arm64_ratio(sh: &Shell, context: &Path, runs: usize) -> anyhow::Resul
             ratios[index].push(seconds[1] / seconds[0]);
         }
     }
-    let _ = cmd!(sh, "docker image rm --force {tag}:amd64 {tag}:arm64")
+    let _ = cmd!(sh, "docker image rm --force --no-prune {tag}:amd64 {tag}:arm64")
         .quiet()
         .ignore_stdout()
         .ignore_stderr()

@@ -88,7 +88,7 @@ impl Drop for Instance {
             let _ = cmd!(sh, "docker rm --force --volumes {ids...}").quiet().ignore_stdout().run();
         }
         let local = format!("{}:local", self.name);
-        let _ = cmd!(sh, "docker image rm {local}").quiet().ignore_stdout().ignore_stderr().run();
+        let _ = cmd!(sh, "docker image rm --no-prune {local}").quiet().ignore_stdout().ignore_stderr().run();
     }
 }
 

@@ -91,7 +91,7 @@ fn without_a_local_image_it_pulls_the_published_one_and_tags_it_local() {
     let sh = shell();
     cmd!(sh, "docker tag {image} {published}").run().unwrap();
     cmd!(sh, "docker push --quiet {published}").quiet().ignore_stdout().run().unwrap();
-    cmd!(sh, "docker image rm {published}").quiet().ignore_stdout().run().unwrap();
+    cmd!(sh, "docker image rm --no-prune {published}").quiet().ignore_stdout().run().unwrap();
 
     let instance = Instance::without_image();
     let output = run_ok(instance.stigmer(&["server", "start"]).env("STIGMER_REGISTRY", registry.host()));

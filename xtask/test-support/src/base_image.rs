@@ -181,7 +181,11 @@ pub fn push_index(registry: &crate::registry::TestRegistry) -> String {
             .ignore_stdout()
             .run()
             .expect("docker push");
-        cmd!(sh, "docker image rm {remote}").quiet().ignore_stdout().run().expect("docker image rm");
+        cmd!(sh, "docker image rm --no-prune {remote}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .expect("docker image rm");
         per_arch.push(remote);
     }
     cmd!(sh, "docker --config {config} manifest create --insecure {index} {per_arch...}")

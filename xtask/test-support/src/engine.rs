@@ -40,8 +40,14 @@ impl Drop for ImageGuard {
         let sh = crate::shell();
         let references = &self.references;
         // Best effort: a tag the test never created is not worth a panic in drop.
-        let _ =
-            cmd!(sh, "docker image rm --force {references...}").quiet().ignore_stdout().ignore_stderr().run();
+        // --no-prune: tests run in parallel and the legacy builder's cache hands one
+        // test's intermediate layers to another's build; pruning them mid-build fails it
+        // with "unable to find image".
+        let _ = cmd!(sh, "docker image rm --force --no-prune {references...}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run();
     }
 }
 

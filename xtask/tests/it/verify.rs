@@ -29,7 +29,7 @@ fn scratch_index(registry: &TestRegistry, tag: &str, flavour: &str, platforms: &
             .run()
             .unwrap();
         cmd!(sh, "docker --config {config} push --quiet {image}").quiet().ignore_stdout().run().unwrap();
-        cmd!(sh, "docker image rm {image}").quiet().ignore_stdout().run().unwrap();
+        cmd!(sh, "docker image rm --no-prune {image}").quiet().ignore_stdout().run().unwrap();
         entries.push(image);
     }
     let images = &entries;
