@@ -2,7 +2,8 @@
 //! variables read at compile time. A plain `cargo build` has none of them and says so,
 //! rather than guessing a revision or a date.
 
-/// The version users see: `X.Y.Z`, or `X.Y.Z-snapshot+<sha>` for a snapshot build.
+/// The version users see: `X.Y.Z`, or `X.Y.(Z+1)-snapshot-<sha>` for a snapshot build.
+/// It also names the image tag the CLI pulls when it has no pinned digest.
 pub(crate) const VERSION: &str = match option_env!("STIGMER_BUILD_VERSION") {
     Some(version) => version,
     None => env!("CARGO_PKG_VERSION"),
@@ -19,10 +20,10 @@ pub(crate) const IMAGE_DIGEST: Option<&str> = option_env!("STIGMER_IMAGE_DIGEST"
 pub(crate) fn long_version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| {
-        let image = format!("{}/agent-runner:v{}", crate::image::DEFAULT_REGISTRY, env!("CARGO_PKG_VERSION"));
+        let repository = format!("{}/agent-runner", crate::image::DEFAULT_REGISTRY);
         let image = match IMAGE_DIGEST {
-            Some(digest) => format!("{image}@{digest}"),
-            None => image,
+            Some(digest) => format!("{repository}@{digest} (v{VERSION}, pinned)"),
+            None => format!("{repository}:v{VERSION}"),
         };
         format!(
             "{VERSION}\nrevision:      {}\nbuilt:         {}\nagent-runner:  {image}",

@@ -1,7 +1,7 @@
 //! Which agent-runner image runs, and getting it into the engine. In order: `--image`
 //! or `STIGMER_AGENT_RUNNER_IMAGE` (pulled when missing); the locally built
 //! `<name>:local` (what `cargo xtask image --local` makes); else the published
-//! `<registry>/agent-runner:v<cli version>`, pinned by the digest this CLI was built with
+//! `<registry>/agent-runner:v<cli version>` (the stamped one), pinned by the digest this CLI was built with
 //! when it has one, pulled with progress and tagged `<name>:local`.
 //! `STIGMER_REGISTRY` points at another registry (tests use their own).
 
@@ -32,12 +32,12 @@ pub(crate) async fn ensure(
     let local = format!("{name}:local");
     if let Some(labels) = labels(engine, &local).await? {
         let version = labels.get(VERSION_LABEL).map(String::as_str).unwrap_or("unknown");
-        if version != env!("CARGO_PKG_VERSION") {
+        if version != crate::build_info::VERSION {
             eprintln!(
                 "note: {local} is agent-runner {version}, this CLI is {}: rebuild it with \
                  `cargo xtask image --local`, or remove it (`docker image rm {local}`) to run the \
                  published image",
-                env!("CARGO_PKG_VERSION")
+                crate::build_info::VERSION
             );
         }
         return Ok(local);
@@ -46,7 +46,7 @@ pub(crate) async fn ensure(
     let repository = format!("{}/agent-runner", registry.trim_end_matches('/'));
     let published = match pinned_digest {
         Some(digest) => format!("{repository}@{digest}"),
-        None => format!("{repository}:v{}", env!("CARGO_PKG_VERSION")),
+        None => format!("{repository}:v{}", crate::build_info::VERSION),
     };
     eprintln!("{local} not found; pulling {published}");
     pull(engine, &published).await.map_err(|err| pull_failed(&published, err))?;

@@ -150,7 +150,7 @@ fn container_body(home: &Home, image: &str, port: u16) -> anyhow::Result<Contain
     let labels = HashMap::from([
         (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
         (LABEL_HOME.to_owned(), home.root().display().to_string()),
-        (LABEL_CLI_VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        (LABEL_CLI_VERSION.to_owned(), crate::build_info::VERSION.to_owned()),
     ]);
     // Host networking reaches services on the host's localhost (Temporal, the Stigmer
     // server) on Linux; Docker Desktop does not support it dependably, so elsewhere the

@@ -10,7 +10,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use xshell::Shell;
 
-use crate::{dist::Target, files, flags};
+use crate::{dist::Target, files, flags, version};
 
 pub(crate) const CHECKSUMS: &str = "checksums.txt";
 pub(crate) const MANIFEST: &str = "manifest.json";
@@ -67,7 +67,7 @@ pub(crate) fn archives(dir: &Path) -> anyhow::Result<Vec<Archive>> {
 pub(crate) fn refuse_other_versions(dir: &Path, version: &semver::Version) -> anyhow::Result<()> {
     let others: Vec<String> = archives(dir)?
         .into_iter()
-        .filter(|archive| &archive.version != version && !is_snapshot(&archive.version))
+        .filter(|archive| &archive.version != version && !version::is_snapshot(&archive.version))
         .map(|archive| archive.name)
         .collect();
     if !others.is_empty() {
@@ -83,16 +83,12 @@ pub(crate) fn refuse_other_versions(dir: &Path, version: &semver::Version) -> an
 /// Removes the archives of snapshots other than `version` from `dir`.
 pub(crate) fn discard_other_snapshots(dir: &Path, version: &semver::Version) -> anyhow::Result<()> {
     for archive in archives(dir)? {
-        if &archive.version != version && is_snapshot(&archive.version) {
+        if &archive.version != version && version::is_snapshot(&archive.version) {
             let path = dir.join(&archive.name);
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
     }
     Ok(())
-}
-
-pub(crate) fn is_snapshot(version: &semver::Version) -> bool {
-    version.pre.as_str() == "snapshot"
 }
 
 /// Writes checksums.txt and manifest.json for every archive in `dir`, and returns them.

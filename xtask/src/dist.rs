@@ -14,7 +14,7 @@ use std::{
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use crate::{checksums, files, flags, image::human_bytes, macho, project};
+use crate::{checksums, files, flags, image::human_bytes, macho, plan::ReleasePlan, project, version};
 
 /// A target the CLI ships for. Linux builds are static musl binaries: they run on any
 /// distribution and in distroless or Alpine images, with no glibc version floor (the
@@ -131,7 +131,24 @@ impl Stamp {
 impl flags::Dist {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let targets = if self.targets.is_empty() { Target::ALL.to_vec() } else { self.targets };
-        let stamp = Stamp::of_checkout(sh, self.version, self.image_digest)?;
+        // Empty means none: a dry run's workflow has no digest to pass.
+        let image_digest = self.image_digest.filter(|digest| !digest.is_empty());
+        let version = match (&self.plan, &self.version) {
+            (Some(path), _) => {
+                let plan = ReleasePlan::read(&sh.current_dir().join(path))?;
+                if !plan.dry_run && image_digest.is_none() {
+                    bail!(
+                        "the CLI of release {} must pin the agent-runner index that was verified: pass \
+                         --image-digest sha256:... (the `image` job's output)",
+                        plan.tag
+                    );
+                }
+                Some(plan.version)
+            }
+            (None, Some(text)) => Some(version::parse(text)?),
+            (None, None) => None,
+        };
+        let stamp = Stamp::of_checkout(sh, version, image_digest)?;
         let made = dist(sh, &targets, &stamp, &self.out)?;
         print_summary(&made, &self.out);
         Ok(())

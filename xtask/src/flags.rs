@@ -21,6 +21,7 @@ pub struct Xtask {
 
 #[derive(Subcommand)]
 pub enum Command {
+    Plan(Plan),
     Image(Image),
     VerifyImage(VerifyImage),
     Dist(Dist),
@@ -31,6 +32,48 @@ pub enum Command {
     GithubRelease(GithubRelease),
     Bench(Bench),
     Test(Test),
+}
+
+/// Print the release plan: what a release of a version publishes and moves.
+///
+/// The plan names the version and its kind (release, pre-release, or a dry run's
+/// snapshot), the image repository and platforms, whether `vX.Y.Z` is published
+/// already (a rerun then reuses it), which of `latest`, `vX.Y` and `vX` move (each only
+/// forward: a backport v1.2.4 after v1.3.0 moves `v1.2` alone), the CLI tarballs, and
+/// whether the Homebrew formula and GitHub's Latest move. It is computed from git's
+/// release tags and what the registry's tags name now, and changes nothing.
+///
+/// In release.yml the first job writes it (`--github --out plan.json`) and every later
+/// job reads it with `--plan plan.json`.
+#[derive(Args)]
+pub struct Plan {
+    /// The version to plan, vX.Y.Z [default: the workspace version]
+    #[arg(long, value_name = "vX.Y.Z", conflicts_with = "github")]
+    pub version: Option<String>,
+
+    /// Plan a dry run: every command given the plan prints what it would do and
+    /// publishes nothing. Without --version: this commit's snapshot version
+    /// (X.Y.(Z+1)-snapshot-<sha>)
+    #[arg(long, conflicts_with = "github")]
+    pub dry_run: bool,
+
+    /// Take the version from the GitHub Actions event: a `v*` tag releases that tag
+    /// (which must be the workspace version); workflow_dispatch with DRY_RUN_INPUT=true
+    /// plans a dry run. Writes version, prerelease, dry-run and homebrew to $GITHUB_OUTPUT
+    #[arg(long)]
+    pub github: bool,
+
+    /// The registry and namespace the image is published to
+    #[arg(long, value_name = "REGISTRY", default_value = "ghcr.io/stigmer")]
+    pub registry: String,
+
+    /// Also write the plan as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Print the plan as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Measure what the old pipeline was judged by, against our targets.
@@ -125,8 +168,10 @@ pub struct Release {
 ///
 /// `--push` builds linux/amd64 and linux/arm64 and publishes REGISTRY/agent-runner:
 /// first `vX.Y.Z`, then verifies it with the OCI client, and only then points `latest`,
-/// `vX.Y` and `vX` at the same digest (never for a pre-release such as v1.3.0-rc.1). A
-/// rerun after a failure finishes the job; blobs the registry has are not sent again.
+/// `vX.Y` and `vX` at the same digest, each only forward (`cargo xtask plan` says which
+/// move; never for a pre-release such as v1.3.0-rc.1). A published version never
+/// changes: when `vX.Y.Z` exists it is verified and reused, nothing is rebuilt, and a
+/// merge of other digests is refused. A rerun after a failure finishes the job.
 /// Credentials: --username with --password-stdin, else GITHUB_TOKEN/GITHUB_ACTOR (ghcr.io
 /// only), else the Docker config and its credential helpers, else anonymous.
 ///
@@ -190,8 +235,18 @@ pub struct Image {
     pub registry: String,
 
     /// The version to publish, vX.Y.Z [default: the workspace version]
-    #[arg(long, value_name = "vX.Y.Z", requires = "publishing")]
+    #[arg(long, value_name = "vX.Y.Z", requires = "publishing", conflicts_with = "plan")]
     pub version: Option<String>,
+
+    /// The release plan (`cargo xtask plan --out`): version, repository and which
+    /// floating tags may move come from it [default: computed here]
+    #[arg(long, value_name = "FILE", requires = "publishing")]
+    pub plan: Option<PathBuf>,
+
+    /// With buildx: the SBOM generator image, speaking BuildKit's scanner protocol
+    /// [default: BuildKit's own]
+    #[arg(long, value_name = "REF", requires = "push")]
+    pub sbom_generator: Option<String>,
 
     /// Publish `vX.Y.Z` only: leave `latest`, `vX.Y` and `vX` where they are
     #[arg(long, requires = "publishing")]
@@ -296,8 +351,12 @@ pub struct Dist {
     pub out: PathBuf,
 
     /// The version to stamp and name the archives with [default: the workspace version]
-    #[arg(long, value_name = "X.Y.Z")]
-    pub version: Option<semver::Version>,
+    #[arg(long, value_name = "X.Y.Z", conflicts_with = "plan")]
+    pub version: Option<String>,
+
+    /// The release plan (`cargo xtask plan --out`): the version comes from it
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
 
     /// The agent-runner index digest (sha256:...) the CLI pins its image to
     #[arg(long, value_name = "DIGEST")]
@@ -321,10 +380,15 @@ pub struct Checksums {
 /// its digest, install instructions and a table of the artifacts in DIR/checksums.txt
 /// with their sha256. A pre-release says so at the top.
 #[derive(Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["version", "plan"])))]
 pub struct ReleaseNotes {
     /// The version to write the notes of, vX.Y.Z
     #[arg(long, value_name = "vX.Y.Z")]
-    pub version: String,
+    pub version: Option<String>,
+
+    /// The release plan (`cargo xtask plan --out`): version and registry come from it
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
 
     /// The directory holding checksums.txt, and where the notes go
     #[arg(long, value_name = "DIR", default_value = "dist")]
@@ -344,12 +408,19 @@ pub struct ReleaseNotes {
 /// The formula installs the GitHub release assets for macOS and Linux, arm and intel,
 /// with their sha256 from checksums.txt, and refuses when a platform is missing. With
 /// --commit it commits `stigmer X.Y.Z` when the formula changed (the same input makes no
-/// new commit); with --push it also pushes the tap.
+/// new commit); with --push it also pushes the tap. The formula only moves forward: it
+/// stays when git has a newer release (a backport) or the tap's formula is newer.
 #[derive(Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["version", "plan"])))]
 pub struct Homebrew {
     /// The version to render, vX.Y.Z
     #[arg(long, value_name = "vX.Y.Z")]
-    pub version: String,
+    pub version: Option<String>,
+
+    /// The release plan (`cargo xtask plan --out`): the version, and whether the
+    /// formula may move to it, come from it
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
 
     /// The checksums.txt of the release
     #[arg(long, value_name = "FILE", default_value = "dist/checksums.txt")]
@@ -367,6 +438,10 @@ pub struct Homebrew {
     #[arg(long)]
     pub push: bool,
 
+    /// Print the formula's diff against the tap's; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
     /// The GitHub repository whose releases hold the assets
     #[arg(long, value_name = "OWNER/NAME", default_value = "stigmer/stigmer")]
     pub repo: String,
@@ -376,12 +451,19 @@ pub struct Homebrew {
 ///
 /// Creates the release as a draft (a pre-release for vX.Y.Z-rc.N) with DIR/RELEASE_NOTES.md,
 /// uploads every archive and checksums.txt whose sha256 the release does not have yet,
-/// then publishes it. A rerun after a failure finishes a half-done release.
+/// then publishes it. A rerun after a failure finishes a half-done release. It becomes
+/// GitHub's Latest only when no newer release exists (`cargo xtask plan` says).
 #[derive(Args)]
+#[command(group(ArgGroup::new("which").required(true).args(["version", "plan"])))]
 pub struct GithubRelease {
     /// The version whose tag the release is made from, vX.Y.Z
     #[arg(long, value_name = "vX.Y.Z")]
-    pub version: String,
+    pub version: Option<String>,
+
+    /// The release plan (`cargo xtask plan --out`): the version, and whether the
+    /// release becomes GitHub's Latest, come from it
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
 
     /// The directory holding the archives, checksums.txt and RELEASE_NOTES.md
     #[arg(long, value_name = "DIR", default_value = "dist")]

@@ -10,20 +10,46 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use crate::{checksums, flags, release_notes};
+use crate::{
+    checksums, flags,
+    plan::{self, ReleasePlan},
+    release_notes, version,
+};
 
 impl flags::GithubRelease {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let version = release_notes::parse_tag(&self.version)?;
-        let tag = format!("v{version}");
+        let release = match (&self.plan, &self.version) {
+            (Some(path), _) => ReleasePlan::read(&sh.current_dir().join(path))?,
+            (None, Some(text)) => plan::from_git(sh, &version::parse(text)?, self.dry_run),
+            (None, None) => bail!("give --version or --plan"),
+        };
+        let dry_run = self.dry_run || release.dry_run;
+        let version = &release.version;
+        let tag = release.tag.clone();
         let dir = sh.current_dir().join(&self.dir);
         let notes = dir.join(release_notes::NOTES);
         if !notes.exists() {
             bail!("{} is missing: run `cargo xtask release-notes --version {tag}` first", notes.display());
         }
         let local = local_assets(&dir)?;
-        let existing = existing_release(sh, &tag)?;
-        let plan = plan(&local, existing.as_ref())?;
+        let existing = match existing_release(sh, &tag) {
+            Ok(existing) => existing,
+            // GitHub's API cannot be reached from our machines: a dry run there still
+            // shows the whole plan, as for a release GitHub does not have yet.
+            Err(err) if dry_run => {
+                println!("note: could not ask GitHub ({err:#}); planning as if {tag} had no release yet");
+                None
+            }
+            Err(err) => return Err(err),
+        };
+        let plan = match plan(&local, existing.as_ref()) {
+            Ok(plan) => plan,
+            Err(err) if dry_run => {
+                println!("dry run: the real run would refuse: {err:#}");
+                return Ok(());
+            }
+            Err(err) => return Err(err),
+        };
 
         match &existing {
             None => println!(
@@ -43,9 +69,10 @@ impl flags::GithubRelease {
             );
         }
         if existing.as_ref().is_none_or(|release| release.draft) {
-            println!("publish {tag}");
+            let latest = if release.github_latest.moves { "as" } else { "not as" };
+            println!("publish {tag}, {latest} GitHub's Latest ({})", release.github_latest.reason);
         }
-        if self.dry_run {
+        if dry_run {
             println!("dry run: nothing created or uploaded");
             return Ok(());
         }
@@ -72,7 +99,8 @@ impl flags::GithubRelease {
                 .context("uploading the assets")?;
         }
         if existing.as_ref().is_none_or(|release| release.draft) {
-            let latest = if version.pre.is_empty() { "--latest" } else { "--latest=false" };
+            // Explicit both ways: GitHub's own default would make a backport Latest.
+            let latest = if release.github_latest.moves { "--latest" } else { "--latest=false" };
             cmd!(sh, "gh release edit {tag} --draft=false {latest} {prerelease...}")
                 .run()
                 .context("publishing the release")?;

@@ -1,5 +1,7 @@
 //! `cargo xtask homebrew`: renders Formula/stigmer.rb from checksums.txt into a tap
-//! checkout, checks it with `ruby -c`, and commits and pushes it when it changed.
+//! checkout, checks it with `ruby -c`, and commits and pushes it when it changed. It
+//! only moves forward: not when the plan says a newer release exists, nor when the
+//! tap's formula names a newer version.
 //! Owns the formula text; the assets it points at are uploaded by `github_release.rs`.
 
 use std::path::Path;
@@ -7,26 +9,69 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use crate::{checksums, dist::Target, files, flags, release_notes::parse_tag};
+use crate::{
+    checksums,
+    dist::Target,
+    files, flags,
+    plan::{self, ReleasePlan},
+    version,
+};
 
 pub(crate) const FORMULA: &str = "Formula/stigmer.rb";
 
 impl flags::Homebrew {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let version = parse_tag(&self.version)?;
-        if (self.commit || self.push) && !version.pre.is_empty() {
+        let plan = match (&self.plan, &self.version) {
+            (Some(path), _) => ReleasePlan::read(&sh.current_dir().join(path))?,
+            (None, Some(text)) => plan::from_git(sh, &version::parse(text)?, self.dry_run),
+            (None, None) => bail!("give --version or --plan"),
+        };
+        let version = &plan.version;
+        let publishing = self.commit || self.push;
+        if publishing && !version.pre.is_empty() {
             bail!("v{version} is a pre-release: Homebrew gets stable releases only (render it without --commit/--push to look at it)");
         }
         let artifacts = checksums::read(&sh.current_dir().join(&self.checksums))?;
-        let formula = render(&version, &artifacts, &self.repo)?;
+        let formula = render(version, &artifacts, &self.repo)?;
         let tap = sh.current_dir().join(&self.tap);
+        let current = std::fs::read_to_string(tap.join(FORMULA)).ok();
+        let newer = current.as_deref().and_then(formula_version).filter(|at| at > version);
+        let stays = match (&newer, plan.homebrew.moves) {
+            (Some(newer), _) => Some(format!("the tap's formula is {newer}, newer than {version}")),
+            (None, false) => Some(plan.homebrew.reason.clone()),
+            (None, true) => None,
+        };
+        if self.dry_run || plan.dry_run {
+            check(sh, &formula)?;
+            let before = current.unwrap_or_default();
+            let diff = similar::TextDiff::from_lines(&before, &formula);
+            print!("{}", diff.unified_diff().context_radius(3).header(FORMULA, FORMULA));
+            match &stays {
+                Some(reason) => println!("the formula would stay ({reason})"),
+                None => println!("the formula would move to {version}"),
+            }
+            println!("dry run: nothing written");
+            return Ok(());
+        }
+        if let (Some(reason), true) = (&stays, publishing) {
+            println!("the formula stays ({reason}): nothing written");
+            return Ok(());
+        }
         write(sh, &tap, &formula)?;
         println!("wrote {}", tap.join(FORMULA).display());
-        if self.commit || self.push {
-            commit(sh, &tap, &version, self.push)?;
+        if publishing {
+            commit(sh, &tap, version, self.push)?;
         }
         Ok(())
     }
+}
+
+/// The `version "X.Y.Z"` a formula installs.
+fn formula_version(formula: &str) -> Option<semver::Version> {
+    formula.lines().find_map(|line| {
+        let quoted = line.trim().strip_prefix("version \"")?.strip_suffix('"')?;
+        semver::Version::parse(quoted).ok()
+    })
 }
 
 /// The formula for `version`, or an error naming each platform checksums.txt lacks.
@@ -93,9 +138,8 @@ end
     ))
 }
 
-/// Writes the formula into `tap` once `ruby -c` accepts it; a rejected formula leaves
-/// the tap as it was.
-pub(crate) fn write(sh: &Shell, tap: &Path, formula: &str) -> anyhow::Result<()> {
+/// `ruby -c` on the formula, in a scratch file.
+fn check(sh: &Shell, formula: &str) -> anyhow::Result<()> {
     let scratch = tempfile::Builder::new().suffix(".rb").tempfile()?;
     std::fs::write(scratch.path(), formula)?;
     let path = scratch.path();
@@ -103,7 +147,13 @@ pub(crate) fn write(sh: &Shell, tap: &Path, formula: &str) -> anyhow::Result<()>
         .quiet()
         .ignore_stdout()
         .run()
-        .context("checking the formula with `ruby -c` (install Ruby if it is missing)")?;
+        .context("checking the formula with `ruby -c` (install Ruby if it is missing)")
+}
+
+/// Writes the formula into `tap` once `ruby -c` accepts it; a rejected formula leaves
+/// the tap as it was.
+pub(crate) fn write(sh: &Shell, tap: &Path, formula: &str) -> anyhow::Result<()> {
+    check(sh, formula)?;
     let dest = tap.join(FORMULA);
     std::fs::create_dir_all(dest.parent().unwrap()).with_context(|| format!("creating {}", tap.display()))?;
     files::write_atomically(&dest, formula.as_bytes())
@@ -145,6 +195,12 @@ mod tests {
     fn the_formula_names_every_platform() {
         let formula = render(&semver::Version::new(1, 3, 0), &artifacts("1.3.0"), "stigmer/stigmer").unwrap();
         insta::assert_snapshot!(formula);
+    }
+
+    #[test]
+    fn the_formula_names_its_version() {
+        let formula = render(&semver::Version::new(1, 3, 0), &artifacts("1.3.0"), "stigmer/stigmer").unwrap();
+        assert_eq!(formula_version(&formula), Some(semver::Version::new(1, 3, 0)));
     }
 
     #[test]

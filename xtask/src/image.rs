@@ -1,46 +1,54 @@
 //! `cargo xtask image`: builds the agent-runner image. `--local` builds one platform
 //! into the local engine and tags it `stigmer-agent-runner:local` and `:vX.Y.Z`, the
-//! names the `stigmer` CLI looks for first; `--push` and `--merge` hand a plan to
-//! `publish.rs`. `build_platform_timed` is the cold build the bench compares across
+//! names the `stigmer` CLI looks for first (`build_local`, which `release --snapshot`
+//! calls too); `--push` and `--merge` hand a `PublishPlan` to `publish.rs`. `build_platform_timed` is the cold build the bench compares across
 //! platforms and dependency paths.
 
 use std::{
     io::Read,
-    path::Path,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
+use oci_client::secrets::RegistryAuth;
+
 use crate::{
     credentials::{self, ExplicitLogin},
     engine::{BuildRequest, Engine},
     flags::{self, BuilderChoice},
-    oci::{Registry, Repository, RetryPolicy},
+    oci::{self, Registry, Repository, RetryPolicy},
+    plan::{self, Decision, ReleasePlan},
     platform::Platform,
     prepare::DependencyPath,
     project,
     publish::{self, Builder, PublishMode, PublishPlan, Steps},
+    version,
 };
 
 impl flags::Image {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
         if self.push || !self.merge.is_empty() {
-            self.push(sh)
-        } else {
-            self.build_local(sh)
+            return self.push(sh);
         }
+        let platform = match self.platform.as_slice() {
+            [] => Platform::host(),
+            [one] => *one,
+            _ => bail!("--local builds one platform; give --platform once, or use --push for several"),
+        };
+        let build = LocalBuild {
+            platform,
+            base_image: &self.base_image,
+            name: &self.name,
+            context: self.context.clone().unwrap_or_else(|| project::root().join("agent-runner")),
+            dependency_path: self.dependency_path(),
+        };
+        build_local(sh, &build).map(drop)
     }
 
     fn push(self, sh: &Shell) -> anyhow::Result<()> {
-        let version = match &self.version {
-            Some(text) => semver::Version::parse(text.trim_start_matches('v'))
-                .with_context(|| format!("--version {text} is not a semantic version like v1.2.3"))?,
-            None => project::workspace_version(sh)?,
-        };
-        let repository: Repository =
-            format!("{}/agent-runner", self.registry.trim_end_matches('/')).parse()?;
         let login = match self.username.clone() {
             Some(username) => {
                 let mut password = String::new();
@@ -49,14 +57,47 @@ impl flags::Image {
             }
             None => None,
         };
+        let from_plan = match &self.plan {
+            Some(path) => Some(ReleasePlan::read(&sh.current_dir().join(path))?),
+            None => None,
+        };
+        let repository: Repository = match &from_plan {
+            Some(plan) => plan.repository()?,
+            None => format!("{}/agent-runner", self.registry.trim_end_matches('/')).parse()?,
+        };
         let (auth, credentials_source) = credentials::resolve(sh, &repository.registry, login)?;
+        // buildx reads the Docker config only: what came from elsewhere is handed to it.
+        let explicit_auth = (!credentials_source.starts_with("docker config")
+            && auth != RegistryAuth::Anonymous)
+            .then(|| auth.clone());
+        let registry = oci::block_on(Registry::connect(
+            repository.clone(),
+            auth,
+            credentials_source.clone(),
+            RetryPolicy::default(),
+        ));
+        let mut release = match from_plan {
+            Some(plan) => plan,
+            None => {
+                let version = match &self.version {
+                    Some(text) => version::parse(text).context("--version")?,
+                    None => project::workspace_version(sh)?,
+                };
+                oci::block_on(plan::for_version(sh, &version, self.dry_run, &registry))?
+            }
+        };
+        if self.no_latest {
+            for pointer in &mut release.image.pointers {
+                pointer.decision = Decision { moves: false, reason: "--no-latest".to_owned() };
+            }
+        }
         let builder = match self.builder {
             BuilderChoice::Buildx => Builder::Buildx,
             BuilderChoice::Engine => Builder::Engine,
             BuilderChoice::Auto if buildx_available(sh) => Builder::Buildx,
             BuilderChoice::Auto => Builder::Engine,
         };
-        let platforms = if self.platform.is_empty() { Platform::ALL.to_vec() } else { self.platform.clone() };
+        let platforms = if self.platform.is_empty() { release.platforms()? } else { self.platform.clone() };
         let steps = Steps {
             mode: match (self.by_digest, self.merge.is_empty()) {
                 (true, _) => PublishMode::ByDigest,
@@ -68,7 +109,7 @@ impl flags::Image {
         if self.by_digest && platforms.len() != 1 {
             bail!("--by-digest pushes one platform per run: give --platform once (e.g. --platform linux/arm64), then --merge the digests");
         }
-        let mut build_args = build_args(sh, &self.base_image, &version)?;
+        let mut build_args = build_args(sh, &self.base_image, &release.version)?;
         if self.allow_emulation && builder == Builder::Buildx {
             // The Dockerfile's prepare stage runs on $BUILDPLATFORM unless told one
             // platform to run on; one buildx build cannot name one per platform.
@@ -82,106 +123,104 @@ impl flags::Image {
             (true, true) => vec![gha.to_owned()],
             _ => cache.to_vec(),
         };
+        let dry_run = self.dry_run || release.dry_run;
         let plan = PublishPlan {
+            release,
             repository,
             platforms,
             builder,
             base_image: self.base_image.clone(),
             build_args,
-            version_tag: format!("v{version}"),
-            aliases: publish::alias_tags(&version, self.no_latest),
             context: self.context.clone().unwrap_or_else(|| project::root().join("agent-runner")),
             credentials_source,
+            explicit_auth,
+            sbom_generator: self.sbom_generator.clone(),
             cache_from: default_cache(&self.cache_from, "type=gha"),
             cache_to: default_cache(&self.cache_to, "type=gha,mode=max"),
-            version,
         };
         eprint!("{}", plan.describe(&steps));
-        if self.dry_run {
+        if dry_run {
             eprintln!("dry run: nothing built, nothing pushed");
             return Ok(());
         }
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(async {
-            let registry = Registry::connect(plan.repository.clone(), auth, RetryPolicy::default()).await;
-            publish::publish_steps(sh, &plan, &steps, &registry).await
-        })
+        oci::block_on(publish::publish_steps(sh, &plan, &steps, &registry))
+    }
+}
+
+/// What `image --local` (and `release --snapshot`) builds into the engine.
+pub(crate) struct LocalBuild<'a> {
+    pub(crate) platform: Platform,
+    pub(crate) base_image: &'a str,
+    /// Tagged `NAME:local` and `NAME:vX.Y.Z`.
+    pub(crate) name: &'a str,
+    pub(crate) context: PathBuf,
+    pub(crate) dependency_path: DependencyPath,
+}
+
+/// Builds one platform into the local engine and reports on it; returns the tags.
+pub(crate) fn build_local(sh: &Shell, build: &LocalBuild<'_>) -> anyhow::Result<Vec<String>> {
+    let platform = build.platform;
+    let engine = Engine::connect(sh)?;
+    let version = project::workspace_version(sh)?;
+    let tags = vec![format!("{}:local", build.name), format!("{}:v{version}", build.name)];
+    let build_args = build_args(sh, build.base_image, &version)?;
+    let previous = engine.inspect(sh, &tags[0])?;
+    let base = engine.inspect(sh, build.base_image)?;
+
+    eprintln!("==> building {} for {platform} from {} with {}", tags[0], build.base_image, engine.program());
+    let started = Instant::now();
+    let id = engine.build_with(
+        sh,
+        &BuildRequest {
+            context: &build.context,
+            platform,
+            tags: &tags,
+            build_args: &build_args,
+            pull: false,
+            no_cache: false,
+        },
+        build.dependency_path,
+    )?;
+    let elapsed = started.elapsed();
+    let built = engine.inspect(sh, &id)?.context("the image just built is not in the engine")?;
+    if built.architecture != platform.arch() {
+        bail!(
+            "the image was built for {platform} but its config says {}: the engine reused an image \
+             of another platform (the legacy builder's cache ignores --platform). Remove it with \
+             `docker image rm {}` and build again",
+            built.architecture,
+            tags[0]
+        );
     }
 
-    fn build_local(self, sh: &Shell) -> anyhow::Result<()> {
-        let platform = match self.platform.as_slice() {
-            [] => Platform::host(),
-            [one] => *one,
-            _ => bail!("--local builds one platform; give --platform once, or use --push for several"),
-        };
-        let engine = Engine::connect(sh)?;
-        let version = project::workspace_version(sh)?;
-        let tags = [format!("{}:local", self.name), format!("{}:v{version}", self.name)];
-        let build_args = build_args(sh, &self.base_image, &version)?;
-        let previous = engine.inspect(sh, &tags[0])?;
-        let base = engine.inspect(sh, &self.base_image)?;
-
-        eprintln!(
-            "==> building {} for {platform} from {} with {}",
-            tags[0],
-            self.base_image,
-            engine.program()
-        );
-        let started = Instant::now();
-        let context = self.context.clone().unwrap_or_else(|| project::root().join("agent-runner"));
-        let id = engine.build_with(
-            sh,
-            &BuildRequest {
-                context: &context,
-                platform,
-                tags: &tags,
-                build_args: &build_args,
-                pull: false,
-                no_cache: false,
-            },
-            self.dependency_path(),
-        )?;
-        let elapsed = started.elapsed();
-        let built = engine.inspect(sh, &id)?.context("the image just built is not in the engine")?;
-        if built.architecture != platform.arch() {
-            bail!(
-                "the image was built for {platform} but its config says {}: the engine reused an image \
-                 of another platform (the legacy builder's cache ignores --platform). Remove it with \
-                 `docker image rm {}` and build again",
-                built.architecture,
-                tags[0]
-            );
-        }
-
-        let layers = LayerCount::of(
-            &built.layers,
-            base.as_ref().map(|b| &b.layers[..]),
-            previous.as_ref().map(|p| p.layers.clone()),
-        );
-        eprintln!("\n==> built {}", tags.join(", "));
-        eprintln!("  id        {}", built.id);
-        match &base {
-            Some(base) => eprintln!(
-                "  size      {} ({} over the base {})",
-                human_bytes(built.size),
-                human_bytes(built.size.saturating_sub(base.size)),
-                self.base_image
-            ),
-            None => eprintln!("  size      {}", human_bytes(built.size)),
-        }
-        eprintln!("  time      {:.1} s", elapsed.as_secs_f64());
-        match &previous {
-            Some(_) => eprintln!(
-                "  layers    {} from the base, {} reused, {} rebuilt",
-                layers.from_base, layers.reused, layers.rebuilt
-            ),
-            None => eprintln!(
-                "  layers    {} from the base, {} of its own (no earlier {} to compare with)",
-                layers.from_base, layers.rebuilt, tags[0]
-            ),
-        }
-        Ok(())
+    let layers = LayerCount::of(
+        &built.layers,
+        base.as_ref().map(|b| &b.layers[..]),
+        previous.as_ref().map(|p| p.layers.clone()),
+    );
+    eprintln!("\n==> built {}", tags.join(", "));
+    eprintln!("  id        {}", built.id);
+    match &base {
+        Some(base) => eprintln!(
+            "  size      {} ({} over the base {})",
+            human_bytes(built.size),
+            human_bytes(built.size.saturating_sub(base.size)),
+            build.base_image
+        ),
+        None => eprintln!("  size      {}", human_bytes(built.size)),
     }
+    eprintln!("  time      {:.1} s", elapsed.as_secs_f64());
+    match &previous {
+        Some(_) => eprintln!(
+            "  layers    {} from the base, {} reused, {} rebuilt",
+            layers.from_base, layers.reused, layers.rebuilt
+        ),
+        None => eprintln!(
+            "  layers    {} from the base, {} of its own (no earlier {} to compare with)",
+            layers.from_base, layers.rebuilt, tags[0]
+        ),
+    }
+    Ok(tags)
 }
 
 impl flags::Image {

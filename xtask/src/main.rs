@@ -3,18 +3,22 @@
 //! subcommand owns a module.
 
 mod bench;
+mod buildx;
 mod changelog;
 mod checksums;
 mod credentials;
 mod dist;
 mod engine;
+mod engine_push;
 mod files;
 mod flags;
 mod github_release;
 mod homebrew;
 mod image;
+mod index;
 mod macho;
 mod oci;
+mod plan;
 mod platform;
 mod prepare;
 mod project;
@@ -24,6 +28,7 @@ mod release_notes;
 mod snapshot;
 mod test;
 mod verify;
+mod version;
 
 use std::process::ExitCode;
 
@@ -51,6 +56,7 @@ fn run() -> anyhow::Result<()> {
     let sh = xshell::Shell::new()?;
     sh.change_dir(project::root());
     match flags.command {
+        flags::Command::Plan(cmd) => cmd.run(&sh),
         flags::Command::Image(cmd) => cmd.run(&sh),
         flags::Command::VerifyImage(cmd) => cmd.run(&sh),
         flags::Command::Dist(cmd) => cmd.run(&sh),

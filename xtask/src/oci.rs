@@ -29,6 +29,12 @@ pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.ma
 pub(crate) const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
+/// The OCI empty descriptor's content, `{}`: what the push-access check names.
+const EMPTY_JSON_DIGEST: &str = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+
+/// The annotation (on an index) and label (on an image config) that name the version.
+pub(crate) const VERSION_KEY: &str = "org.opencontainers.image.version";
+
 /// Every manifest type we understand; sent as `Accept` so that a registry never
 /// answers an index request with one platform's manifest (distribution#2395).
 const ACCEPTED_MANIFESTS: [&str; 4] = [OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
@@ -38,6 +44,62 @@ pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
     let hash = Sha256::digest(bytes);
     let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
     format!("sha256:{hex}")
+}
+
+/// Runs a registry future to completion on xtask's one runtime. xtask is a
+/// sequential program; the runtime is made once and never dropped, so no command
+/// needs one of its own.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("starting tokio")
+        })
+        .block_on(future)
+}
+
+/// A `Registry` for `repository` with credentials resolved the usual way
+/// (`credentials::resolve`), and where they came from.
+pub(crate) fn connect(
+    sh: &xshell::Shell,
+    repository: &Repository,
+    login: Option<crate::credentials::ExplicitLogin>,
+) -> anyhow::Result<Registry> {
+    let (auth, source) = crate::credentials::resolve(sh, &repository.registry, login)?;
+    Ok(block_on(Registry::connect(repository.clone(), auth, source, RetryPolicy::default())))
+}
+
+/// Whether an index entry is an attestation (BuildKit's provenance and SBOM manifests,
+/// marked by annotation, or listed as unknown/unknown) rather than a platform's image.
+pub(crate) fn is_attestation(descriptor: &serde_json::Value) -> bool {
+    descriptor["annotations"]["vnd.docker.reference.type"] == "attestation-manifest"
+        || (descriptor["platform"]["os"] == "unknown" && descriptor["platform"]["architecture"] == "unknown")
+}
+
+/// The version an index (or image manifest) was published as: the index annotation
+/// our builders write, else the first image's config label (buildx writes no index
+/// annotations). `None` when neither says.
+pub(crate) async fn version_of(
+    registry: &Registry,
+    manifest: &[u8],
+) -> anyhow::Result<Option<semver::Version>> {
+    let mut document: serde_json::Value = serde_json::from_slice(manifest)?;
+    if let Some(text) = document["annotations"][VERSION_KEY].as_str() {
+        return Ok(semver::Version::parse(text.trim_start_matches('v')).ok());
+    }
+    if let Some(entry) = document["manifests"].as_array().and_then(|m| m.iter().find(|d| !is_attestation(d)))
+    {
+        let digest = entry["digest"].as_str().unwrap_or_default().to_owned();
+        let Some((bytes, _)) = registry.manifest(&digest).await? else { return Ok(None) };
+        document = serde_json::from_slice(&bytes)?;
+    }
+    let config = &document["config"];
+    let Some(digest) = config["digest"].as_str() else { return Ok(None) };
+    let config = registry.pull_blob_checked(digest, config["size"].as_u64().unwrap_or_default()).await?;
+    let config: serde_json::Value = serde_json::from_slice(&config)?;
+    Ok(config["config"]["Labels"][VERSION_KEY]
+        .as_str()
+        .and_then(|text| semver::Version::parse(text.trim_start_matches('v')).ok()))
 }
 
 /// `registry/name` without tag or digest, e.g. `ghcr.io/stigmer/agent-runner`.
@@ -141,13 +203,20 @@ impl Default for RetryPolicy {
 pub(crate) struct Registry {
     client: Client,
     repository: Repository,
+    /// Where the credentials came from (never the credentials themselves).
+    credentials_source: String,
     retry: RetryPolicy,
     requests: AtomicU64,
     uploaded_bytes: AtomicU64,
 }
 
 impl Registry {
-    pub(crate) async fn connect(repository: Repository, auth: RegistryAuth, retry: RetryPolicy) -> Registry {
+    pub(crate) async fn connect(
+        repository: Repository,
+        auth: RegistryAuth,
+        credentials_source: String,
+        retry: RetryPolicy,
+    ) -> Registry {
         let protocol = if repository.is_loopback() {
             ClientProtocol::HttpsExcept(vec![repository.registry.clone()])
         } else {
@@ -163,7 +232,14 @@ impl Registry {
         // Stored once; oci-client then authenticates each request (basic or token)
         // lazily, per operation.
         client.store_auth_if_needed(&repository.registry, &auth).await;
-        Registry { client, repository, retry, requests: AtomicU64::new(0), uploaded_bytes: AtomicU64::new(0) }
+        Registry {
+            client,
+            repository,
+            credentials_source,
+            retry,
+            requests: AtomicU64::new(0),
+            uploaded_bytes: AtomicU64::new(0),
+        }
     }
 
     pub(crate) fn repository(&self) -> &Repository {
@@ -178,10 +254,27 @@ impl Registry {
         self.uploaded_bytes.load(Ordering::Relaxed)
     }
 
-    /// Fails now, with the fix, when the credentials are refused: better than after a
-    /// ten-minute build. Any blob will do; the empty one is cheap to ask about.
-    pub(crate) async fn check_credentials(&self) -> anyhow::Result<()> {
-        self.blob_exists(&sha256_digest(b"")).await.map(drop)
+    /// Fails now, with the fix, when the credentials cannot push: better than after a
+    /// ten-minute build. A read (a blob HEAD) proves nothing, since anonymous users may
+    /// read a public package; so this asks to mount a blob into the repository, which
+    /// needs push access like any upload. The registry answers 201 (mounted) or 202 (an
+    /// upload session, which it expires unused); neither writes a blob or a tag.
+    pub(crate) async fn check_push_access(&self) -> anyhow::Result<()> {
+        let reference = self.repository.digest(EMPTY_JSON_DIGEST);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        match self.client.mount_blob(&reference, &reference, EMPTY_JSON_DIGEST).await {
+            Ok(()) | Err(OciDistributionError::SpecViolationError(_)) => Ok(()),
+            Err(err) if is_unauthorized(&err) => bail!(
+                "{} refuses pushes with the credentials from {}: log in with \
+                 `docker login {}`, set GITHUB_TOKEN for ghcr.io (with `packages: write`), or pass \
+                 --username with --password-stdin",
+                self.repository,
+                self.credentials_source,
+                self.repository.registry
+            ),
+            Err(err) => Err(describe(err, &self.repository, &self.credentials_source))
+                .with_context(|| format!("checking push access to {}", self.repository)),
+        }
     }
 
     pub(crate) async fn blob_exists(&self, digest: &str) -> anyhow::Result<bool> {
@@ -304,17 +397,35 @@ impl Registry {
             if !transient || attempt == self.retry.tries {
                 let hint =
                     if transient { format!(" (gave up after {attempt} tries)") } else { String::new() };
-                return Err(describe(err, &self.repository)).with_context(|| format!("{what}{hint}"));
+                return Err(describe(err, &self.repository, &self.credentials_source))
+                    .with_context(|| format!("{what}{hint}"));
             }
             eprintln!(
                 "    {what}: {}; retrying in {:.1} s",
-                describe(err, &self.repository),
+                describe(err, &self.repository, &self.credentials_source),
                 pause.as_secs_f64()
             );
             tokio::time::sleep(pause).await;
             pause *= 3;
         }
         unreachable!("the loop returns on its last try")
+    }
+}
+
+fn is_unauthorized(err: &OciDistributionError) -> bool {
+    match err {
+        OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+            true
+        }
+        OciDistributionError::ServerError { code, .. } => *code == 401 || *code == 403,
+        OciDistributionError::RequestError(err) => {
+            matches!(err.status().map(|s| s.as_u16()), Some(401 | 403))
+        }
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            use oci_client::errors::OciErrorCode::*;
+            matches!(e.code, Unauthorized | Denied)
+        }),
+        _ => false,
     }
 }
 
@@ -347,21 +458,13 @@ fn is_transient(err: &OciDistributionError) -> bool {
 }
 
 /// A one-line account of a registry error, naming the fix where there is one.
-fn describe(err: OciDistributionError, repository: &Repository) -> anyhow::Error {
+fn describe(err: OciDistributionError, repository: &Repository, credentials_source: &str) -> anyhow::Error {
     match err {
-        OciDistributionError::RequestError(err)
-            if matches!(err.status().map(|s| s.as_u16()), Some(401 | 403)) =>
-        {
-            describe(OciDistributionError::UnauthorizedError { url: String::new() }, repository)
-        }
-        OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
-            anyhow::anyhow!(
-                "{} refused the credentials (401 unauthorized): log in with `docker login {}`, set \
-                 GITHUB_TOKEN for ghcr.io, or pass --username with --password-stdin",
-                repository,
-                repository.registry
-            )
-        }
+        err if is_unauthorized(&err) => anyhow::anyhow!(
+            "{repository} refused the credentials from {credentials_source} (401 unauthorized): log in \
+             with `docker login {}`, set GITHUB_TOKEN for ghcr.io, or pass --username with --password-stdin",
+            repository.registry
+        ),
         OciDistributionError::RequestError(err) if err.is_connect() => {
             anyhow::anyhow!("cannot connect to {}: {}", repository.registry, root_cause(&err))
         }

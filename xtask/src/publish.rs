@@ -1,35 +1,36 @@
-//! `cargo xtask image --push`: publishes the agent-runner for several platforms.
-//!
-//! A `PublishPlan` is computed first (`--dry-run` prints it). Then a builder produces
-//! an index under `vX.Y.Z`: `buildx` in one multi-platform build (GitHub's runners), or
-//! `engine` (our machines, Podman): each platform built through the engine, saved,
-//! its layers gzipped reproducibly, every blob pushed only if the registry lacks it,
-//! each manifest pushed by digest and the OCI index assembled here. Both then share
-//! the ending: verify the index, and only then copy its exact bytes to the aliases.
+//! `cargo xtask image --push` and `--merge`: publishes the agent-runner for several
+//! platforms from a `PublishPlan` (what `--dry-run` prints), in three layers: a builder
+//! makes the index under `vX.Y.Z` (`buildx.rs` in one multi-platform build, or
+//! `engine_push.rs` per platform with the index assembled by `index.rs`), then the
+//! ending every publish shares: verify the index, and only then copy its exact bytes
+//! to the floating tags the release plan lets move.
 //!
 //! Scaled out, each platform builds on its own (native) runner and is pushed by digest
 //! with no tag (`PublishMode::ByDigest`); `PublishMode::Merge` then assembles the index
 //! from those digests with the same code the engine builder uses, and shares the same
 //! ending. Built from the same commit, both layouts give the same index bytes.
 //!
-//! Architecture invariant: `latest`, `vX.Y` and `vX` are only ever written with the
-//! bytes of an index that `verify::verify` has just passed, and never for a pre-release.
+//! Architecture invariant: a published version tag never changes. A version that is
+//! published already is verified and reused, never rebuilt (`reuse_published`), and
+//! `index::push_index` refuses another digest for it.
+//!
+//! Architecture invariant: a floating pointer (`latest`, `vX.Y`, `vX`) is only written
+//! with the bytes of an index that `verify::verify` has just passed, never for a
+//! pre-release, and never backwards: `move_pointers` reads the version the pointer
+//! names at that moment and leaves it when that is newer.
 
-use std::{
-    io::{BufReader, Write},
-    path::{Path, PathBuf},
-    time::Instant,
-};
+use std::{path::PathBuf, time::Instant};
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use serde_json::{json, Value};
-use xshell::{cmd, Shell};
+use oci_client::secrets::RegistryAuth;
+use xshell::Shell;
 
 use crate::{
-    engine::{BuildRequest, Engine},
-    image::human_bytes,
+    buildx,
+    engine::Engine,
+    engine_push, index,
     oci::{self, Registry, Repository},
+    plan::ReleasePlan,
     platform::Platform,
     prepare::DependencyPath,
     verify,
@@ -69,34 +70,32 @@ impl Default for Steps {
 }
 
 pub(crate) struct PublishPlan {
+    /// The version, its tag, and which floating pointers may move.
+    pub(crate) release: ReleasePlan,
     pub(crate) repository: Repository,
-    pub(crate) version: semver::Version,
+    /// What this run builds: every platform, or one with `--by-digest`.
     pub(crate) platforms: Vec<Platform>,
     pub(crate) builder: Builder,
     pub(crate) base_image: String,
     pub(crate) build_args: Vec<(&'static str, String)>,
-    /// `vX.Y.Z`, pushed first.
-    pub(crate) version_tag: String,
-    /// Moved after verification: `latest`, `vX.Y`, `vX`; none for a pre-release.
-    pub(crate) aliases: Vec<String>,
     pub(crate) context: PathBuf,
     pub(crate) credentials_source: String,
+    /// Credentials that are not in the Docker config, for buildx (see `buildx.rs`).
+    pub(crate) explicit_auth: Option<RegistryAuth>,
+    /// buildx's SBOM generator image [default: BuildKit's own].
+    pub(crate) sbom_generator: Option<String>,
     pub(crate) cache_from: Vec<String>,
     pub(crate) cache_to: Vec<String>,
 }
 
-/// The tags that follow a release once it is verified. A pre-release moves none:
-/// `latest` must never name a release candidate (metadata-action's `latest=auto` trap).
-pub(crate) fn alias_tags(version: &semver::Version, no_latest: bool) -> Vec<String> {
-    if no_latest || !version.pre.is_empty() {
-        return Vec::new();
-    }
-    vec!["latest".to_owned(), format!("v{}.{}", version.major, version.minor), format!("v{}", version.major)]
-}
-
 impl PublishPlan {
+    pub(crate) fn version_tag(&self) -> String {
+        self.release.tag.clone()
+    }
+
     pub(crate) fn describe(&self, steps: &Steps) -> String {
-        let kind = if self.version.pre.is_empty() { "release" } else { "pre-release: no alias moves" };
+        let kind =
+            if self.release.version.pre.is_empty() { "release" } else { "pre-release: no pointer moves" };
         let builder = match self.builder {
             Builder::Buildx => "buildx (one multi-platform build, attestations on)",
             Builder::Engine => "engine (per-platform builds, index assembled with the OCI client)",
@@ -106,10 +105,10 @@ impl PublishPlan {
             DependencyPath::Emulated => "installed inside each platform's base image (emulated)",
         };
         let platforms: Vec<String> = self.platforms.iter().map(Platform::to_string).collect();
-        let tagged = format!("{}:{}", self.repository, self.version_tag);
+        let tagged = format!("{}:{}", self.repository, self.version_tag());
         let mut out = String::from("plan: publish the agent-runner image\n");
         out += &format!("  repository   {}\n", self.repository);
-        out += &format!("  version      {} ({kind})\n", self.version_tag);
+        out += &format!("  version      {} ({kind})\n", self.version_tag());
         out += &format!("  platforms    {}\n", platforms.join(", "));
         if !matches!(steps.mode, PublishMode::Merge(_)) {
             out += &format!("  builder      {builder}\n");
@@ -118,69 +117,48 @@ impl PublishPlan {
         }
         out += &format!("  credentials  {}\n", self.credentials_source);
         out += "steps:\n";
-        match &steps.mode {
-            PublishMode::ByDigest => {
+        if let Some(digest) = &self.release.image.published {
+            out += &format!(
+                "  1. {tagged} is published already as {digest}: verify it and reuse it, build nothing\n"
+            );
+            if steps.mode == PublishMode::ByDigest {
                 out += &format!(
-                    "  1. build {} and push it to {} by digest, with no tag\n",
-                    platforms.join(" and "),
-                    self.repository
+                    "  2. print its {} entry's digest, for `cargo xtask image --merge`\n",
+                    platforms.join(" and ")
                 );
-                out += "  2. print the digest, for `cargo xtask image --merge`\n";
                 return out;
             }
-            PublishMode::Index => {
-                out += &format!("  1. build {} and push it as {tagged}\n", platforms.join(" and "));
-            }
-            PublishMode::Merge(digests) => {
-                out +=
-                    &format!("  1. assemble the index of {} and push it as {tagged}\n", digests.join(", "));
+        } else {
+            match &steps.mode {
+                PublishMode::ByDigest => {
+                    out += &format!(
+                        "  1. build {} and push it to {} by digest, with no tag\n",
+                        platforms.join(" and "),
+                        self.repository
+                    );
+                    out += "  2. print the digest, for `cargo xtask image --merge`\n";
+                    return out;
+                }
+                PublishMode::Index => {
+                    out += &format!("  1. build {} and push it as {tagged}\n", platforms.join(" and "));
+                }
+                PublishMode::Merge(digests) => {
+                    out += &format!(
+                        "  1. assemble the index of {} and push it as {tagged}\n",
+                        digests.join(", ")
+                    );
+                }
             }
         }
         out += &format!("  2. verify {tagged} with the OCI client\n");
-        match self.aliases.as_slice() {
-            [] => out += "  3. move no alias tag\n",
-            aliases => out += &format!("  3. then point {} at the verified digest\n", aliases.join(", ")),
+        if self.release.image.pointers.is_empty() {
+            out += "  3. move no floating tag\n";
+        }
+        for pointer in &self.release.image.pointers {
+            let verb = if pointer.decision.moves { "point" } else { "leave" };
+            out += &format!("  3. {verb} {} ({})\n", pointer.tag, pointer.decision.reason);
         }
         out
-    }
-
-    /// The `docker buildx build` arguments for this plan.
-    pub(crate) fn buildx_args(&self, mode: &PublishMode, metadata_file: &Path) -> Vec<String> {
-        let platforms: Vec<String> = self.platforms.iter().map(Platform::to_string).collect();
-        let mut args: Vec<String> =
-            vec!["buildx".into(), "build".into(), "--platform".into(), platforms.join(",")];
-        match mode {
-            // No tag: the merge step tags the index once every platform is in.
-            PublishMode::ByDigest => args.extend([
-                "--output".into(),
-                format!(
-                    "type=image,name={},push-by-digest=true,name-canonical=true,push=true",
-                    self.repository
-                ),
-            ]),
-            _ => args.extend([
-                "--push".into(),
-                "--tag".into(),
-                format!("{}:{}", self.repository, self.version_tag),
-            ]),
-        }
-        args.extend([
-            "--metadata-file".into(),
-            metadata_file.display().to_string(),
-            "--provenance=mode=max".into(),
-            "--sbom=true".into(),
-        ]);
-        for (name, value) in &self.build_args {
-            args.extend(["--build-arg".into(), format!("{name}={value}")]);
-        }
-        for cache in &self.cache_from {
-            args.extend(["--cache-from".into(), cache.clone()]);
-        }
-        for cache in &self.cache_to {
-            args.extend(["--cache-to".into(), cache.clone()]);
-        }
-        args.push(self.context.display().to_string());
-        args
     }
 }
 
@@ -198,38 +176,55 @@ pub(crate) async fn publish_steps(
     registry: &Registry,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    registry.check_credentials().await.with_context(|| format!("checking access to {}", plan.repository))?;
-    let index_digest = match (&steps.mode, plan.builder) {
-        (PublishMode::ByDigest, builder) => {
-            let digest = match builder {
-                Builder::Engine => {
-                    let engine = Engine::connect(sh)?;
-                    let [platform] = plan.platforms[..] else {
-                        bail!("--by-digest pushes one platform; give --platform once");
-                    };
-                    push_platform(sh, &engine, plan, steps, registry, platform).await?["digest"]
-                        .as_str()
-                        .context("a descriptor has a digest")?
-                        .to_owned()
+    registry.check_push_access().await?;
+    let index_digest = match reuse_published(plan, steps, registry).await? {
+        Reuse::Printed => return Ok(()),
+        Reuse::Index(digest) => digest,
+        Reuse::Nothing => match (&steps.mode, plan.builder) {
+            (PublishMode::ByDigest, builder) => {
+                let digest = match builder {
+                    Builder::Engine => {
+                        let engine = Engine::connect(sh)?;
+                        let [platform] = plan.platforms[..] else {
+                            bail!("--by-digest pushes one platform; give --platform once");
+                        };
+                        engine_push::push_platform(sh, &engine, plan, steps, registry, platform).await?
+                            ["digest"]
+                            .as_str()
+                            .context("a descriptor has a digest")?
+                            .to_owned()
+                    }
+                    Builder::Buildx => buildx::build(sh, plan, &steps.mode)?,
+                };
+                eprintln!("\n==> pushed {}@{digest} (no tag)", plan.repository);
+                eprintln!("  blob bytes uploaded {}", registry.uploaded_bytes());
+                eprintln!("  time               {:.1} s", started.elapsed().as_secs_f64());
+                eprintln!("  next: cargo xtask image --merge {digest},<the other platforms' digests>");
+                // The one line on stdout, for scripts: `digest=$(cargo xtask image ... --by-digest)`.
+                println!("{digest}");
+                return Ok(());
+            }
+            (PublishMode::Merge(digests), _) => {
+                let entries = index::merge_entries(plan, registry, digests).await?;
+                index::push_index(plan, registry, &index::assemble(plan, entries)?).await?
+            }
+            (PublishMode::Index, Builder::Engine) => {
+                let engine = Engine::connect(sh)?;
+                let mut entries = Vec::new();
+                for &platform in &plan.platforms {
+                    entries.push(
+                        engine_push::push_platform(sh, &engine, plan, steps, registry, platform).await?,
+                    );
                 }
-                Builder::Buildx => build_with_buildx(sh, plan, &steps.mode)?,
-            };
-            eprintln!("\n==> pushed {}@{digest} (no tag)", plan.repository);
-            eprintln!("  blob bytes uploaded {}", registry.uploaded_bytes());
-            eprintln!("  time               {:.1} s", started.elapsed().as_secs_f64());
-            eprintln!("  next: cargo xtask image --merge {digest},<the other platforms' digests>");
-            // The one line on stdout, for scripts: `digest=$(cargo xtask image ... --by-digest)`.
-            println!("{digest}");
-            return Ok(());
-        }
-        (PublishMode::Merge(digests), _) => merge(plan, registry, digests).await?,
-        (PublishMode::Index, Builder::Engine) => publish_with_engine(sh, plan, steps, registry).await?,
-        (PublishMode::Index, Builder::Buildx) => build_with_buildx(sh, plan, &steps.mode)?,
+                index::push_index(plan, registry, &index::assemble(plan, entries)?).await?
+            }
+            (PublishMode::Index, Builder::Buildx) => buildx::build(sh, plan, &steps.mode)?,
+        },
     };
-    verify_then_alias(plan, registry, &index_digest).await?;
+    let moved = verify_then_move(plan, registry, &index_digest).await?;
     eprintln!("\n==> published {}@{index_digest}", plan.repository);
-    let mut tags = vec![plan.version_tag.clone()];
-    tags.extend(plan.aliases.iter().cloned());
+    let mut tags = vec![plan.version_tag()];
+    tags.extend(moved);
     eprintln!("  tags               {}", tags.join(", "));
     eprintln!("  blob bytes uploaded {}", registry.uploaded_bytes());
     eprintln!("  registry requests  {}", registry.requests());
@@ -237,341 +232,149 @@ pub(crate) async fn publish_steps(
     Ok(())
 }
 
+enum Reuse {
+    /// The version is not published yet: build it.
+    Nothing,
+    /// It is, and verified: finish the ending with this index.
+    Index(String),
+    /// It is, and this was a `--by-digest` run: the platform's entry was printed.
+    Printed,
+}
+
+/// A version published already is verified and reused: a rerun of any job finishes
+/// what is missing and rebuilds nothing (buildx would make new digests: its configs
+/// and provenance carry build times). A merge whose digests are not in the published
+/// index is refused: the version would change.
+async fn reuse_published(plan: &PublishPlan, steps: &Steps, registry: &Registry) -> anyhow::Result<Reuse> {
+    let tag = plan.version_tag();
+    let Some((bytes, digest)) = registry.manifest(&tag).await? else { return Ok(Reuse::Nothing) };
+    eprintln!(
+        "==> {}:{tag} is published already as {digest}: verifying it; nothing is rebuilt",
+        plan.repository
+    );
+    let platforms = plan.release.platforms()?;
+    verify::verify(registry, &tag, &platforms, &[]).await.with_context(|| {
+        format!("{}:{tag} is published but fails verification; a published version is never replaced: find out why, or cut the next patch", plan.repository)
+    })?;
+    match &steps.mode {
+        PublishMode::ByDigest => {
+            let index: serde_json::Value = serde_json::from_slice(&bytes)?;
+            for platform in &plan.platforms {
+                let entry = index["manifests"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|d| !oci::is_attestation(d) && index::platform_of(d) == platform.to_string())
+                    .and_then(|d| d["digest"].as_str())
+                    .with_context(|| format!("{}:{tag} has no {platform} image", plan.repository))?;
+                eprintln!("==> {platform} of {tag} is {entry}");
+                println!("{entry}");
+            }
+            Ok(Reuse::Printed)
+        }
+        PublishMode::Merge(digests) if !index::holds_all(registry, &bytes, digests).await? => {
+            let entries = index::merge_entries(plan, registry, digests).await?;
+            let merged = oci::sha256_digest(&index::assemble(plan, entries)?);
+            bail!(index::write_once_refusal(plan, &digest, &merged))
+        }
+        PublishMode::Merge(_) | PublishMode::Index => Ok(Reuse::Index(digest)),
+    }
+}
+
 /// The ending every publish shares: verify the index under the version tag, and only
-/// then copy its exact bytes to the aliases.
-async fn verify_then_alias(
+/// then copy its exact bytes to the floating tags that may move. Returns those tags.
+async fn verify_then_move(
     plan: &PublishPlan,
     registry: &Registry,
     index_digest: &str,
-) -> anyhow::Result<()> {
-    let tagged = format!("{}:{}", plan.repository, plan.version_tag);
+) -> anyhow::Result<Vec<String>> {
+    let tag = plan.version_tag();
+    let tagged = format!("{}:{tag}", plan.repository);
     eprintln!("==> verifying {tagged}");
-    let report = verify::verify(registry, &plan.version_tag, &plan.platforms, &[]).await.with_context(|| {
-        format!("{tagged} was pushed but failed verification; no alias was moved. Fix the cause and run the same command again")
+    let report = verify::verify(registry, &tag, &plan.release.platforms()?, &[]).await.with_context(|| {
+        format!("{tagged} was pushed but failed verification; no pointer was moved. Fix the cause and run the same command again")
     })?;
     if report.index_digest != index_digest {
-        bail!("{tagged} resolves to {}, not to the index just pushed ({index_digest}): another publish raced this one; no alias was moved", report.index_digest);
+        bail!("{tagged} resolves to {}, not to the index just pushed ({index_digest}): another publish raced this one; no pointer was moved", report.index_digest);
     }
-    let image =
-        crate::oci::ImageRef { repository: plan.repository.clone(), target: plan.version_tag.clone() };
+    let image = oci::ImageRef { repository: plan.repository.clone(), target: tag };
     eprint!("{}", report.table(&image));
+    move_pointers(plan, registry, index_digest).await
+}
 
-    // Copy the verified bytes, never a re-serialized or rebuilt index.
+/// Copies the verified index's exact bytes (never a re-serialized or rebuilt index) to
+/// each floating tag the plan lets move, unless that tag names a newer version now.
+async fn move_pointers(
+    plan: &PublishPlan,
+    registry: &Registry,
+    index_digest: &str,
+) -> anyhow::Result<Vec<String>> {
     let (index_bytes, _) = registry.manifest(index_digest).await?.context("the verified index vanished")?;
-    let media_type = serde_json::from_slice::<Value>(&index_bytes)?["mediaType"]
+    let media_type = serde_json::from_slice::<serde_json::Value>(&index_bytes)?["mediaType"]
         .as_str()
         .unwrap_or(oci::OCI_INDEX)
         .to_owned();
-    for alias in &plan.aliases {
-        registry
-            .push_manifest(alias, &index_bytes, &media_type)
-            .await
-            .with_context(|| format!("pointing {alias} at {index_digest}"))?;
-    }
-    let misplaced = verify::tags_elsewhere(registry, &plan.aliases, index_digest).await?;
-    if !misplaced.is_empty() {
-        bail!("after moving the aliases: {}", misplaced.join("; "));
-    }
-    Ok(())
-}
-
-/// The index of the platform images pushed by digest: each image manifest becomes a
-/// descriptor exactly as the engine builder writes one; an index (buildx's image plus
-/// attestations) contributes its entries. Then pushed under the version tag.
-async fn merge(plan: &PublishPlan, registry: &Registry, digests: &[String]) -> anyhow::Result<String> {
-    let mut descriptors = Vec::new();
-    for digest in digests {
-        if !digest.starts_with("sha256:") {
-            bail!("--merge {digest}: give the sha256:... digests that `image --push --by-digest` printed");
-        }
-        let Some((bytes, actual)) = registry.manifest(digest).await? else {
-            bail!("{}@{digest} does not exist: push that platform with `cargo xtask image --push --platform ... --by-digest` first", plan.repository);
-        };
-        if actual != *digest {
-            bail!("{}@{digest} hashes to {actual}", plan.repository);
-        }
-        let manifest: Value = serde_json::from_slice(&bytes)?;
-        if let Some(entries) = manifest["manifests"].as_array() {
-            descriptors.extend(entries.iter().cloned());
+    let version = &plan.release.version;
+    let mut moved = Vec::new();
+    for pointer in &plan.release.image.pointers {
+        let tag = &pointer.tag;
+        if !pointer.decision.moves {
+            eprintln!("  {tag:<8} stays ({})", pointer.decision.reason);
             continue;
         }
-        let config = &manifest["config"];
-        let config_digest = config["digest"].as_str().with_context(|| format!("{digest} has no config"))?;
-        let config =
-            registry.pull_blob_checked(config_digest, config["size"].as_u64().unwrap_or_default()).await?;
-        let media_type = manifest["mediaType"].as_str().unwrap_or(oci::OCI_MANIFEST);
-        descriptors.push(manifest_descriptor(&bytes, media_type, &serde_json::from_slice(&config)?));
-    }
-    let mut platforms: Vec<String> =
-        descriptors.iter().filter(|d| !is_attestation(d)).map(platform_of).collect();
-    platforms.sort();
-    if let Some(twice) = platforms.windows(2).find(|pair| pair[0] == pair[1]) {
-        bail!("two of the digests are images for {}: give one per platform", twice[0]);
-    }
-    eprintln!("==> merging {} into {}:{}", platforms.join(", "), plan.repository, plan.version_tag);
-    push_index(plan, registry, descriptors).await
-}
-
-/// Runs buildx for the plan; returns the digest it pushed (the index, or with
-/// `--by-digest` the platform's image and its attestations).
-fn build_with_buildx(sh: &Shell, plan: &PublishPlan, mode: &PublishMode) -> anyhow::Result<String> {
-    let dir = tempfile::tempdir()?;
-    let metadata_file = dir.path().join("metadata.json");
-    let args = plan.buildx_args(mode, &metadata_file);
-    cmd!(sh, "docker {args...}").run().context("docker buildx build (its output is above)")?;
-    let metadata: Value = serde_json::from_str(&std::fs::read_to_string(&metadata_file)?)?;
-    metadata["containerimage.digest"]
-        .as_str()
-        .map(str::to_owned)
-        .context("buildx's metadata file has no containerimage.digest")
-}
-
-async fn publish_with_engine(
-    sh: &Shell,
-    plan: &PublishPlan,
-    steps: &Steps,
-    registry: &Registry,
-) -> anyhow::Result<String> {
-    let engine = Engine::connect(sh)?;
-    let mut descriptors = Vec::new();
-    for &platform in &plan.platforms {
-        descriptors.push(push_platform(sh, &engine, plan, steps, registry, platform).await?);
-    }
-    push_index(plan, registry, descriptors).await
-}
-
-/// Builds one platform through the engine and pushes its blobs and manifest by
-/// digest; returns the manifest's descriptor for the index.
-async fn push_platform(
-    sh: &Shell,
-    engine: &Engine,
-    plan: &PublishPlan,
-    steps: &Steps,
-    registry: &Registry,
-    platform: Platform,
-) -> anyhow::Result<Value> {
-    eprintln!("==> {platform}: building with {}", engine.program());
-    let request = BuildRequest {
-        context: &plan.context,
-        platform,
-        tags: &[],
-        build_args: &plan.build_args,
-        // The engine keeps one platform per tag: pull the base for this platform
-        // now, or a base cached for another platform would be reused silently.
-        pull: true,
-        no_cache: false,
-    };
-    let id = engine.build_with(sh, &request, steps.dependency_path)?;
-    let image = save_image(sh, engine, &id)?;
-    let architecture = image.config_json["architecture"].as_str().unwrap_or_default();
-    if architecture != platform.arch() {
-        bail!("the {platform} build produced an image for {architecture}; the engine reused another platform's base");
-    }
-    eprintln!("==> {platform}: pushing {} layers to {}", image.layers.len(), plan.repository);
-    let total = image.layers.len();
-    for (position, layer) in image.layers.iter().enumerate() {
-        let data = Bytes::from(std::fs::read(&layer.path)?);
-        let sent = registry.push_blob_if_missing(&layer.digest, data).await?;
-        let what = if sent == 0 { "already there" } else { "uploaded" };
-        eprintln!(
-            "    layer {}/{total} {} {:>9} {what}",
-            position + 1,
-            short(&layer.digest),
-            human_bytes(layer.size)
-        );
-    }
-    let config_digest = oci::sha256_digest(&image.config);
-    registry.push_blob_if_missing(&config_digest, image.config.clone()).await?;
-    let manifest = Bytes::from(image_manifest(&config_digest, image.config.len(), &image.layers));
-    let descriptor = manifest_descriptor(&manifest, oci::OCI_MANIFEST, &image.config_json);
-    let manifest_digest = descriptor["digest"].as_str().context("a descriptor has a digest")?;
-    registry.push_manifest(manifest_digest, &manifest, oci::OCI_MANIFEST).await?;
-    eprintln!("    manifest {manifest_digest}");
-    Ok(descriptor)
-}
-
-/// An index entry for an image manifest, its platform taken from the image's config:
-/// the one spelling both the engine builder and `merge` use, so they agree byte for byte.
-fn manifest_descriptor(manifest: &[u8], media_type: &str, config: &Value) -> Value {
-    json!({
-        "mediaType": media_type,
-        "digest": oci::sha256_digest(manifest),
-        "size": manifest.len(),
-        "platform": { "architecture": config["architecture"], "os": config["os"] },
-    })
-}
-
-fn is_attestation(descriptor: &Value) -> bool {
-    descriptor["annotations"]["vnd.docker.reference.type"] == "attestation-manifest"
-}
-
-fn platform_of(descriptor: &Value) -> String {
-    let platform = &descriptor["platform"];
-    format!(
-        "{}/{}",
-        platform["os"].as_str().unwrap_or("unknown"),
-        platform["architecture"].as_str().unwrap_or("unknown")
-    )
-}
-
-/// Assembles the OCI index (images in platform order, then attestations, whatever the
-/// order they were built or given in) and pushes it under the version tag.
-async fn push_index(
-    plan: &PublishPlan,
-    registry: &Registry,
-    mut descriptors: Vec<Value>,
-) -> anyhow::Result<String> {
-    descriptors.sort_by_key(|descriptor| (is_attestation(descriptor), platform_of(descriptor)));
-    let index = Bytes::from(serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": oci::OCI_INDEX,
-        "manifests": descriptors,
-        "annotations": annotations(plan),
-    }))?);
-    let index_digest = oci::sha256_digest(&index);
-    if let Some((_, previous)) = registry.manifest(&plan.version_tag).await? {
-        if previous != index_digest {
-            eprintln!("    note: {} pointed at {previous}; it now names the new build", plan.version_tag);
+        match registry.manifest(tag).await? {
+            Some((_, at)) if at == index_digest => {
+                eprintln!("  {tag:<8} names {} already", plan.version_tag());
+                moved.push(tag.clone());
+                continue;
+            }
+            Some((bytes, _)) => match oci::version_of(registry, &bytes).await? {
+                Some(newer) if newer > *version => {
+                    eprintln!("  {tag:<8} stays: it names v{newer} now, newer than this release");
+                    continue;
+                }
+                _ => {}
+            },
+            None => {}
         }
+        registry
+            .push_manifest(tag, &index_bytes, &media_type)
+            .await
+            .with_context(|| format!("pointing {tag} at {index_digest}"))?;
+        eprintln!("  {tag:<8} -> {}", plan.version_tag());
+        moved.push(tag.clone());
     }
-    registry.push_manifest(&plan.version_tag, &index, oci::OCI_INDEX).await?;
-    eprintln!("==> pushed index {index_digest} as {}:{}", plan.repository, plan.version_tag);
-    Ok(index_digest)
-}
-
-fn annotations(plan: &PublishPlan) -> Value {
-    let arg = |name: &str| plan.build_args.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
-    json!({
-        "org.opencontainers.image.title": "stigmer-agent-runner",
-        "org.opencontainers.image.version": plan.version.to_string(),
-        "org.opencontainers.image.revision": arg("REVISION"),
-        "org.opencontainers.image.created": arg("CREATED"),
-        "org.opencontainers.image.source": "https://github.com/stigmer/stigmer",
-    })
-}
-
-/// An OCI image manifest; serde_json orders keys, so equal inputs give equal bytes.
-fn image_manifest(config_digest: &str, config_size: usize, layers: &[Layer]) -> Vec<u8> {
-    let layers: Vec<Value> = layers
-        .iter()
-        .map(|l| json!({ "mediaType": oci::OCI_LAYER_GZIP, "digest": l.digest, "size": l.size }))
-        .collect();
-    serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": oci::OCI_MANIFEST,
-        "config": { "mediaType": oci::OCI_CONFIG, "digest": config_digest, "size": config_size },
-        "layers": layers,
-    }))
-    .expect("a JSON value serializes")
-}
-
-struct SavedImage {
-    config: Bytes,
-    config_json: Value,
-    layers: Vec<Layer>,
-}
-
-struct Layer {
-    digest: String,
-    size: u64,
-    path: PathBuf,
-}
-
-/// `docker save`s an image and turns each layer into a reproducible gzip blob, cached
-/// under `target/oci-layers/` by the layer's diff id: an unchanged layer compresses
-/// to the same bytes, so a re-push finds every blob already in the registry.
-fn save_image(sh: &Shell, engine: &Engine, id: &str) -> anyhow::Result<SavedImage> {
-    let dir = tempfile::tempdir()?;
-    let archive = dir.path().join("image.tar");
-    let program = engine.program();
-    cmd!(sh, "{program} save --output {archive} {id}").quiet().run().context("saving the built image")?;
-    let unpacked = dir.path().join("unpacked");
-    tar::Archive::new(BufReader::new(std::fs::File::open(&archive)?))
-        .unpack(&unpacked)
-        .context("unpacking the saved image")?;
-    let manifest: Value = serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json"))?)?;
-    let entry = &manifest[0];
-    let config = Bytes::from(std::fs::read(
-        unpacked.join(entry["Config"].as_str().context("no Config in manifest.json")?),
-    )?);
-    let config_json: Value = serde_json::from_slice(&config)?;
-    let diff_ids: Vec<&str> = config_json["rootfs"]["diff_ids"]
-        .as_array()
-        .context("the image config has no rootfs.diff_ids")?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    let layer_paths: Vec<&str> = entry["Layers"]
-        .as_array()
-        .context("no Layers in manifest.json")?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    if diff_ids.len() != layer_paths.len() {
-        bail!("the saved image has {} layers but its config lists {}", layer_paths.len(), diff_ids.len());
+    let misplaced = verify::tags_elsewhere(registry, &moved, index_digest).await?;
+    if !misplaced.is_empty() {
+        bail!("after moving the pointers: {}", misplaced.join("; "));
     }
-    let cache = crate::project::root().join("target/oci-layers");
-    std::fs::create_dir_all(&cache)?;
-    let mut layers = Vec::new();
-    for (diff_id, path) in diff_ids.iter().zip(layer_paths) {
-        let blob = cache.join(format!("{}.tar.gz", diff_id.trim_start_matches("sha256:")));
-        if !blob.exists() {
-            gzip_reproducibly(&unpacked.join(path), &blob)?;
-        }
-        let data = std::fs::read(&blob)?;
-        layers.push(Layer { digest: oci::sha256_digest(&data), size: data.len() as u64, path: blob });
-    }
-    Ok(SavedImage { config, config_json, layers })
-}
-
-/// gzip with no timestamp or file name in the header and a fixed level, into a
-/// temporary file renamed into place: the cache never holds half a blob, and two
-/// publishes compressing the same layer at once cannot interleave their writes.
-fn gzip_reproducibly(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let partial = tempfile::NamedTempFile::new_in(to.parent().context("a cache path has a parent")?)?;
-    let mut encoder = flate2::GzBuilder::new().mtime(0).write(partial, flate2::Compression::new(6));
-    std::io::copy(&mut std::fs::File::open(from)?, &mut encoder)?;
-    let mut partial = encoder.finish()?;
-    partial.flush()?;
-    partial.persist(to).context("moving a compressed layer into the cache")?;
-    Ok(())
-}
-
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(19)]
+    Ok(moved)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
+    use crate::plan::{self, Kind, World};
 
     fn version(text: &str) -> semver::Version {
         semver::Version::parse(text).unwrap()
     }
 
-    #[test]
-    fn a_release_moves_latest_and_the_minor_and_major_aliases() {
-        assert_eq!(alias_tags(&version("1.3.0"), false), ["latest", "v1.3", "v1"]);
-    }
-
-    #[test]
-    fn a_pre_release_or_no_latest_moves_no_alias() {
-        assert!(alias_tags(&version("1.3.0-rc.1"), false).is_empty());
-        assert!(alias_tags(&version("1.3.0"), true).is_empty());
-    }
-
     fn plan() -> PublishPlan {
+        let repository: Repository = "ghcr.io/stigmer/agent-runner".parse().unwrap();
         PublishPlan {
-            repository: "ghcr.io/stigmer/agent-runner".parse().unwrap(),
-            version: version("1.3.0"),
+            release: plan::compute(&version("1.3.0"), Kind::Release, false, &repository, &World::default()),
+            repository,
             platforms: Platform::ALL.to_vec(),
             builder: Builder::Buildx,
             base_image: "python:3.11-slim".into(),
             build_args: vec![("BASE_IMAGE", "python:3.11-slim".into()), ("VERSION", "1.3.0".into())],
-            version_tag: "v1.3.0".into(),
-            aliases: alias_tags(&version("1.3.0"), false),
             context: "agent-runner".into(),
             credentials_source: "GITHUB_TOKEN".into(),
+            explicit_auth: None,
+            sbom_generator: None,
             cache_from: vec!["type=gha".into()],
             cache_to: vec!["type=gha,mode=max".into()],
         }
@@ -579,7 +382,7 @@ mod tests {
 
     #[test]
     fn the_buildx_command_pushes_one_multi_platform_build_with_attestations() {
-        let args = plan().buildx_args(&PublishMode::Index, Path::new("/tmp/meta.json"));
+        let args = buildx::args(&plan(), &PublishMode::Index, Path::new("/tmp/meta.json"));
         insta::assert_snapshot!(args.join(" "), @"buildx build --platform linux/amd64,linux/arm64 --push --tag ghcr.io/stigmer/agent-runner:v1.3.0 --metadata-file /tmp/meta.json --provenance=mode=max --sbom=true --build-arg BASE_IMAGE=python:3.11-slim --build-arg VERSION=1.3.0 --cache-from type=gha --cache-to type=gha,mode=max agent-runner");
     }
 
@@ -591,7 +394,7 @@ mod tests {
     #[test]
     fn a_by_digest_buildx_build_pushes_without_a_tag() {
         let plan = PublishPlan { platforms: vec![Platform::LinuxArm64], ..plan() };
-        let args = plan.buildx_args(&PublishMode::ByDigest, Path::new("/tmp/meta.json"));
+        let args = buildx::args(&plan, &PublishMode::ByDigest, Path::new("/tmp/meta.json"));
         insta::assert_snapshot!(args.join(" "), @"buildx build --platform linux/arm64 --output type=image,name=ghcr.io/stigmer/agent-runner,push-by-digest=true,name-canonical=true,push=true --metadata-file /tmp/meta.json --provenance=mode=max --sbom=true --build-arg BASE_IMAGE=python:3.11-slim --build-arg VERSION=1.3.0 --cache-from type=gha --cache-to type=gha,mode=max agent-runner");
     }
 
@@ -608,33 +411,5 @@ mod tests {
             one_platform.describe(&by_digest),
             plan().describe(&merge)
         ));
-    }
-
-    #[test]
-    fn the_index_lists_platforms_in_order_and_attestations_last() {
-        let attestation = json!({
-            "digest": "sha256:att", "platform": { "architecture": "unknown", "os": "unknown" },
-            "annotations": { "vnd.docker.reference.type": "attestation-manifest" },
-        });
-        let arm64 = manifest_descriptor(
-            b"arm",
-            oci::OCI_MANIFEST,
-            &json!({ "architecture": "arm64", "os": "linux" }),
-        );
-        let amd64 = manifest_descriptor(
-            b"amd",
-            oci::OCI_MANIFEST,
-            &json!({ "architecture": "amd64", "os": "linux" }),
-        );
-        let mut descriptors = [attestation, arm64, amd64];
-        descriptors.sort_by_key(|descriptor| (is_attestation(descriptor), platform_of(descriptor)));
-        let order: Vec<String> = descriptors.iter().map(platform_of).collect();
-        assert_eq!(order, ["linux/amd64", "linux/arm64", "unknown/unknown"]);
-    }
-
-    #[test]
-    fn equal_layers_give_equal_manifest_bytes() {
-        let layers = || vec![Layer { digest: "sha256:aa".into(), size: 3, path: PathBuf::new() }];
-        assert_eq!(image_manifest("sha256:cc", 10, &layers()), image_manifest("sha256:cc", 10, &layers()));
     }
 }

@@ -36,10 +36,23 @@ impl FromStr for Bump {
             "minor" => Bump::Minor,
             "patch" => Bump::Patch,
             "rc" => Bump::Rc,
-            _ => Bump::Exact(Version::parse(text.trim_start_matches('v')).map_err(|_| {
-                anyhow::anyhow!("{text:?} is neither major, minor, patch, rc nor a version like 1.4.0")
-            })?),
+            _ if text.trim_start_matches('v').starts_with(|c: char| c.is_ascii_digit()) => {
+                Bump::Exact(crate::version::parse(text)?)
+            }
+            _ => bail!("{text:?} is neither major, minor, patch, rc nor a version like 1.4.0"),
         })
+    }
+}
+
+impl std::fmt::Display for Bump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bump::Major => f.write_str("major"),
+            Bump::Minor => f.write_str("minor"),
+            Bump::Patch => f.write_str("patch"),
+            Bump::Rc => f.write_str("rc"),
+            Bump::Exact(version) => write!(f, "{version}"),
+        }
     }
 }
 
@@ -87,8 +100,38 @@ impl flags::Release {
         let head_subject =
             cmd!(sh, "git log -1 --format=%s").quiet().ignore_stderr().read().unwrap_or_default();
         if head_subject == format!("release: {tag}") {
-            eprintln!("==> HEAD is the release commit of {tag}: finishing that release");
-            return finish(sh, &tag, &self);
+            let state = Finishing::of(sh, &tag, &self)?;
+            let previous = version_before_head(sh);
+            let same_command =
+                previous.as_ref().and_then(|p| next_version(p, &bump).ok()) == Some(current.clone());
+            if same_command || !state.missing.is_empty() {
+                if !same_command {
+                    let from = previous.map_or("the commit before".to_owned(), |p| p.to_string());
+                    bail!(
+                        "HEAD is the release commit of {tag}, which is not finished ({}); `--bump {bump}` \
+                         from {from} is not {current}. Finish {tag} first with `cargo xtask release --bump \
+                         {current}{}`, then cut the next release",
+                        state.missing.join(", "),
+                        if self.push { " --push" } else { "" },
+                    );
+                }
+                let problems = work_tree_problems(sh, &self.branch)?;
+                if !problems.is_empty() {
+                    bail!("cannot finish {tag}:\n  - {}", problems.join("\n  - "));
+                }
+                eprintln!("==> HEAD is the release commit of {tag}: finishing that release");
+                if state.missing.is_empty() {
+                    eprintln!("  nothing is missing");
+                }
+                for step in &state.missing {
+                    eprintln!("  {step}");
+                }
+                if self.dry_run {
+                    eprintln!("dry run: nothing written");
+                    return Ok(());
+                }
+                return finish(sh, &tag, &self);
+            }
         }
 
         let next = next_version(&current, &bump)?;
@@ -124,6 +167,34 @@ impl flags::Release {
 
 /// Every reason not to release, each with what to do; empty when all is well.
 fn preflight(sh: &Shell, tag: &str, branch: &str) -> anyhow::Result<Vec<String>> {
+    let mut problems = work_tree_problems(sh, branch)?;
+    if cmd!(sh, "git remote get-url origin").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
+        let remote_tag = format!("refs/tags/{tag}");
+        if !cmd!(sh, "git ls-remote --tags origin {remote_tag}").quiet().read().unwrap_or_default().is_empty()
+        {
+            problems.push(format!("tag {tag} exists on origin already: choose another version"));
+        }
+    }
+    let local_tag = format!("refs/tags/{tag}");
+    if cmd!(sh, "git rev-parse --quiet --verify {local_tag}").quiet().ignore_stdout().run().is_ok() {
+        problems.push(format!(
+            "tag {tag} exists already: choose another version, or `git tag -d {tag}` if it is a leftover"
+        ));
+    }
+    match changelog::unreleased(&sh.read_file("CHANGELOG.md").unwrap_or_default()) {
+        None => problems.push("CHANGELOG.md has no `## [Unreleased]` section: add one".to_owned()),
+        Some(body) if !changelog::has_entries(body) => problems.push(
+            "CHANGELOG.md's Unreleased section is empty: list what changed under `## [Unreleased]`"
+                .to_owned(),
+        ),
+        Some(_) => {}
+    }
+    Ok(problems)
+}
+
+/// What any release run needs of the work tree: clean, on the release branch, and not
+/// behind origin.
+fn work_tree_problems(sh: &Shell, branch: &str) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     if cmd!(sh, "git rev-parse --is-inside-work-tree").quiet().ignore_stdout().ignore_stderr().run().is_err()
     {
@@ -156,27 +227,44 @@ fn preflight(sh: &Shell, tag: &str, branch: &str) -> anyhow::Result<Vec<String>>
             Err(_) => problems
                 .push(format!("cannot fetch {branch} from origin: check the remote, or push {branch} first")),
         }
-        let remote_tag = format!("refs/tags/{tag}");
-        if !cmd!(sh, "git ls-remote --tags origin {remote_tag}").quiet().read().unwrap_or_default().is_empty()
-        {
-            problems.push(format!("tag {tag} exists on origin already: choose another version"));
-        }
-    }
-    let local_tag = format!("refs/tags/{tag}");
-    if cmd!(sh, "git rev-parse --quiet --verify {local_tag}").quiet().ignore_stdout().run().is_ok() {
-        problems.push(format!(
-            "tag {tag} exists already: choose another version, or `git tag -d {tag}` if it is a leftover"
-        ));
-    }
-    match changelog::unreleased(&sh.read_file("CHANGELOG.md").unwrap_or_default()) {
-        None => problems.push("CHANGELOG.md has no `## [Unreleased]` section: add one".to_owned()),
-        Some(body) if !changelog::has_entries(body) => problems.push(
-            "CHANGELOG.md's Unreleased section is empty: list what changed under `## [Unreleased]`"
-                .to_owned(),
-        ),
-        Some(_) => {}
     }
     Ok(problems)
+}
+
+/// What is left to do of a release whose commit is HEAD: the tag, the push.
+struct Finishing {
+    missing: Vec<String>,
+}
+
+impl Finishing {
+    fn of(sh: &Shell, tag: &str, flags: &flags::Release) -> anyhow::Result<Finishing> {
+        let head = cmd!(sh, "git rev-parse HEAD").quiet().read()?;
+        let tag_ref = format!("refs/tags/{tag}^{{commit}}");
+        let tagged = cmd!(sh, "git rev-parse --quiet --verify {tag_ref}").quiet().ignore_status().read()?;
+        let mut missing = Vec::new();
+        if tagged.is_empty() {
+            missing.push(format!("tag {tag} (annotated)"));
+        }
+        if flags.push {
+            let branch_ref = format!("refs/heads/{}", flags.branch);
+            let remote_tag = format!("refs/tags/{tag}^{{}}");
+            let remote =
+                cmd!(sh, "git ls-remote origin {branch_ref} {remote_tag}").quiet().ignore_status().read()?;
+            let pushed =
+                |name: &str| remote.lines().any(|line| line.starts_with(&head) && line.ends_with(name));
+            if !pushed(&branch_ref) || !pushed(&remote_tag) {
+                missing.push(format!("push {} and {tag} to origin", flags.branch));
+            }
+        }
+        Ok(Finishing { missing })
+    }
+}
+
+/// The workspace version of HEAD's parent: what the release commit bumped from.
+fn version_before_head(sh: &Shell) -> Option<Version> {
+    let manifest = cmd!(sh, "git show HEAD^:Cargo.toml").quiet().ignore_stderr().read().ok()?;
+    let doc: toml_edit::DocumentMut = manifest.parse().ok()?;
+    Version::parse(doc["workspace"]["package"]["version"].as_str()?).ok()
 }
 
 struct Edit {

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use xshell::Shell;
 
-use crate::{changelog, checksums, files, flags};
+use crate::{changelog, checksums, files, flags, plan::ReleasePlan, version};
 
 pub(crate) const NOTES: &str = "RELEASE_NOTES.md";
 
@@ -17,18 +17,42 @@ pub(crate) const HOMEBREW_TAP: &str = "stigmer/tap";
 
 impl flags::ReleaseNotes {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let version = parse_tag(&self.version)?;
+        let image_digest = self.image_digest.as_deref().filter(|digest| !digest.is_empty());
+        let (version, repository) = match (&self.plan, &self.version) {
+            (Some(path), _) => {
+                let plan = ReleasePlan::read(&sh.current_dir().join(path))?;
+                if !plan.dry_run && image_digest.is_none() {
+                    bail!(
+                        "the notes of release {} name the verified image: pass --image-digest sha256:...",
+                        plan.tag
+                    );
+                }
+                (plan.version, plan.image.repository)
+            }
+            (None, Some(text)) => {
+                (version::parse(text)?, format!("{}/agent-runner", self.registry.trim_end_matches('/')))
+            }
+            (None, None) => bail!("give --version or --plan"),
+        };
         let dir = sh.current_dir().join(&self.dir);
         let changelog = sh.read_file("CHANGELOG.md").context("reading CHANGELOG.md")?;
-        let Some(changes) = changelog::section(&changelog, &version.to_string()) else {
+        let section =
+            if version::is_snapshot(&version) { "Unreleased".to_owned() } else { version.to_string() };
+        let Some(changes) = changelog::section(&changelog, &section) else {
             bail!(
-                "CHANGELOG.md has no `## [{version}]` section: release notes are written after \
+                "CHANGELOG.md has no `## [{section}]` section: release notes are written after \
                  `cargo xtask release` rolled the changelog over"
             );
         };
         let artifacts = checksums::read(&dir.join(checksums::CHECKSUMS))?;
-        let image =
-            Image { registry: self.registry.trim_end_matches('/'), digest: self.image_digest.as_deref() };
+        let image = if version::is_snapshot(&version) {
+            Image::Snapshot {
+                built: None,
+                skipped: vec!["the image: a dry run builds and pushes none".to_owned()],
+            }
+        } else {
+            Image::Published { repository: &repository, digest: image_digest }
+        };
         let notes = render(&version, changes, &image, &artifacts);
         write(&dir, &notes)?;
         println!("wrote {}", dir.join(NOTES).display());
@@ -36,15 +60,12 @@ impl flags::ReleaseNotes {
     }
 }
 
-/// `vX.Y.Z` (or a bare `X.Y.Z`) as a version.
-pub(crate) fn parse_tag(text: &str) -> anyhow::Result<semver::Version> {
-    semver::Version::parse(text.trim_start_matches('v'))
-        .with_context(|| format!("--version {text:?} is not a version like v1.2.3"))
-}
-
-pub(crate) struct Image<'a> {
-    pub(crate) registry: &'a str,
-    pub(crate) digest: Option<&'a str>,
+/// What the notes say of the agent-runner image.
+pub(crate) enum Image<'a> {
+    /// A release's: `repository:vX.Y.Z`, by its verified index digest once known.
+    Published { repository: &'a str, digest: Option<&'a str> },
+    /// A snapshot's: what was built locally, and what was not and why.
+    Snapshot { built: Option<String>, skipped: Vec<String> },
 }
 
 pub(crate) fn write(dir: &Path, notes: &str) -> anyhow::Result<()> {
@@ -61,10 +82,10 @@ pub(crate) fn render(
 ) -> String {
     let tag = format!("v{version}");
     let mut notes = String::new();
-    if crate::checksums::is_snapshot(version) {
+    if version::is_snapshot(version) {
         notes.push_str(&format!(
-            "> **Snapshot.** {tag} was built locally by `cargo xtask release --snapshot`: nothing \
-             was tagged or published.\n\n"
+            "> **Snapshot.** {tag} was built locally (`cargo xtask release --snapshot`, or a dry \
+             run): nothing was tagged or published, and nothing here can be downloaded.\n\n"
         ));
     } else if !version.pre.is_empty() {
         notes.push_str(&format!(
@@ -75,15 +96,41 @@ pub(crate) fn render(
     notes.push_str("## Changes\n\n");
     notes.push_str(changes.trim_matches('\n'));
     notes.push_str("\n\n## Agent-runner image\n\n");
-    let repository = format!("{}/agent-runner", image.registry);
-    notes.push_str(&format!("`{repository}:{tag}` for linux/amd64 and linux/arm64"));
-    match image.digest {
-        Some(digest) => notes.push_str(&format!(
-            ", index digest `{digest}` (verified).\n\n```sh\ndocker pull {repository}@{digest}\n```\n"
-        )),
-        None => notes.push_str(".\n"),
+    match image {
+        Image::Published { repository, digest } => {
+            notes.push_str(&format!("`{repository}:{tag}` for linux/amd64 and linux/arm64"));
+            match digest {
+                Some(digest) => notes.push_str(&format!(
+                    ", index digest `{digest}` (verified).\n\n```sh\ndocker pull {repository}@{digest}\n```\n"
+                )),
+                None => notes.push_str(".\n"),
+            }
+        }
+        Image::Snapshot { built, skipped } => {
+            match built {
+                Some(built) => {
+                    notes.push_str(&format!("Built into the local engine: {built}. Not pushed.\n"))
+                }
+                None => notes.push_str("No image was built.\n"),
+            }
+            for reason in skipped {
+                notes.push_str(&format!("- Skipped {reason}\n"));
+            }
+        }
     }
 
+    if !version::is_snapshot(version) {
+        install_section(&mut notes, version, &tag, artifacts);
+    }
+    notes.push_str("\n## Artifacts\n\n| File | SHA-256 |\n| --- | --- |\n");
+    for (name, sha256) in artifacts {
+        notes.push_str(&format!("| `{name}` | `{sha256}` |\n"));
+    }
+    notes
+}
+
+/// How to install a published version: Homebrew for final releases, else a tarball.
+fn install_section(notes: &mut String, version: &semver::Version, tag: &str, artifacts: &[(String, String)]) {
     notes.push_str("\n## Install\n\n");
     if version.pre.is_empty() {
         notes.push_str(&format!(
@@ -105,12 +152,6 @@ pub(crate) fn render(
         "`stigmer server start` pulls the agent-runner image by itself; it needs Docker (or \
          Podman) running.\n",
     );
-
-    notes.push_str("\n## Artifacts\n\n| File | SHA-256 |\n| --- | --- |\n");
-    for (name, sha256) in artifacts {
-        notes.push_str(&format!("| `{name}` | `{sha256}` |\n"));
-    }
-    notes
 }
 
 #[cfg(test)]
@@ -130,18 +171,34 @@ mod tests {
     #[test]
     fn a_release_with_a_verified_image() {
         let digest = format!("sha256:{}", "ab".repeat(32));
-        let image = Image { registry: "ghcr.io/stigmer", digest: Some(&digest) };
+        let image = Image::Published { repository: "ghcr.io/stigmer/agent-runner", digest: Some(&digest) };
         let notes = render(&semver::Version::new(1, 3, 0), CHANGES, &image, &artifacts());
         insta::assert_snapshot!(notes);
     }
 
     #[test]
     fn a_pre_release_says_so_first_and_offers_no_homebrew() {
-        let image = Image { registry: "ghcr.io/stigmer", digest: None };
+        let image = Image::Published { repository: "ghcr.io/stigmer/agent-runner", digest: None };
         let version = semver::Version::parse("1.3.0-rc.1").unwrap();
         let artifacts: Vec<_> =
             artifacts().into_iter().map(|(name, sha)| (name.replace("1.3.0", "1.3.0-rc.1"), sha)).collect();
         let notes = render(&version, CHANGES, &image, &artifacts);
+        insta::assert_snapshot!(notes);
+    }
+
+    #[test]
+    fn a_snapshot_says_what_was_built_and_skipped_and_offers_no_download() {
+        let image = Image::Snapshot {
+            built: Some("stigmer-agent-runner:local (linux/amd64)".to_owned()),
+            skipped: vec!["linux/arm64: a snapshot builds this machine's platform only".to_owned()],
+        };
+        let version = semver::Version::parse("1.3.1-snapshot-abc1234").unwrap();
+        let artifacts: Vec<_> = artifacts()
+            .into_iter()
+            .map(|(name, sha)| (name.replace("1.3.0", "1.3.1-snapshot-abc1234"), sha))
+            .collect();
+        let notes = render(&version, CHANGES, &image, &artifacts);
+        assert!(!notes.contains("https://"), "{notes}");
         insta::assert_snapshot!(notes);
     }
 }

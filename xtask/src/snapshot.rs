@@ -13,18 +13,23 @@ use crate::{
     changelog, checksums,
     dist::{self, Stamp, Target},
     engine::Engine,
-    flags, homebrew, project, release_notes,
+    flags, homebrew,
+    image::{self, LocalBuild},
+    plan,
+    platform::Platform,
+    prepare::DependencyPath,
+    project, release_notes,
 };
 
 pub(crate) fn run(sh: &Shell, flags: &flags::Release) -> anyhow::Result<()> {
-    let version = snapshot_version(sh)?;
+    let version = plan::snapshot_version(sh)?;
     eprintln!(
         "==> snapshot {version}: builds every artifact into {}, publishes nothing",
         flags.out.display()
     );
     let mut skipped: Vec<String> = Vec::new();
 
-    let image = match image(sh, &flags.base_image)? {
+    let image = match local_image(sh, &flags.base_image)? {
         Ok(image) => Some(image),
         Err(reason) => {
             eprintln!("==> skipping the agent-runner image: {reason}");
@@ -51,7 +56,23 @@ pub(crate) fn run(sh: &Shell, flags: &flags::Release) -> anyhow::Result<()> {
     let changes =
         changelog::unreleased(&changelog_text).unwrap_or("\n- (CHANGELOG.md has no Unreleased section)\n");
     let artifacts = checksums::read(&out.join(checksums::CHECKSUMS))?;
-    let notes_image = release_notes::Image { registry: "ghcr.io/stigmer", digest: None };
+    let mut image_skipped: Vec<String> =
+        skipped.iter().filter(|s| s.starts_with("agent-runner image")).cloned().collect();
+    if image.is_some() {
+        image_skipped.push(format!(
+            "{}: a snapshot builds this machine's platform only",
+            Platform::ALL
+                .iter()
+                .filter(|p| **p != Platform::host())
+                .map(Platform::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let notes_image = release_notes::Image::Snapshot {
+        built: image.as_ref().map(|tag| format!("`{tag}` ({})", Platform::host())),
+        skipped: image_skipped,
+    };
     release_notes::write(&out, &release_notes::render(&version, changes, &notes_image, &artifacts))?;
 
     let formula = if flags.all_targets {
@@ -82,26 +103,9 @@ pub(crate) fn run(sh: &Shell, flags: &flags::Release) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `X.Y.Z-snapshot+<short sha>`, `.dirty` added when the work tree has changes: a
-/// snapshot never claims to be a commit it is not.
-fn snapshot_version(sh: &Shell) -> anyhow::Result<semver::Version> {
-    let mut version = project::workspace_version(sh)?;
-    let sha = cmd!(sh, "git rev-parse --short=7 HEAD").quiet().ignore_stderr().read().unwrap_or_default();
-    let sha = if sha.trim().is_empty() { "nogit".to_owned() } else { sha.trim().to_owned() };
-    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .unwrap_or_default();
-    let build = if dirty.trim().is_empty() { sha } else { format!("{sha}.dirty") };
-    version.pre = semver::Prerelease::new("snapshot")?;
-    version.build = semver::BuildMetadata::new(&build)?;
-    Ok(version)
-}
-
 /// Builds the image for this machine, or says why it cannot: `Err(reason)` is a skip,
 /// an `anyhow` error (a broken Dockerfile, say) fails the snapshot.
-fn image(sh: &Shell, base_image: &str) -> anyhow::Result<Result<String, String>> {
+fn local_image(sh: &Shell, base_image: &str) -> anyhow::Result<Result<String, String>> {
     let engine = match Engine::connect(sh) {
         Ok(engine) => engine,
         Err(err) => {
@@ -118,27 +122,14 @@ fn image(sh: &Shell, base_image: &str) -> anyhow::Result<Result<String, String>>
             )));
         }
     }
-    let build = flags::Image {
-        local: true,
-        push: false,
-        by_digest: false,
-        merge: Vec::new(),
-        platform: Vec::new(),
-        allow_emulation: false,
-        base_image: base_image.to_owned(),
-        name: "stigmer-agent-runner".to_owned(),
-        context: None,
-        registry: String::new(),
-        version: None,
-        no_latest: false,
-        builder: flags::BuilderChoice::Auto,
-        username: None,
-        password_stdin: false,
-        cache_from: Vec::new(),
-        cache_to: Vec::new(),
-        dry_run: false,
+    let build = LocalBuild {
+        platform: Platform::host(),
+        base_image,
+        name: "stigmer-agent-runner",
+        context: project::root().join("agent-runner"),
+        dependency_path: DependencyPath::BuildPlatform,
     };
-    build.run(sh)?;
+    image::build_local(sh, &build)?;
     Ok(Ok("stigmer-agent-runner:local".to_owned()))
 }
 

@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use xshell::Shell;
 
 use crate::{
-    credentials, flags,
+    flags,
     image::human_bytes,
-    oci::{self, ImageRef, Registry, RetryPolicy},
+    oci::{self, ImageRef, Registry},
     platform::Platform,
 };
 
@@ -28,15 +28,10 @@ impl flags::VerifyImage {
             }
             same_as.push(other.target);
         }
-        let (auth, _source) = credentials::resolve(sh, &image.repository.registry, None)?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let registry = oci::connect(sh, &image.repository, None)?;
         let started = std::time::Instant::now();
-        let (report, requests) = runtime.block_on(async {
-            let registry = Registry::connect(image.repository.clone(), auth, RetryPolicy::default()).await;
-            let report = verify(&registry, &image.target, &platforms, &same_as).await;
-            (report, registry.requests())
-        });
-        let report = report?;
+        let report = oci::block_on(verify(&registry, &image.target, &platforms, &same_as))?;
+        let requests = registry.requests();
         if self.json {
             let mut json = report.to_json();
             json["requests"] = requests.into();
@@ -134,8 +129,7 @@ pub(crate) async fn verify(
         let declared_size = descriptor["size"].as_u64().unwrap_or_default();
         let os = descriptor["platform"]["os"].as_str().unwrap_or("unknown");
         let arch = descriptor["platform"]["architecture"].as_str().unwrap_or("unknown");
-        let is_attestation = descriptor["annotations"]["vnd.docker.reference.type"] == "attestation-manifest"
-            || (os == "unknown" && arch == "unknown");
+        let is_attestation = oci::is_attestation(descriptor);
         let Some((bytes, actual)) = registry.manifest(digest).await? else {
             problems.push(format!("manifest {digest} ({os}/{arch}) is listed in the index but missing"));
             continue;

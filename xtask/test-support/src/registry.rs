@@ -120,6 +120,17 @@ impl TestRegistry {
     /// Every request the registry has answered so far, as (method, path), read from
     /// its own log: an account of the traffic that does not rely on the client's word.
     pub fn requests(&self) -> Vec<(String, String)> {
+        self.requests_with_query()
+            .into_iter()
+            .map(|(method, uri)| {
+                let path = uri.split('?').next().unwrap_or_default().to_owned();
+                (method, path)
+            })
+            .collect()
+    }
+
+    /// Every completed request as (method, URI with its query).
+    fn requests_with_query(&self) -> Vec<(String, String)> {
         let field = |line: &str, name: &str| {
             let start = line.find(name)? + name.len();
             let rest = line[start..].trim_start_matches('"');
@@ -130,19 +141,29 @@ impl TestRegistry {
             .lines()
             .filter(|line| line.contains("msg=\"response completed\""))
             .filter_map(|line| {
-                let uri = field(line, "http.request.uri=")?;
-                let path = uri.split('?').next().unwrap_or_default().to_owned();
-                Some((field(line, "http.request.method=")?, path))
+                Some((field(line, "http.request.method=")?, field(line, "http.request.uri=")?))
             })
             .collect()
     }
 
-    /// How many blob uploads were started (`POST .../blobs/uploads/`).
+    /// How many blob uploads were started (`POST .../blobs/uploads/`), not counting
+    /// the mount requests that prove push access (`?mount=`), which upload nothing.
     pub fn blob_uploads(&self) -> usize {
-        self.requests()
+        self.requests_with_query()
             .iter()
-            .filter(|(method, path)| method == "POST" && path.ends_with("/blobs/uploads/"))
+            .filter(|(method, uri)| {
+                method == "POST" && uri.contains("/blobs/uploads/") && !uri.contains("mount=")
+            })
             .count()
+    }
+
+    /// The requests that could change what the registry holds (anything but GET and
+    /// HEAD, and but the mount requests that prove push access).
+    pub fn writes(&self) -> Vec<(String, String)> {
+        self.requests_with_query()
+            .into_iter()
+            .filter(|(method, uri)| method != "GET" && method != "HEAD" && !uri.contains("mount="))
+            .collect()
     }
 
     pub fn log(&self) -> String {

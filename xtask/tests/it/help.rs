@@ -23,3 +23,9 @@ fn test_help_explains_its_flags() {
     let sh = shell();
     insta::assert_snapshot!(run_ok(cmd!(sh, "{XTASK} test --help")));
 }
+
+#[test]
+fn plan_help_explains_the_release_plan() {
+    let sh = shell();
+    insta::assert_snapshot!(run_ok(cmd!(sh, "{XTASK} plan --help")));
+}

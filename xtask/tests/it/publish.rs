@@ -49,6 +49,30 @@ impl Fixture {
         .env("DOCKER_CONFIG", self.registry.docker_config())
     }
 
+    /// `--by-digest` for each platform, as the per-platform jobs run it; their digests.
+    fn push_by_digest(&self, sh: &Shell, version: &str) -> Vec<String> {
+        let (registry, base, context) = (self.registry.host(), &self.base, self.context.path());
+        let mut digests = Vec::new();
+        for platform in ["linux/amd64", "linux/arm64"] {
+            let output = crate::run(cmd!(
+                sh,
+                "{XTASK} image --push --by-digest --platform {platform} --builder engine --registry {registry} --version {version} --base-image {base} --context {context}"
+            ));
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            digests.push(String::from_utf8(output.stdout).unwrap().trim().to_owned());
+        }
+        digests
+    }
+
+    fn push_with_plan<'a>(&self, sh: &'a Shell, plan: &std::path::Path) -> xshell::Cmd<'a> {
+        let (base, context) = (&self.base, self.context.path());
+        cmd!(
+            sh,
+            "{XTASK} image --push --builder engine --plan {plan} --base-image {base} --context {context}"
+        )
+        .env("DOCKER_CONFIG", self.registry.docker_config())
+    }
+
     fn repository(&self) -> String {
         self.registry.repository("agent-runner")
     }
@@ -130,14 +154,101 @@ fn a_pre_release_moves_no_alias() {
 }
 
 #[test]
-fn a_dry_run_prints_the_plan_and_sends_nothing() {
+fn a_dry_run_prints_the_plan_and_writes_nothing() {
     let fixture = Fixture::new(TestRegistry::start());
-    let requests_before = fixture.registry.requests().len();
     let sh = shell();
-    let output = run_ok(fixture.push(&sh, "v2.0.0").arg("--dry-run"));
-    assert!(output.contains("3. then point latest, v2.0, v2 at the verified digest"), "{output}");
-    assert!(output.contains("dry run: nothing built, nothing pushed"), "{output}");
-    assert_eq!(fixture.registry.requests().len(), requests_before);
+    run_ok(fixture.push(&sh, "v1.9.0"));
+    let writes_before = fixture.registry.writes();
+    let tags_before: Vec<Option<Vec<u8>>> =
+        ["v1.9.0", "latest", "v1"].iter().map(|t| fixture.raw(t)).collect();
+    for version in ["v2.0.0", "v1.9.0"] {
+        let output = run_ok(fixture.push(&sh, version).arg("--dry-run"));
+        assert!(output.contains("dry run: nothing built, nothing pushed"), "{output}");
+        if version == "v2.0.0" {
+            assert!(output.contains("3. point latest (from v1.9.0 to v2.0.0)"), "{output}");
+        } else {
+            assert!(output.contains("is published already as sha256:"), "{output}");
+        }
+    }
+    assert_eq!(fixture.registry.writes(), writes_before, "a dry run wrote to the registry");
+    let tags_after: Vec<Option<Vec<u8>>> =
+        ["v1.9.0", "latest", "v1"].iter().map(|t| fixture.raw(t)).collect();
+    assert_eq!(tags_after, tags_before);
+    assert_eq!(fixture.raw("v2.0.0"), None);
+}
+
+#[test]
+fn a_published_version_is_reused_and_never_re_pointed() {
+    let fixture = Fixture::new(TestRegistry::start());
+    let sh = shell();
+    let first = published_digest(&run_ok(fixture.push(&sh, "v1.2.3")));
+
+    // A rerun with a changed tree (a rebuild would differ) reuses what is published.
+    fixture.set_app("changed after the release");
+    let rerun = run_ok(fixture.push(&sh, "v1.2.3"));
+    assert!(rerun.contains("is published already as"), "{rerun}");
+    assert!(!rerun.contains("building with"), "the rerun rebuilt:\n{rerun}");
+    assert_eq!(published_digest(&rerun), first);
+
+    // Another build merged under the published version is refused, naming both.
+    let registry = fixture.registry.host();
+    let merge = fixture.push_by_digest(&sh, "v1.2.4").join(",");
+    let refused = run_err(cmd!(sh, "{XTASK} image --merge {merge} --registry {registry} --version v1.2.3"));
+    assert!(
+        refused.contains(&format!("v1.2.3 is published as {first}, and this build is sha256:")),
+        "{refused}"
+    );
+    assert!(refused.contains("a published version never changes"), "{refused}");
+    assert!(refused.contains("`cargo xtask release --bump patch`, v1.2.4"), "{refused}");
+    assert_eq!(digest_of(&fixture.raw("v1.2.3").unwrap()), first);
+    assert_eq!(digest_of(&fixture.raw("latest").unwrap()), first);
+
+    // A per-platform rerun prints the published entries, and their merge is a no-op.
+    let merge = fixture.push_by_digest(&sh, "v1.2.3").join(",");
+    let merged = run_ok(cmd!(sh, "{XTASK} image --merge {merge} --registry {registry} --version v1.2.3"));
+    assert_eq!(published_digest(&merged), first);
+}
+
+#[test]
+fn floating_pointers_only_move_forward_and_a_backport_moves_its_own_line() {
+    let fixture = Fixture::new(TestRegistry::start());
+    let sh = shell();
+    let v130 = published_digest(&run_ok(fixture.push(&sh, "v1.3.0")));
+    let at = |tag: &str| fixture.raw(tag).map(|bytes| digest_of(&bytes));
+
+    // A plan made before v1.3.1 existed says `latest` moves to v1.2.4...
+    let plan_dir = tempfile::tempdir().unwrap();
+    let plan = plan_dir.path().join("plan.json");
+    let registry = fixture.registry.host();
+    run_ok(cmd!(sh, "{XTASK} plan --version v1.3.1 --registry {registry} --out {plan}"));
+    fixture.set_app("1.3.2");
+    let v132 = published_digest(&run_ok(fixture.push(&sh, "v1.3.2")));
+
+    // ...but when it runs, v1.3.2 is out: the stale plan moves nothing backwards.
+    fixture.set_app("1.3.1");
+    let stale = run_ok(fixture.push_with_plan(&sh, &plan));
+    assert!(stale.contains("latest   stays: it names v1.3.2 now, newer than this release"), "{stale}");
+    let v131 = published_digest(&stale);
+    for pointer in ["latest", "v1.3", "v1"] {
+        assert_eq!(at(pointer).as_deref(), Some(v132.as_str()), "{pointer} moved back to v1.3.1");
+    }
+
+    // A backport on the 1.2 line moves v1.2 alone.
+    fixture.set_app("1.2.4");
+    let backport = run_ok(fixture.push(&sh, "v1.2.4"));
+    let v124 = published_digest(&backport);
+    assert!(backport.contains("v1.2     -> v1.2.4"), "{backport}");
+    assert_eq!(at("v1.2").as_deref(), Some(v124.as_str()));
+    assert_eq!(at("latest").as_deref(), Some(v132.as_str()));
+    assert_eq!(at("v1").as_deref(), Some(v132.as_str()));
+
+    // A late rerun of v1.3.0 changes nothing.
+    let rerun = run_ok(fixture.push(&sh, "v1.3.0"));
+    assert_eq!(published_digest(&rerun), v130);
+    assert_eq!(at("v1.3.0").as_deref(), Some(v130.as_str()));
+    assert_eq!(at("v1.3.1").as_deref(), Some(v131.as_str()));
+    assert_eq!(at("latest").as_deref(), Some(v132.as_str()));
+    assert_eq!(at("v1.3").as_deref(), Some(v132.as_str()));
 }
 
 #[test]
@@ -156,7 +267,7 @@ fn credentials_from_stdin_are_used_and_never_printed() {
             .env("DOCKER_CONFIG", fixture.registry.docker_config())
             .stdin("not-the-password\n"),
     );
-    assert!(wrong.contains("refused the credentials"), "{wrong}");
+    assert!(wrong.contains("refused the credentials from --username/--password-stdin"), "{wrong}");
     assert!(
         !wrong.contains("==> linux/amd64: building"),
         "it built before checking the credentials:\n{wrong}"
@@ -164,7 +275,8 @@ fn credentials_from_stdin_are_used_and_never_printed() {
     assert!(!wrong.contains("not-the-password"), "the password was printed:\n{wrong}");
 
     let anonymous = run_err(fixture.push(&sh, "v1.0.0").env("DOCKER_CONFIG", empty.path()));
-    assert!(anonymous.contains("credentials  anonymous"), "{anonymous}");
+    assert!(anonymous.contains("refused the credentials from anonymous"), "{anonymous}");
+    assert!(!anonymous.contains("building with"), "{anonymous}");
 
     let right = run_ok(
         fixture
@@ -320,12 +432,8 @@ fn a_dependency_without_a_wheel_for_a_platform_stops_the_push_before_any_tag() {
     for tag in ["v1.0.0", "latest"] {
         assert_eq!(fixture.raw(tag), None, "{tag} exists after a refused build");
     }
-    let pushed: Vec<(String, String)> = fixture
-        .registry
-        .requests()
-        .into_iter()
-        .filter(|(method, path)| method != "GET" && method != "HEAD" && path.contains("/agent-runner/"))
-        .collect();
+    let pushed: Vec<(String, String)> =
+        fixture.registry.writes().into_iter().filter(|(_, path)| path.contains("/agent-runner/")).collect();
     assert!(pushed.is_empty(), "the refused build pushed: {pushed:?}");
 }
 

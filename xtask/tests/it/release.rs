@@ -282,3 +282,123 @@ fn a_failure_after_the_commit_is_finished_by_a_rerun_without_bumping_twice() {
     let output = run_ok(release(&sh, &repo, &["--bump", "minor", "--push"]));
     assert!(output.contains("v0.2.0 already tags HEAD"), "{output}");
 }
+
+/// Refs of the work tree and of origin, with the fingerprint: what a dry run must
+/// leave exactly as it found.
+fn everything(repo: &TestRepo) -> (BTreeMap<String, String>, String, String, String, String) {
+    let (files, status, head) = fingerprint(repo);
+    let remote = repo.remote().to_str().unwrap().to_owned();
+    (files, status, head, repo.git(&["show-ref"]), repo.git(&["ls-remote", &remote]))
+}
+
+#[test]
+fn a_dry_run_writes_nothing_in_any_state_a_release_can_resume_from() {
+    let repo = release_repo();
+    let sh = Shell::new().unwrap();
+    let dry_run = |args: &[&str], expected: &[&str]| {
+        let before = everything(&repo);
+        let output = run_ok(release(&sh, &repo, args));
+        for text in expected {
+            assert!(output.contains(text), "{args:?}: expected {text:?} in:\n{output}");
+        }
+        assert!(output.contains("dry run: nothing written"), "{output}");
+        assert_eq!(everything(&repo), before, "{args:?} changed the repository or origin");
+    };
+    dry_run(&["--bump", "minor", "--dry-run", "--push"], &["plan: release v0.2.0"]);
+
+    // After the release commit, with the tag refused.
+    hook(
+        &repo,
+        "reference-transaction",
+        "#!/bin/sh\n[ \"$1\" = prepared ] || exit 0\nwhile read -r old new ref; do\n  case \"$ref\" in refs/tags/*) exit 1;; esac\ndone\n",
+    );
+    run_err(release(&sh, &repo, &["--bump", "minor"]));
+    std::fs::remove_file(repo.work().join(".git/hooks/reference-transaction")).unwrap();
+    assert_eq!(repo.git(&["log", "-1", "--format=%s"]), "release: v0.2.0");
+    dry_run(
+        &["--bump", "minor", "--dry-run", "--push"],
+        &["finishing that release", "tag v0.2.0 (annotated)"],
+    );
+    // Another bump than the one that made the commit is refused, naming the way out.
+    let before = everything(&repo);
+    let other = run_err(release(&sh, &repo, &["--bump", "major", "--dry-run"]));
+    assert!(other.contains("`--bump major` from 0.1.0 is not 0.2.0. Finish v0.2.0 first"), "{other}");
+    assert_eq!(everything(&repo), before);
+
+    // After the tag, before the push.
+    run_ok(release(&sh, &repo, &["--bump", "minor"]));
+    dry_run(&["--bump", "minor", "--dry-run", "--push"], &["push main and v0.2.0 to origin"]);
+
+    // After a partial push: the branch went out, the tag did not.
+    repo.git(&["push", "--quiet", "origin", "main"]);
+    dry_run(&["--bump", "0.2.0", "--dry-run", "--push"], &["push main and v0.2.0 to origin"]);
+
+    run_ok(release(&sh, &repo, &["--bump", "minor", "--push"]));
+    let remote = repo.remote().to_str().unwrap();
+    assert!(repo.git(&["ls-remote", "--tags", remote]).contains("refs/tags/v0.2.0"));
+    dry_run(&["--bump", "minor", "--dry-run", "--push"], &["nothing is missing"]);
+}
+
+#[test]
+fn build_metadata_is_refused_before_anything_changes() {
+    let repo = release_repo();
+    let sh = Shell::new().unwrap();
+    let before = everything(&repo);
+    let output = run_err(release(&sh, &repo, &["--bump", "0.3.0+meta"]));
+    assert!(output.contains("has build metadata (`+meta`), which no image tag can hold"), "{output}");
+    assert_eq!(everything(&repo), before);
+}
+
+/// A throwaway repository holding this checkout as it is now (tracked files and
+/// untracked ones git does not ignore), with a bare `origin`.
+fn copy_of_this_checkout() -> TestRepo {
+    let root = test_support::project_root();
+    let sh = Shell::new().unwrap();
+    sh.change_dir(&root);
+    let files = cmd!(sh, "git ls-files --cached --others --exclude-standard").read().unwrap();
+    let repo = TestRepo::new();
+    for file in files.lines() {
+        let from = root.join(file);
+        if from.is_file() {
+            let to = repo.work().join(file);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    repo.commit_all("this checkout");
+    repo.git(&["push", "--quiet", "origin", "main"]);
+    repo
+}
+
+#[test]
+fn the_commit_a_minor_release_makes_builds_and_snapshots() {
+    let repo = copy_of_this_checkout();
+    let sh = Shell::new().unwrap();
+    let before = version(&repo);
+    run_ok(release(&sh, &repo, &["--bump", "minor", "--push"]));
+    let after = version(&repo);
+    assert_ne!(after, before);
+
+    // The released tree, as release.yml checks it out: every cargo command must work.
+    let tree = repo.shell();
+    // Its own target directory: this run's binaries in target/ stay as the tests use them.
+    let target = test_support::project_root().join("target/released-tree");
+    run_ok(cmd!(tree, "cargo metadata --locked --offline --format-version 1 --no-deps"));
+    run_ok(cmd!(tree, "cargo build --locked --offline -p xtask -p stigmer").env("CARGO_TARGET_DIR", &target));
+    // No base image here: the snapshot says it skipped the image, and builds the rest.
+    let output = run_ok(cmd!(tree, "cargo xtask release --snapshot").env("CARGO_TARGET_DIR", &target));
+    let snapshot = format!("v{}-snapshot-", bump_patch(&after));
+    assert!(output.contains(&format!("snapshot {}", &snapshot[1..])), "{output}");
+    let archive = std::fs::read_dir(repo.work().join("dist"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .find(|name| name.ends_with("-linux-amd64.tar.gz"))
+        .unwrap_or_else(|| panic!("no linux-amd64 tarball:\n{output}"));
+    assert!(archive.starts_with(&format!("stigmer-{snapshot}")), "{archive}");
+}
+
+fn bump_patch(version: &str) -> String {
+    let mut version = semver::Version::parse(version).unwrap();
+    version.patch += 1;
+    version.to_string()
+}

@@ -125,7 +125,8 @@ fn snapshot_makes_every_artifact_it_lists_and_publishes_nothing() {
     let summary = run_ok(cmd!(sh, "{XTASK} release --snapshot --base-image {base} --out {out}"));
 
     let short = cmd!(sh, "git -C {root} rev-parse --short=7 HEAD").read().unwrap();
-    assert!(summary.contains(&format!("-snapshot+{short}")), "{summary}");
+    // The next patch with a `snapshot-<sha>` pre-release: above the workspace's release.
+    assert!(summary.contains(&format!("-snapshot-{short}")), "{summary}");
     assert!(summary.contains("image     stigmer-agent-runner:local (local engine)"), "{summary}");
     // Every path the summary names exists.
     let listed: Vec<&str> = summary
@@ -154,8 +155,85 @@ fn snapshot_makes_every_artifact_it_lists_and_publishes_nothing() {
     let unpacked = unpacked.path();
     cmd!(sh, "tar -xzf {archive} -C {unpacked} --strip-components=1").run().unwrap();
     let version = run_ok(cmd!(sh, "{unpacked}/stigmer -V"));
-    assert!(version.starts_with("stigmer ") && version.contains(&format!("-snapshot+{short}")), "{version}");
+    assert!(version.starts_with("stigmer ") && version.contains(&format!("-snapshot-{short}")), "{version}");
     let notes = std::fs::read_to_string(out.join("RELEASE_NOTES.md")).unwrap();
     assert!(notes.starts_with("> **Snapshot.**"), "{notes}");
+    assert!(
+        notes.contains("Built into the local engine: `stigmer-agent-runner:local` (linux/amd64)"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("- Skipped linux/arm64: a snapshot builds this machine's platform only"),
+        "{notes}"
+    );
+    assert!(!notes.contains("https://"), "a snapshot's notes offer downloads:\n{notes}");
     assert_eq!(cmd!(sh, "git -C {root} tag").read().unwrap(), tags_before);
+}
+
+/// What a release ships, end to end: the real agent-runner published with the engine
+/// builder, the linux-amd64 CLI built with the digest that publish verified, and that
+/// CLI run with no local image after the version tag was moved to another image: it
+/// pulls exactly the pinned digest and becomes healthy.
+#[test]
+fn the_released_cli_runs_the_verified_digest_even_after_its_tag_moves() {
+    test_support::engine::require_engine();
+    let registry = test_support::registry::TestRegistry::start();
+    let base = test_support::base_image::push_index(&registry);
+    let sh = shell();
+    let host = registry.host();
+    let published = run_ok(cmd!(
+        sh,
+        "{XTASK} image --push --builder engine --registry {host} --version v1.2.3 --base-image {base}"
+    ));
+    let line =
+        published.lines().find(|l| l.starts_with("==> published ")).unwrap_or_else(|| panic!("{published}"));
+    let digest = line.rsplit('@').next().unwrap().to_owned();
+
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path();
+    {
+        let _builds = test_support::dist_builds_lock();
+        run_ok(
+            cmd!(sh, "{XTASK} dist --target x86_64-unknown-linux-musl --version 1.2.3 --image-digest {digest} --out {out}")
+                .env("SOURCE_DATE_EPOCH", "1700000000"),
+        );
+    }
+    let unpacked = tempfile::tempdir().unwrap();
+    let unpacked = unpacked.path();
+    let archive = out.join("stigmer-v1.2.3-linux-amd64.tar.gz");
+    cmd!(sh, "tar -xzf {archive} -C {unpacked} --strip-components=1").run().unwrap();
+    let stigmer = unpacked.join("stigmer");
+    let version = run_ok(cmd!(sh, "{stigmer} --version"));
+    assert!(version.contains(&format!("ghcr.io/stigmer/agent-runner@{digest}")), "{version}");
+
+    // Someone moves v1.2.3: the released CLI must not follow.
+    let repository = registry.repository("agent-runner");
+    let moved = format!("{repository}:v1.2.3");
+    let other = test_support::base_image::require("amd64");
+    cmd!(sh, "docker tag {other} {moved}").run().unwrap();
+    cmd!(sh, "docker push --quiet {moved}").quiet().ignore_stdout().run().unwrap();
+    cmd!(sh, "docker image rm --no-prune {moved}").quiet().ignore_stdout().run().unwrap();
+
+    let name = test_support::unique_name("stigmer-pinned");
+    let _local =
+        test_support::engine::ImageGuard::new([format!("{name}:local"), format!("{repository}@{digest}")]);
+    let home = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let stigmer_cmd = |args: &[&str]| {
+        let args = args.to_vec();
+        cmd!(sh, "{stigmer} {args...}")
+            .env("STIGMER_HOME", home.path())
+            .env("STIGMER_AGENT_RUNNER_NAME", &name)
+            .env("STIGMER_AGENT_RUNNER_PORT", &port)
+            .env("STIGMER_REGISTRY", &host)
+            .env_remove("STIGMER_AGENT_RUNNER_IMAGE")
+    };
+    let started = crate::run(stigmer_cmd(&["server", "start"]));
+    let started_text =
+        format!("{}{}", String::from_utf8_lossy(&started.stdout), String::from_utf8_lossy(&started.stderr));
+    let stopped = run_ok(stigmer_cmd(&["server", "stop"]));
+    let _ = cmd!(sh, "docker rm -f {name}").quiet().ignore_status().ignore_stdout().ignore_stderr().run();
+    assert!(started.status.success(), "stigmer server start failed:\n{started_text}");
+    assert!(started_text.contains(&format!("pulled {repository}@{digest}")), "{started_text}");
+    assert!(stopped.contains("stopped") || stopped.contains("removed"), "{stopped}");
 }

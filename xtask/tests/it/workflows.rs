@@ -253,6 +253,7 @@ fn placeholder(name: &str) -> Option<String> {
         "IMAGE_DIGEST" => format!("sha256:{}", "0123456789abcdef".repeat(4)),
         "TARGET" => "aarch64-unknown-linux-musl".to_owned(),
         "ARCH" => "arm64".to_owned(),
+        "RUNNER_TEMP" => "/tmp/runner".to_owned(),
         "digests" => {
             ["0123456789abcdef", "fedcba9876543210"].map(|hex| format!("sha256:{}", hex.repeat(4))).join(",")
         }
@@ -292,7 +293,7 @@ fn every_xtask_call_in_workflows_and_makefile_parses() {
     let refused = run_err(cmd!(sh, "{XTASK} image --local --no-such-flag").env("XTASK_PARSE_ONLY", "1"));
     assert!(refused.contains("--no-such-flag"), "unexpected refusal:\n{refused}");
 
-    let at_least = [(".github/workflows/ci.yml", 3), (".github/workflows/release.yml", 10), ("Makefile", 4)];
+    let at_least = [(".github/workflows/ci.yml", 3), (".github/workflows/release.yml", 9), ("Makefile", 4)];
     let sources = every_xtask_call();
     let mut failures = Vec::new();
     for (name, calls) in &sources {
@@ -435,4 +436,71 @@ fn ci_installs_what_ci_setup_sh_installs() {
         missing.is_empty(),
         "ci/setup.sh installs these but .github/workflows/ci.yml does not: {missing:?}"
     );
+}
+
+/// The body of a job of release.yml, from its `  name:` line to the next job's.
+fn job<'a>(workflow: &'a str, name: &str) -> &'a str {
+    let start =
+        workflow.find(&format!("\n  {name}:\n")).unwrap_or_else(|| panic!("release.yml has no job {name}"))
+            + 1;
+    let is_job = |line: &str| {
+        line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')).is_some_and(|l| {
+            l.starts_with(|c: char| c.is_ascii_lowercase())
+                && l.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+    };
+    let mut end = workflow.len();
+    let mut offset = start;
+    for (index, line) in workflow[start..].split_inclusive('\n').enumerate() {
+        if index > 0 && is_job(line.trim_end_matches('\n')) {
+            end = offset;
+            break;
+        }
+        offset += line.len();
+    }
+    &workflow[start..end]
+}
+
+#[test]
+fn the_cli_jobs_wait_for_the_verified_image_and_pin_its_digest() {
+    let release = read(&project_root().join(".github/workflows/release.yml"));
+    let image = job(&release, "image");
+    assert!(image.contains("digest: ${{ steps.verify.outputs.digest }}"), "{image}");
+    assert!(image.contains("id: verify") && image.contains("cargo xtask verify-image"), "{image}");
+    let cli = job(&release, "cli");
+    assert!(cli.contains("needs: [plan, image]"), "the CLI jobs must wait for the image:\n{cli}");
+    assert!(cli.contains("IMAGE_DIGEST: ${{ needs.image.outputs.digest }}"), "{cli}");
+    assert!(
+        cli.contains("cargo xtask dist --plan") && cli.contains("--image-digest \"$IMAGE_DIGEST\""),
+        "{cli}"
+    );
+    let notes = job(&release, "release");
+    assert!(notes.contains("IMAGE_DIGEST: ${{ needs.image.outputs.digest }}"), "{notes}");
+    assert!(
+        notes.contains("release-notes --plan") && notes.contains("--image-digest \"$IMAGE_DIGEST\""),
+        "{notes}"
+    );
+}
+
+#[test]
+fn every_release_job_reads_the_one_plan_and_releases_never_race() {
+    let release = read(&project_root().join(".github/workflows/release.yml"));
+    assert!(job(&release, "plan").contains("cargo xtask plan --github --out \"$RUNNER_TEMP/plan/plan.json\""));
+    for name in ["image-platform", "image", "cli", "release", "homebrew"] {
+        let body = job(&release, name);
+        assert!(
+            body.contains("needs: plan") || body.contains("needs: [plan,"),
+            "{name} does not need plan:\n{body}"
+        );
+        assert!(
+            body.contains("name: plan\n          path: ${{ runner.temp }}/plan"),
+            "{name} does not download the plan"
+        );
+        assert!(
+            body.contains("--plan \"$RUNNER_TEMP/plan/plan.json\""),
+            "{name} does not pass --plan:\n{body}"
+        );
+        assert!(!body.contains("--version \""), "{name} derives its version from its own flags:\n{body}");
+    }
+    assert!(release.contains("concurrency:\n  group: release\n"), "one concurrency group for every release");
 }

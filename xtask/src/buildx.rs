@@ -1,0 +1,132 @@
+//! The buildx builder of `image --push`: one `docker buildx build` for the plan's
+//! platforms with provenance and SBOM attestations, pushed under the version tag (or,
+//! `--by-digest`, with no tag), and the digest read from its metadata file.
+//!
+//! buildx pushes with the Docker config's credentials only. Credentials given
+//! explicitly (`--password-stdin`, `GITHUB_TOKEN`) reach it through a private
+//! `DOCKER_CONFIG` made for the one build, readable by this user only and removed
+//! after it; the user's own config is never written.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use base64::Engine as _;
+use oci_client::secrets::RegistryAuth;
+use serde_json::{json, Value};
+use xshell::{cmd, Shell};
+
+use crate::{
+    platform::Platform,
+    publish::{PublishMode, PublishPlan},
+};
+
+/// Runs buildx for the plan; returns the digest it pushed (the index, or with
+/// `--by-digest` the platform's image and its attestations).
+pub(crate) fn build(sh: &Shell, plan: &PublishPlan, mode: &PublishMode) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir()?;
+    let metadata_file = dir.path().join("metadata.json");
+    let args = args(plan, mode, &metadata_file);
+    let config = match &plan.explicit_auth {
+        Some(auth) => Some(private_docker_config(sh, &plan.repository.registry, auth)?),
+        None => None,
+    };
+    let mut build = cmd!(sh, "docker {args...}");
+    if let Some(config) = &config {
+        build = build.env("DOCKER_CONFIG", config.path());
+    }
+    build.run().context("docker buildx build (its output is above)")?;
+    let metadata: Value = serde_json::from_str(&std::fs::read_to_string(&metadata_file)?)?;
+    metadata["containerimage.digest"]
+        .as_str()
+        .map(str::to_owned)
+        .context("buildx's metadata file has no containerimage.digest")
+}
+
+/// The `docker buildx build` arguments for this plan.
+pub(crate) fn args(plan: &PublishPlan, mode: &PublishMode, metadata_file: &Path) -> Vec<String> {
+    let platforms: Vec<String> = plan.platforms.iter().map(Platform::to_string).collect();
+    let mut args: Vec<String> =
+        vec!["buildx".into(), "build".into(), "--platform".into(), platforms.join(",")];
+    match mode {
+        // No tag: the merge step tags the index once every platform is in.
+        PublishMode::ByDigest => args.extend([
+            "--output".into(),
+            format!("type=image,name={},push-by-digest=true,name-canonical=true,push=true", plan.repository),
+        ]),
+        _ => args.extend([
+            "--push".into(),
+            "--tag".into(),
+            format!("{}:{}", plan.repository, plan.version_tag()),
+        ]),
+    }
+    args.extend([
+        "--metadata-file".into(),
+        metadata_file.display().to_string(),
+        "--provenance=mode=max".into(),
+    ]);
+    match &plan.sbom_generator {
+        Some(generator) => args.extend(["--attest".into(), format!("type=sbom,generator={generator}")]),
+        None => args.push("--sbom=true".into()),
+    }
+    for (name, value) in &plan.build_args {
+        args.extend(["--build-arg".into(), format!("{name}={value}")]);
+    }
+    for cache in &plan.cache_from {
+        args.extend(["--cache-from".into(), cache.clone()]);
+    }
+    for cache in &plan.cache_to {
+        args.extend(["--cache-to".into(), cache.clone()]);
+    }
+    args.push(plan.context.display().to_string());
+    args
+}
+
+/// A Docker config directory for one build: the user's config with `auth` for
+/// `registry` in its `auths` (and no credential store or helper that would win over
+/// it), and every other entry of the user's config directory (`cli-plugins`, `buildx`
+/// with its builders, `contexts`) linked in, so the same buildx and builder run.
+fn private_docker_config(
+    sh: &Shell,
+    registry: &str,
+    auth: &RegistryAuth,
+) -> anyhow::Result<tempfile::TempDir> {
+    let user_dir = match sh.var("DOCKER_CONFIG") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => PathBuf::from(sh.var("HOME").unwrap_or_default()).join(".docker"),
+    };
+    // tempfile makes the directory 0700: no other user can read what goes in it.
+    let dir = tempfile::Builder::new().prefix("xtask-docker-config-").tempdir()?;
+    let mut config: Value = std::fs::read_to_string(user_dir.join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_else(|| json!({}));
+    if let Ok(entries) = std::fs::read_dir(&user_dir) {
+        for entry in entries.flatten() {
+            if entry.file_name() != "config.json" {
+                std::os::unix::fs::symlink(entry.path(), dir.path().join(entry.file_name()))
+                    .context("linking the Docker config's plugins and builders")?;
+            }
+        }
+    }
+    let entry = match auth {
+        RegistryAuth::Basic(user, password) => {
+            json!({ "auth": base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")) })
+        }
+        RegistryAuth::Bearer(token) => json!({ "identitytoken": token }),
+        RegistryAuth::Anonymous => json!({}),
+    };
+    config["auths"][registry] = entry;
+    if let Some(helpers) = config["credHelpers"].as_object_mut() {
+        helpers.remove(registry);
+    }
+    if let Some(object) = config.as_object_mut() {
+        object.remove("credsStore");
+    }
+    let path = dir.path().join("config.json");
+    {
+        use std::{io::Write, os::unix::fs::OpenOptionsExt};
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        file.write_all(serde_json::to_string(&config)?.as_bytes())?;
+    }
+    Ok(dir)
+}

@@ -1,0 +1,449 @@
+//! The release plan: everything a release will publish and move, computed once from
+//! the version and the state of the world (git's release tags, and what the registry's
+//! version tag and floating tags name now). `cargo xtask plan` prints it or writes it
+//! as JSON; in the release workflow the first job writes plan.json and every later job
+//! reads it (`--plan`), so no job derives versions or tags from its own flags.
+//!
+//! The plan says which floating pointers may move. The commands that move them check
+//! again at the moment of moving (`Pointer::newer_than` over what the pointer names
+//! then), so a plan that went stale can never move a pointer backwards.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use xshell::{cmd, Shell};
+
+use crate::{
+    dist::Target,
+    flags,
+    oci::{self, Registry, Repository},
+    platform::Platform,
+    project,
+    version::{self, Pointer},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Kind {
+    Release,
+    PreRelease,
+    /// A dry run's version: `X.Y.(Z+1)-snapshot-<sha>`, never published.
+    Snapshot,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReleasePlan {
+    pub(crate) version: Version,
+    /// `vX.Y.Z`: the git tag, the image's version tag and the GitHub release.
+    pub(crate) tag: String,
+    pub(crate) kind: Kind,
+    /// Every command given this plan prints what it would do and publishes nothing.
+    pub(crate) dry_run: bool,
+    pub(crate) image: ImagePlan,
+    pub(crate) cli: Vec<Artifact>,
+    /// Whether the Homebrew formula moves to this version.
+    pub(crate) homebrew: Decision,
+    /// Whether GitHub marks this release as its Latest.
+    pub(crate) github_latest: Decision,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ImagePlan {
+    /// `ghcr.io/stigmer/agent-runner`.
+    pub(crate) repository: String,
+    pub(crate) platforms: Vec<String>,
+    /// The digest `vX.Y.Z` names already: a rerun reuses that index and builds nothing.
+    pub(crate) published: Option<String>,
+    /// The floating tags of this version's lines, each with whether it moves here.
+    pub(crate) pointers: Vec<PointerPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PointerPlan {
+    pub(crate) tag: String,
+    #[serde(flatten)]
+    pub(crate) decision: Decision,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Decision {
+    pub(crate) moves: bool,
+    pub(crate) reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Artifact {
+    pub(crate) target: String,
+    pub(crate) archive: String,
+}
+
+/// What the plan is computed from.
+#[derive(Default)]
+pub(crate) struct World {
+    /// The final releases git has tags for.
+    pub(crate) released: Vec<Version>,
+    /// What `vX.Y.Z` names in the registry now.
+    pub(crate) published: Option<String>,
+    /// Each floating tag that exists, with the version its index carries (`None`
+    /// when the index says none).
+    pub(crate) pointers: Vec<(String, Option<Version>)>,
+}
+
+impl ReleasePlan {
+    pub(crate) fn repository(&self) -> anyhow::Result<Repository> {
+        self.image.repository.parse()
+    }
+
+    pub(crate) fn platforms(&self) -> anyhow::Result<Vec<Platform>> {
+        self.image.platforms.iter().map(|p| p.parse()).collect()
+    }
+
+    pub(crate) fn read(path: &Path) -> anyhow::Result<ReleasePlan> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!("reading the release plan {}: run `cargo xtask plan --out` first", path.display())
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a release plan", path.display()))
+    }
+
+    pub(crate) fn to_json(&self) -> String {
+        format!("{}\n", serde_json::to_string_pretty(self).expect("a plan serializes"))
+    }
+
+    /// The plan as a maintainer reads it.
+    pub(crate) fn describe(&self) -> String {
+        let kind = match self.kind {
+            Kind::Release => "release",
+            Kind::PreRelease => "pre-release",
+            Kind::Snapshot => "snapshot (a dry run's version; never published)",
+        };
+        let mut out =
+            format!("release plan: {} ({kind}){}\n", self.tag, if self.dry_run { ", dry run" } else { "" });
+        out += &format!(
+            "  image      {}:{} for {}\n",
+            self.image.repository,
+            self.tag,
+            self.image.platforms.join(", ")
+        );
+        match &self.image.published {
+            Some(digest) => {
+                out += &format!("             published already as {digest}: reused, not rebuilt\n")
+            }
+            None => out += "             not published yet: built, pushed, verified\n",
+        }
+        if self.image.pointers.is_empty() {
+            out += "  pointers   none move (a pre-release or snapshot moves no floating tag)\n";
+        }
+        for pointer in &self.image.pointers {
+            let verb = if pointer.decision.moves { "moves" } else { "stays" };
+            out += &format!("  {:<10} {verb}: {}\n", pointer.tag, pointer.decision.reason);
+        }
+        for artifact in &self.cli {
+            out += &format!("  cli        {} ({})\n", artifact.archive, artifact.target);
+        }
+        let decision = |d: &Decision| format!("{}: {}", if d.moves { "moves" } else { "stays" }, d.reason);
+        out += &format!("  homebrew   {}\n", decision(&self.homebrew));
+        out += &format!("  GitHub     Latest {}\n", decision(&self.github_latest));
+        out
+    }
+}
+
+/// The plan for `version`, from the state of the world. Pure, so every case is a
+/// snapshot test.
+pub(crate) fn compute(
+    version: &Version,
+    kind: Kind,
+    dry_run: bool,
+    repository: &Repository,
+    world: &World,
+) -> ReleasePlan {
+    let tag = version::tag(version);
+    let pointers = match kind {
+        Kind::Release => Pointer::of(version)
+            .into_iter()
+            .map(|pointer| {
+                let name = pointer.tag();
+                let current = world.pointers.iter().find(|(t, _)| *t == name);
+                let mut known = world.released.clone();
+                known.extend(current.and_then(|(_, v)| v.clone()));
+                let decision = match (pointer.newer_than(version, &known), current) {
+                    (Some(newer), _) => {
+                        Decision { moves: false, reason: format!("v{newer} is newer on its line") }
+                    }
+                    (None, None) => Decision { moves: true, reason: format!("new, to {tag}") },
+                    (None, Some((_, Some(at)))) if at == version => {
+                        Decision { moves: true, reason: format!("names {tag} already") }
+                    }
+                    (None, Some((_, Some(at)))) => {
+                        Decision { moves: true, reason: format!("from v{at} to {tag}") }
+                    }
+                    (None, Some((_, None))) => {
+                        Decision { moves: true, reason: format!("from an index with no version to {tag}") }
+                    }
+                };
+                PointerPlan { tag: name, decision }
+            })
+            .collect(),
+        Kind::PreRelease | Kind::Snapshot => Vec::new(),
+    };
+    let newest_final = |what: &str| -> Decision {
+        match kind {
+            Kind::PreRelease => {
+                Decision { moves: false, reason: format!("a pre-release never moves {what}") }
+            }
+            Kind::Snapshot => Decision { moves: false, reason: "a snapshot is never published".to_owned() },
+            Kind::Release => match Pointer::Latest.newer_than(version, &world.released) {
+                Some(newer) => Decision { moves: false, reason: format!("v{newer} is newer") },
+                None => Decision { moves: true, reason: format!("{tag} is the newest release") },
+            },
+        }
+    };
+    let homebrew = newest_final("the formula");
+    let github_latest = newest_final("GitHub's Latest");
+    ReleasePlan {
+        version: version.clone(),
+        tag,
+        kind,
+        dry_run,
+        image: ImagePlan {
+            repository: repository.to_string(),
+            platforms: Platform::ALL.iter().map(Platform::to_string).collect(),
+            published: world.published.clone(),
+            pointers,
+        },
+        cli: Target::ALL
+            .into_iter()
+            .map(|target| Artifact {
+                target: target.triple().to_owned(),
+                archive: target.archive_name(version),
+            })
+            .collect(),
+        homebrew,
+        github_latest,
+    }
+}
+
+/// The final releases git has tags for: `vX.Y.Z`, no pre-releases, no snapshots.
+pub(crate) fn released_versions(sh: &Shell) -> Vec<Version> {
+    let tags = cmd!(sh, "git tag --list v*").quiet().ignore_stderr().read().unwrap_or_default();
+    tags.lines().filter_map(|tag| version::parse(tag).ok()).filter(|v| v.pre.is_empty()).collect()
+}
+
+/// What the registry's version tag and floating tags name now.
+pub(crate) async fn registry_state(registry: &Registry, version: &Version) -> anyhow::Result<World> {
+    let published = registry.manifest(&version::tag(version)).await?.map(|(_, digest)| digest);
+    let mut pointers = Vec::new();
+    for pointer in Pointer::of(version) {
+        let tag = pointer.tag();
+        if let Some((bytes, _)) = registry.manifest(&tag).await? {
+            pointers.push((tag, oci::version_of(registry, &bytes).await?));
+        }
+    }
+    Ok(World { released: Vec::new(), published, pointers })
+}
+
+/// The plan for `version` (a release or pre-release), from git and the registry.
+pub(crate) async fn for_version(
+    sh: &Shell,
+    version: &Version,
+    dry_run: bool,
+    registry: &Registry,
+) -> anyhow::Result<ReleasePlan> {
+    let kind = if version.pre.is_empty() { Kind::Release } else { Kind::PreRelease };
+    let mut world = registry_state(registry, version).await?;
+    world.released = released_versions(sh);
+    Ok(compute(version, kind, dry_run, registry.repository(), &world))
+}
+
+/// The plan for `version` from git alone, for the commands that move no image tag
+/// (homebrew, github-release) when no plan file is given.
+pub(crate) fn from_git(sh: &Shell, version: &Version, dry_run: bool) -> ReleasePlan {
+    let kind = match (version::is_snapshot(version), version.pre.is_empty()) {
+        (true, _) => Kind::Snapshot,
+        (false, true) => Kind::Release,
+        (false, false) => Kind::PreRelease,
+    };
+    let world = World { released: released_versions(sh), ..World::default() };
+    let repository = "ghcr.io/stigmer/agent-runner".parse().expect("a valid repository");
+    compute(version, kind, dry_run, &repository, &world)
+}
+
+/// A dry run's plan: this commit's snapshot version, which nothing has published.
+pub(crate) fn for_snapshot(sh: &Shell, repository: &Repository) -> anyhow::Result<ReleasePlan> {
+    let version = snapshot_version(sh)?;
+    Ok(compute(&version, Kind::Snapshot, true, repository, &World::default()))
+}
+
+/// This checkout's snapshot version, `.dirty` when the work tree has changes: a
+/// snapshot never claims to be a commit it is not.
+pub(crate) fn snapshot_version(sh: &Shell) -> anyhow::Result<Version> {
+    let workspace = project::workspace_version(sh)?;
+    let sha = cmd!(sh, "git rev-parse --short=7 HEAD").quiet().ignore_stderr().read().unwrap_or_default();
+    let sha = if sha.trim().is_empty() { "nogit".to_owned() } else { sha.trim().to_owned() };
+    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    Ok(version::snapshot(&workspace, &sha, !dirty.trim().is_empty()))
+}
+
+/// What a GitHub Actions run of release.yml releases: a `v*` tag push releases that
+/// tag, which must be the workspace version; `workflow_dispatch` with its dry-run
+/// input on is a dry run (of the tag when run on one, else of this commit's snapshot).
+pub(crate) enum GithubEvent {
+    Release { version: Version, dry_run: bool },
+    Snapshot,
+}
+
+pub(crate) fn github_event(sh: &Shell) -> anyhow::Result<GithubEvent> {
+    let var = |name: &str| sh.var(name).unwrap_or_default();
+    let dry_run = var("GITHUB_EVENT_NAME") == "workflow_dispatch" && var("DRY_RUN_INPUT") == "true";
+    if var("GITHUB_REF_TYPE") == "tag" {
+        let tag = var("GITHUB_REF_NAME");
+        let version = version::parse(&tag)?;
+        let workspace = project::workspace_version(sh)?;
+        if version != workspace {
+            bail!("tag {tag} is not the workspace version v{workspace}: push the tag that `cargo xtask release` made");
+        }
+        return Ok(GithubEvent::Release { version, dry_run });
+    }
+    if dry_run {
+        return Ok(GithubEvent::Snapshot);
+    }
+    bail!("a release runs from a tag: run this workflow on a tag, or turn dry-run on")
+}
+
+impl flags::Plan {
+    pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let repository: Repository =
+            format!("{}/agent-runner", self.registry.trim_end_matches('/')).parse()?;
+        let event = match (self.github, &self.version, self.dry_run) {
+            (true, _, _) => github_event(sh)?,
+            (false, None, true) => GithubEvent::Snapshot,
+            (false, Some(text), dry_run) => GithubEvent::Release { version: version::parse(text)?, dry_run },
+            (false, None, false) => {
+                GithubEvent::Release { version: project::workspace_version(sh)?, dry_run: false }
+            }
+        };
+        let plan = match event {
+            GithubEvent::Snapshot => for_snapshot(sh, &repository)?,
+            GithubEvent::Release { version, dry_run } => {
+                let registry = crate::oci::connect(sh, &repository, None)?;
+                crate::oci::block_on(for_version(sh, &version, dry_run, &registry))?
+            }
+        };
+        if let Some(out) = &self.out {
+            let out = sh.current_dir().join(out);
+            if let Some(parent) = out.parent() {
+                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            }
+            crate::files::write_atomically(&out, plan.to_json().as_bytes())?;
+            eprintln!("wrote {}", out.display());
+        }
+        if self.json {
+            print!("{}", plan.to_json());
+        } else {
+            eprint!("{}", plan.describe());
+        }
+        if self.github {
+            write_github_outputs(sh, &plan)?;
+        }
+        Ok(())
+    }
+}
+
+/// The plan's few facts that workflow `if:` conditions need, as step outputs, and the
+/// plan itself in the run's summary.
+fn write_github_outputs(sh: &Shell, plan: &ReleasePlan) -> anyhow::Result<()> {
+    if let Ok(summary) = sh.var("GITHUB_STEP_SUMMARY") {
+        append(&summary, &format!("```\n{}```\n", plan.describe()))?;
+    }
+    let Ok(path) = sh.var("GITHUB_OUTPUT") else { return Ok(()) };
+    let outputs = format!(
+        "version={}\nprerelease={}\ndry-run={}\nhomebrew={}\n",
+        plan.tag,
+        plan.kind != Kind::Release,
+        plan.dry_run,
+        plan.homebrew.moves
+    );
+    append(&path, &outputs)
+}
+
+fn append(path: &str, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .with_context(|| format!("appending to {path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(text: &str) -> Version {
+        Version::parse(text).unwrap()
+    }
+
+    fn plan(version: &str, released: &[&str], published: Option<&str>, pointers: &[(&str, &str)]) -> String {
+        let version = v(version);
+        let kind = if version.pre.is_empty() { Kind::Release } else { Kind::PreRelease };
+        let world = World {
+            released: released.iter().map(|r| v(r)).collect(),
+            published: published.map(str::to_owned),
+            pointers: pointers.iter().map(|(tag, at)| (tag.to_string(), Some(v(at)))).collect(),
+        };
+        let repository = "ghcr.io/stigmer/agent-runner".parse().unwrap();
+        let plan = compute(&version, kind, false, &repository, &world);
+        format!("{}\n{}", plan.describe(), plan.to_json())
+    }
+
+    #[test]
+    fn the_first_release_moves_every_pointer() {
+        insta::assert_snapshot!(plan("0.1.0", &[], None, &[]));
+    }
+
+    #[test]
+    fn a_minor_release_moves_every_pointer_forward() {
+        let pointers = [("latest", "1.2.3"), ("v1", "1.2.3")];
+        insta::assert_snapshot!(plan("1.3.0", &["1.2.3"], None, &pointers));
+    }
+
+    #[test]
+    fn a_patch_on_the_newest_line_moves_every_pointer() {
+        let pointers = [("latest", "1.3.0"), ("v1.3", "1.3.0"), ("v1", "1.3.0")];
+        insta::assert_snapshot!(plan("1.3.1", &["1.2.3", "1.3.0"], None, &pointers));
+    }
+
+    #[test]
+    fn a_backport_moves_only_its_own_line() {
+        let pointers = [("latest", "1.3.0"), ("v1.2", "1.2.3"), ("v1", "1.3.0")];
+        insta::assert_snapshot!(plan("1.2.4", &["1.2.3", "1.3.0"], None, &pointers));
+    }
+
+    #[test]
+    fn a_pre_release_moves_nothing() {
+        insta::assert_snapshot!(plan("1.4.0-rc.1", &["1.3.0"], None, &[("latest", "1.3.0")]));
+    }
+
+    #[test]
+    fn a_rerun_of_a_published_version_reuses_its_index_and_moves_nothing_backwards() {
+        // v1.3.0's jobs rerun after v1.3.1 went out: its index is reused, and every
+        // pointer names v1.3.1 now, so none moves back.
+        let pointers = [("latest", "1.3.1"), ("v1.3", "1.3.1"), ("v1", "1.3.1")];
+        let published = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+        insta::assert_snapshot!(plan("1.3.0", &["1.3.0", "1.3.1"], Some(published), &pointers));
+    }
+
+    #[test]
+    fn a_pointer_ahead_of_git_is_believed() {
+        // The registry says v1 names 1.9.0 although git has no such tag (cut from a
+        // clone that was not fetched): the pointer stays.
+        let out = plan("1.4.0", &["1.3.0"], None, &[("v1", "1.9.0")]);
+        assert!(out.contains("v1         stays: v1.9.0 is newer on its line"), "{out}");
+    }
+}

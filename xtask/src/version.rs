@@ -1,0 +1,151 @@
+//! Versions as a release spells and orders them: `vX.Y.Z` parsed with build metadata
+//! refused (a Docker tag cannot hold `+`, and GitHub and Homebrew would drop it), the
+//! snapshot version, and the floating pointers (`latest`, `vX.Y`, `vX`) with the one
+//! rule for when a pointer may move. Pure functions; nothing here reads the world.
+
+use anyhow::{bail, Context};
+use semver::Version;
+
+/// `vX.Y.Z`, `X.Y.Z` or `vX.Y.Z-rc.N` as a version a release can publish.
+pub(crate) fn parse(text: &str) -> anyhow::Result<Version> {
+    let version = Version::parse(text.trim_start_matches('v'))
+        .with_context(|| format!("{text:?} is not a version like v1.2.3 or v1.3.0-rc.1"))?;
+    if !version.build.is_empty() {
+        bail!(
+            "{text:?} has build metadata (`+{}`), which no image tag can hold: publish v{} instead, \
+             or a pre-release such as v{}-rc.1",
+            version.build,
+            Version { build: semver::BuildMetadata::EMPTY, ..version.clone() },
+            Version::new(version.major, version.minor, version.patch),
+        );
+    }
+    Ok(version)
+}
+
+/// The git tag, image tag and GitHub release name of a version.
+pub(crate) fn tag(version: &Version) -> String {
+    format!("v{version}")
+}
+
+/// The version of a snapshot of `workspace` at commit `sha`: the next patch with a
+/// `snapshot-<sha>` pre-release (GoReleaser's `incpatch` + `-SNAPSHOT-<sha>`). It sorts
+/// above the release the workspace carries and below the next one, and is a valid
+/// Docker tag. The sha is one identifier joined by `-`, so a sha of digits alone never
+/// becomes a numeric identifier with a leading zero (invalid semver).
+pub(crate) fn snapshot(workspace: &Version, sha: &str, dirty: bool) -> Version {
+    let base = Version::new(workspace.major, workspace.minor, workspace.patch);
+    // A workspace on a pre-release (1.3.0-rc.1) snapshots towards that release.
+    let next = if workspace.pre.is_empty() { Version { patch: base.patch + 1, ..base } } else { base };
+    let mut pre = format!("snapshot-{sha}");
+    if dirty {
+        pre.push_str(".dirty");
+    }
+    Version { pre: semver::Prerelease::new(&pre).expect("letters, digits, `-` and `.` only"), ..next }
+}
+
+pub(crate) fn is_snapshot(version: &Version) -> bool {
+    version.pre.as_str().starts_with("snapshot-")
+}
+
+/// A tag that follows the newest release of its line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pointer {
+    /// `latest`: the newest final release of all.
+    Latest,
+    /// `vX.Y`: the newest final release of X.Y.
+    Minor(u64, u64),
+    /// `vX`: the newest final release of X.
+    Major(u64),
+}
+
+impl Pointer {
+    /// The pointers a final release belongs to; a pre-release belongs to none, so
+    /// `latest` never names a release candidate (metadata-action's `latest=auto` trap).
+    pub(crate) fn of(version: &Version) -> Vec<Pointer> {
+        if !version.pre.is_empty() {
+            return Vec::new();
+        }
+        vec![Pointer::Latest, Pointer::Minor(version.major, version.minor), Pointer::Major(version.major)]
+    }
+
+    pub(crate) fn tag(self) -> String {
+        match self {
+            Pointer::Latest => "latest".to_owned(),
+            Pointer::Minor(major, minor) => format!("v{major}.{minor}"),
+            Pointer::Major(major) => format!("v{major}"),
+        }
+    }
+
+    /// Whether `version` is on this pointer's line.
+    pub(crate) fn covers(self, version: &Version) -> bool {
+        version.pre.is_empty()
+            && match self {
+                Pointer::Latest => true,
+                Pointer::Minor(major, minor) => version.major == major && version.minor == minor,
+                Pointer::Major(major) => version.major == major,
+            }
+    }
+
+    /// The highest of `known` on this line that is above `version`: what stops the
+    /// pointer from moving to `version`. `None` means it may move (forward, or to the
+    /// version it names already).
+    pub(crate) fn newer_than<'a>(self, version: &Version, known: &'a [Version]) -> Option<&'a Version> {
+        known.iter().filter(|v| self.covers(v) && *v > version).max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(text: &str) -> Version {
+        Version::parse(text).unwrap()
+    }
+
+    #[test]
+    fn build_metadata_is_refused_with_what_to_publish_instead() {
+        let err = parse("v1.2.3+build.7").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "\"v1.2.3+build.7\" has build metadata (`+build.7`), which no image tag can hold: publish \
+             v1.2.3 instead, or a pre-release such as v1.2.3-rc.1"
+        );
+        assert_eq!(parse("1.3.0-rc.1").unwrap(), v("1.3.0-rc.1"));
+        assert!(parse("1.2").is_err());
+    }
+
+    #[test]
+    fn a_snapshot_sorts_between_the_workspace_release_and_the_next() {
+        let snapshot = snapshot(&v("0.1.0"), "0412345", false);
+        assert_eq!(snapshot.to_string(), "0.1.1-snapshot-0412345");
+        assert!(snapshot > v("0.1.0") && snapshot < v("0.1.1"));
+        assert!(is_snapshot(&snapshot));
+        assert_eq!(
+            super::snapshot(&v("1.3.0-rc.1"), "abc1234", true).to_string(),
+            "1.3.0-snapshot-abc1234.dirty"
+        );
+        // A valid Docker tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+        let tag = tag(&snapshot);
+        assert!(tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)), "{tag}");
+    }
+
+    #[test]
+    fn pointers_move_only_forward_on_their_own_line() {
+        let known = [v("1.2.3"), v("1.3.0"), v("2.0.0-rc.1")];
+        let backport = v("1.2.4");
+        let moves: Vec<(String, Option<String>)> = Pointer::of(&backport)
+            .into_iter()
+            .map(|p| (p.tag(), p.newer_than(&backport, &known).map(Version::to_string)))
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                ("latest".to_owned(), Some("1.3.0".to_owned())),
+                ("v1.2".to_owned(), None),
+                ("v1".to_owned(), Some("1.3.0".to_owned())),
+            ]
+        );
+        assert!(Pointer::of(&v("2.0.0-rc.1")).is_empty());
+        assert_eq!(Pointer::Latest.newer_than(&v("1.3.0"), &known), None, "a rerun may re-point");
+    }
+}
