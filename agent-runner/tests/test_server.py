@@ -3,114 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import child_env, get
 
 CANARY = "sk-subprocess-canary-9a8b"
-STARTUP_DEADLINE = 20.0  # seconds; polling stops as soon as the server answers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STIGMER_", "OPENAI_", "ANTHROPIC_", "GEMINI_"))}
-    env.update(extra)
-    return env
-
-
-def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
-        self.proc = proc
-        self.port = port
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    def wait_healthy(self) -> dict:
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        last: object = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited early with {self.proc.returncode}: {self.lines}")
-            try:
-                status, body = get(f"http://127.0.0.1:{self.port}/healthz")
-                if status == 200:
-                    return json.loads(body)
-                last = (status, body)
-            except OSError as exc:
-                last = exc
-            time.sleep(0.05)
-        pytest.fail(f"server not healthy within {STARTUP_DEADLINE}s: {last!r}; output: {self.lines}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self._reader.join(5)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-
-@pytest.fixture
-def start_server(tmp_path: Path):
-    servers: list[Server] = []
-
-    def start(**env: str) -> Server:
-        port = free_port()
-        workspace = tmp_path / "workspace"
-        workspace.mkdir(exist_ok=True)
-        settings = {
-            "STIGMER_AGENT_RUNNER_PORT": str(port),
-            "STIGMER_AGENT_RUNNER_HOST": "127.0.0.1",
-            "STIGMER_WORKSPACE": str(workspace),
-            "PYTHONUNBUFFERED": "1",
-        }
-        settings.update(env)
-        full_env = child_env(**settings)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stigmer_agent_runner"],
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=tmp_path,
-        )
-        server = Server(proc, port)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def test_real_server_serves_logs_json_and_stops_on_sigterm(start_server, tmp_path: Path) -> None:
