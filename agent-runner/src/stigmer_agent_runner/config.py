@@ -17,12 +17,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 7235
 DEFAULT_WORKSPACE = "/workspace"
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_CLIENT_TIMEOUT_SECONDS = 10.0
+DEFAULT_MAX_CONNECTIONS = 256
 UNKNOWN = "unknown"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -72,6 +75,9 @@ class Config:
     workspace: Path = Path(DEFAULT_WORKSPACE)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     log_level: str = DEFAULT_LOG_LEVEL
+    #: Longest a client may take to send a request's head, or pause inside its body.
+    client_timeout_seconds: float = DEFAULT_CLIENT_TIMEOUT_SECONDS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     llm_provider: str | None = None
     llm_model: str | None = None
     server_addr: str | None = None
@@ -109,15 +115,22 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
 def _int_in_range(
     env: Mapping[str, str], name: str, default: int, low: int, high: int, errors: list[str]
 ) -> tuple[int, bool]:
+    return _in_range(env, name, default, low, high, errors, int)
+
+
+def _in_range(
+    env: Mapping[str, str], name: str, default: Any, low: Any, high: Any, errors: list[str], kind: type
+) -> tuple[Any, bool]:
     raw = _get(env, name)
     if raw is None:
         return default, True
     try:
-        value = int(raw, 10)
+        value = kind(raw)
     except ValueError:
         value = None
-    if value is None or not low <= value <= high:
-        errors.append(f"{name} must be an integer between {low} and {high}, got {raw!r}")
+    if value is None or not low <= value <= high:  # also refuses NaN
+        what = "an integer" if kind is int else "a number"
+        errors.append(f"{name} must be {what} between {low} and {high}, got {raw!r}")
         return default, False
     return value, True
 
@@ -170,6 +183,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     max_upload, _ = _int_in_range(
         env, "STIGMER_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1, 2**63 - 1, errors
     )
+    client_timeout, _ = _in_range(
+        env, "STIGMER_CLIENT_TIMEOUT_SECONDS", DEFAULT_CLIENT_TIMEOUT_SECONDS, 0.1, 3600, errors, float
+    )
+    max_connections, _ = _int_in_range(env, "STIGMER_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, 1, 100_000, errors)
     workspace = Path(_get(env, "STIGMER_WORKSPACE") or DEFAULT_WORKSPACE)
 
     log_level = (_get(env, "STIGMER_LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper()
@@ -199,6 +216,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         workspace=workspace,
         max_upload_bytes=max_upload,
         log_level=log_level,
+        client_timeout_seconds=client_timeout,
+        max_connections=max_connections,
         llm_provider=provider,
         llm_model=_get(env, "STIGMER_LLM_MODEL"),
         server_addr=_get(env, "STIGMER_SERVER_ADDR"),
