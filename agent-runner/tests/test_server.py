@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import child_env, get
+from helpers import child_env, get, start_server_process
 
 CANARY = "sk-subprocess-canary-9a8b"
 
@@ -122,3 +123,48 @@ def test_uploads_abandoned_by_a_killed_server_are_removed_at_startup(start_serve
     server.wait_healthy()
     assert not (workspace / ".incoming-0123456789abcdef").exists()
     assert finished.is_dir(), "a completed run was removed"
+
+
+@pytest.fixture(scope="module")
+def misconfigured_server(tmp_path_factory):
+    """A server given secrets and addresses the wrong way: a key where its file's path
+    belongs, a FIFO as a key file, credentials in addresses. Stopped by its first user
+    of the complete log; every test here reads only what it needs."""
+    root = tmp_path_factory.mktemp("misconfigured")
+    fifo = root / "key.fifo"
+    os.mkfifo(fifo)
+    env = {
+        "STIGMER_LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY_FILE": CANARY,
+        "ANTHROPIC_API_KEY_FILE": str(fifo),
+        "STIGMER_SERVER_ADDR": f"https://agent:{CANARY}@stigmer.example:443/api?token={CANARY}2",
+        "TEMPORAL_ADDRESS": f"ops:{CANARY}@temporal:7233",
+    }
+    server = start_server_process(root, env)
+    server.wait_serving()  # a FIFO as key file once hung startup here
+    status, body = get(server.url("/healthz"))
+    server.stop()
+    yield server, status, json.loads(body)
+
+
+def test_key_given_where_its_file_path_was_expected_is_never_echoed(misconfigured_server) -> None:
+    server, status, health = misconfigured_server
+    assert status == 503
+    check = health["checks"]["configuration"]
+    assert "OPENAI_API_KEY_FILE" in check and "not the key" in check, check
+    assert any("OPENAI_API_KEY_FILE" in line for line in server.lines)
+    assert CANARY not in json.dumps(health) + "\n".join(server.lines) + server.stderr_text
+
+
+def test_credentials_in_server_addresses_are_redacted_in_the_log(misconfigured_server) -> None:
+    server, _, _ = misconfigured_server
+    startup = json.loads(server.lines[0])
+    assert startup["server_addr"] == "https://***@stigmer.example:443/api?***"
+    assert startup["temporal_address"] == "***@temporal:7233"
+    assert CANARY not in "\n".join(server.lines)
+
+
+def test_fifo_as_key_file_does_not_hang_startup(misconfigured_server) -> None:
+    _, status, health = misconfigured_server
+    assert status == 503
+    assert "ANTHROPIC_API_KEY_FILE: the path it names is not a regular file" in health["checks"]["configuration"]

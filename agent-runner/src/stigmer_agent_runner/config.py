@@ -14,6 +14,8 @@ process environment) and wins when both are set.
 from __future__ import annotations
 
 import os
+import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_LOG_LEVEL = "INFO"
 DEFAULT_CLIENT_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_CONNECTIONS = 256
+#: A key file is a few hundred bytes; a bigger one is not a key file.
+MAX_SECRET_FILE_BYTES = 64 * 1024
 UNKNOWN = "unknown"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -104,6 +108,19 @@ class Config:
         return {name: name in self.secrets for name in SECRET_VARS}
 
 
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?(?P<userinfo>[^/?#]*)@")
+
+
+def redact_address(address: str | None) -> str | None:
+    """``address`` fit for a log: credentials (``user:password@``) and the query
+    string (tokens often travel there) replaced by ``***``."""
+    if address is None:
+        return None
+    redacted = _USERINFO.sub(lambda m: (m["scheme"] or "") + "***@", address, count=1)
+    base, sep, _ = redacted.partition("?")
+    return base + "?***" if sep else redacted
+
+
 def _get(env: Mapping[str, str], name: str) -> str | None:
     """An environment value, with empty or blank treated as unset."""
     value = env.get(name)
@@ -136,19 +153,35 @@ def _in_range(
 
 
 def _read_secret_file(var: str, path: str, errors: list[str]) -> Secret | None:
+    """The key in the file ``path`` names. ``path`` itself is never put in a message:
+    it may be the key, given where its path was expected. Only a regular file is read
+    (a FIFO or a device would block startup or never end)."""
+    hint = "" if "/" in path else " (it must be the path of a file holding the key, not the key)"
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        errors.append(f"{var}: cannot read {path}: {exc.strerror or exc.__class__.__name__}")
+        errors.append(f"{var}: cannot read the file it names: {exc.strerror or exc.__class__.__name__}{hint}")
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            errors.append(f"{var}: the path it names is not a regular file")
+            return None
+        data = os.read(fd, MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        errors.append(f"{var}: cannot read the file it names: {exc.strerror or exc.__class__.__name__}")
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        errors.append(f"{var}: the file it names is larger than {MAX_SECRET_FILE_BYTES} bytes")
         return None
     try:
         value = data.decode("utf-8").strip()
     except UnicodeDecodeError:
-        errors.append(f"{var}: {path} is not valid UTF-8")
+        errors.append(f"{var}: the file it names is not valid UTF-8")
         return None
     if not value:
-        errors.append(f"{var}: {path} is empty")
+        errors.append(f"{var}: the file it names is empty")
         return None
     return Secret(value)
 

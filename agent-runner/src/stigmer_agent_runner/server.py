@@ -12,7 +12,7 @@ from types import FrameType
 import uvicorn
 
 from stigmer_agent_runner.app import create_app
-from stigmer_agent_runner.config import Config, load_config
+from stigmer_agent_runner.config import Config, load_config, redact_address
 from stigmer_agent_runner.logs import log_config
 from stigmer_agent_runner.runs import STAGING_PREFIX
 
@@ -58,8 +58,8 @@ def log_startup(config: Config) -> None:
             "max_upload_bytes": config.max_upload_bytes,
             "provider": config.llm_provider,
             "model": config.llm_model,
-            "server_addr": config.server_addr,
-            "temporal_address": config.temporal_address,
+            "server_addr": redact_address(config.server_addr),
+            "temporal_address": redact_address(config.temporal_address),
             "temporal_namespace": config.temporal_namespace,
             # Which secrets are set, never their values.
             "secrets": config.secrets_present(),
