@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
-from helpers import child_env, get, start_server_process
+from helpers import RawResponse, child_env, file_part, get, multipart, post_raw, request_part, start_server_process
 
 CANARY = "sk-subprocess-canary-9a8b"
 
@@ -125,6 +128,50 @@ def test_uploads_abandoned_by_a_killed_server_are_removed_at_startup(start_serve
     assert finished.is_dir(), "a completed run was removed"
 
 
+def test_sigterm_while_an_upload_streams_answers_503_and_exits_within_2s(start_server) -> None:
+    # The upload is mid-stream, its data being written by worker threads: it once got
+    # 500 (or ran on for seconds), with its staging directory removed under the thread.
+    server = start_server()
+    server.wait_healthy()
+    data = multipart([request_part(), file_part("big.bin", b"x" * 8_000_000)])
+    result: list[object] = []
+
+    def upload() -> None:
+        try:
+            result.append(post_raw(server.port, data, piece=65536, pause=0.005))
+        except OSError as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    deadline = time.monotonic() + 10
+    staged = server.workspace
+    while True:
+        staging = [p for p in server.workspace.glob(".incoming-*/files/big.bin")]
+        if staging and staging[0].stat().st_size > 300_000:
+            staged = staging[0].parent.parent
+            break
+        assert time.monotonic() < deadline, "the upload never got going"
+        time.sleep(0.01)
+
+    start = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    code = server.proc.wait(timeout=5)
+    elapsed = time.monotonic() - start
+    thread.join(10)
+
+    assert code == 0
+    assert elapsed < 2, f"exit took {elapsed:.2f} s"
+    response = result[0]
+    assert isinstance(response, RawResponse), response
+    assert response.status == 503
+    assert "shutting down" in response.json()["error"]
+    assert response.headers.get("connection") == "close"
+    time.sleep(0.2)  # nothing still writing into it, nothing recreated later
+    assert not staged.exists()
+    assert list(server.workspace.iterdir()) == []
+
+
 @pytest.fixture(scope="module")
 def misconfigured_server(tmp_path_factory):
     """A server given secrets and addresses the wrong way: a key where its file's path
@@ -168,3 +215,40 @@ def test_fifo_as_key_file_does_not_hang_startup(misconfigured_server) -> None:
     _, status, health = misconfigured_server
     assert status == 503
     assert "ANTHROPIC_API_KEY_FILE: the path it names is not a regular file" in health["checks"]["configuration"]
+
+
+def test_commit_syncs_files_and_directories_before_the_rename(start_server, tmp_path: Path) -> None:
+    # The run is renamed into place only once its data and the directory entries
+    # naming it are on disk; the rename is synced too.
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.fail("this test watches the server's system calls: install strace (apt-get install strace)")
+    trace = tmp_path / "trace.txt"
+    server = start_server(
+        wrapper=(strace, "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o", str(trace))
+    )
+    server.wait_healthy()
+    response = post_raw(server.port, multipart([request_part(), file_part("a.txt", b"hello")]))
+    assert response.status == 201, response
+    run_id = response.json()["id"]
+    # strace detaches on SIGTERM and leaves the server running: stop the server itself.
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    os.kill(int(children[0]), signal.SIGTERM)
+    server.proc.wait(10)
+
+    ws = server.workspace
+    staging = f"{ws}/.incoming-{run_id}"
+    calls = trace.read_text()
+
+    def position(pattern: str) -> int:
+        found = re.search(pattern, calls)
+        assert found, f"no {pattern} in the trace:\n{calls}"
+        return found.start()
+
+    synced_file = position(rf"fsync\(\d+<{re.escape(staging)}/files/a\.txt>\)")
+    synced_request = position(rf"fsync\(\d+<{re.escape(staging)}/request\.json>\)")
+    synced_files_dir = position(rf"fsync\(\d+<{re.escape(staging)}/files>\)")
+    synced_staging = position(rf"fsync\(\d+<{re.escape(staging)}>\)")
+    renamed = position(rf'rename(at2?)?\(.*"{re.escape(staging)}", .*"{re.escape(str(ws))}/{run_id}"')
+    synced_workspace = position(rf"fsync\(\d+<{re.escape(str(ws))}>\)")
+    assert synced_file < synced_request < synced_files_dir < synced_staging < renamed < synced_workspace
