@@ -59,6 +59,7 @@ MAX_NAME_BYTES = 255  # NAME_MAX on Linux file systems
 MAX_REQUEST_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 64
 STAGING_PREFIX = ".incoming-"
+SHUTTING_DOWN = "the server is shutting down: send the run again"
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:[\\/]")
 #: One request document parsed at a time: that bounds the memory it takes, and the
 #: time the event loop waits for the GIL (json's C parser holds it throughout).
@@ -455,22 +456,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _commit(staging: Path, final: Path, request_body: bytes | None) -> None:
-    """Check the request, store it as accepted, and move the run into place, durably:
-    file contents, then the directories that name them, then the rename itself."""
-    check_request_document(request_body)
-    assert request_body is not None
-    fd = os.open(staging / "request.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(request_body)
-        fh.flush()
-        os.fsync(fh.fileno())
-    _fsync_dir(staging / "files")
-    _fsync_dir(staging)
-    os.rename(staging, final)
-    _fsync_dir(final.parent)
-
-
 def _remove(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -490,6 +475,25 @@ class Upload:
         self._lock = threading.Lock()
         self._busy = False
         self._abandoned = False
+
+    def commit(self, final: Path) -> None:
+        """Check the request, store it as accepted, and move the run into place,
+        durably: file contents, then the directories that name them, then the rename
+        itself (unless the upload was abandoned meanwhile: then nothing is renamed)."""
+        body = self.form.request_body
+        check_request_document(body)
+        assert body is not None
+        fd = os.open(self.staging / "request.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(self.staging / "files")
+        _fsync_dir(self.staging)
+        if self.form.aborted:
+            raise UploadError(503, SHUTTING_DOWN)
+        os.rename(self.staging, final)
+        _fsync_dir(final.parent)
 
     async def step(self, fn: Callable[..., None], *args: Any) -> None:
         await run_in_threadpool(self._run_step, fn, *args)
@@ -591,7 +595,7 @@ async def _receive_chunk(request: Request, shutdown: asyncio.Future[None], timeo
     if receive in done:
         return receive.result()
     if shutdown in done:
-        raise UploadError(503, "the server is shutting down: send the run again")
+        raise UploadError(503, SHUTTING_DOWN)
     raise UploadError(408, f"the request body stalled: no data for {timeout:g} seconds")
 
 
@@ -629,7 +633,7 @@ async def create_run(request: Request) -> Response:
     if not multipart_compat.available():
         return error_response(503, f"multipart support is unavailable: {multipart_compat.import_error}")
     if shutdown.started:
-        return error_response(503, "the server is shutting down: send the run again", close=True)
+        return error_response(503, SHUTTING_DOWN, close=True)
 
     run_id = uuid.uuid4().hex
     upload = Upload(config.workspace / f"{STAGING_PREFIX}{run_id}")
@@ -655,7 +659,7 @@ async def create_run(request: Request) -> Response:
                 break
         if not form.ended:
             raise UploadError(400, "multipart body is incomplete: the closing boundary is missing")
-        await upload.step(_commit, upload.staging, config.workspace / run_id, form.request_body)
+        await upload.step(upload.commit, config.workspace / run_id)
         committed = True
     except UploadError as exc:
         log.info("run rejected", extra={"status": exc.status, "reason": exc.message})
@@ -666,6 +670,11 @@ async def create_run(request: Request) -> Response:
     except ClientDisconnect:
         log.info("run aborted: client disconnected", extra={"bytes": received})
         return Response(status_code=400)
+    except asyncio.CancelledError:
+        # uvicorn cancels what still runs 1 s into a shutdown (a step stuck on a slow
+        # disk): answered like any upload cut off by the shutdown, not with its 500.
+        log.warning("run aborted: the server is shutting down", extra={"run_id": run_id})
+        return error_response(503, SHUTTING_DOWN, close=True)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             log.warning("run rejected: workspace is full", extra={"workspace": str(config.workspace)})
