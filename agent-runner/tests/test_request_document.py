@@ -3,7 +3,6 @@ accepted, bounded by its size, parsed off the event loop, one document at a time
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
