@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from helpers import Server, start_server_process
+
 from stigmer_agent_runner.app import create_app
 from stigmer_agent_runner.config import Config, load_config
 
@@ -44,3 +46,29 @@ def make_client(make_config):
 @pytest.fixture
 def client(make_client) -> TestClient:
     return make_client()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path):
+    """Start the real server with extra environment variables; each test's servers
+    share its ``tmp_path / "workspace"`` (unless STIGMER_WORKSPACE says otherwise)."""
+    servers: list[Server] = []
+
+    def start(preexec_fn=None, wrapper: tuple[str, ...] = (), **env: str) -> Server:
+        server = start_server_process(tmp_path, env, preexec_fn=preexec_fn, wrapper=wrapper)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory):
+    """One healthy real server for the tests that only send requests with the default
+    settings; each test looks only at the runs its own requests created."""
+    server = start_server_process(tmp_path_factory.mktemp("shared"), {})
+    server.wait_healthy()
+    yield server
+    server.stop()

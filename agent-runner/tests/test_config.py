@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from stigmer_agent_runner.config import DEFAULT_MAX_UPLOAD_BYTES, PROVIDERS, Secret, load_config
+from stigmer_agent_runner.config import DEFAULT_MAX_UPLOAD_BYTES, PROVIDERS, Secret, load_config, redact_address
 
 
 def test_defaults() -> None:
@@ -145,3 +145,39 @@ def test_secrets_never_appear_in_repr_or_str(tmp_path: Path) -> None:
     config = load_config({"OPENAI_API_KEY_FILE": str(key_file), "ANTHROPIC_API_KEY": "sk-env-canary"})
     for text in (repr(config), str(config), repr(config.secret("OPENAI_API_KEY")), str(config.secret("ANTHROPIC_API_KEY")), f"{config.secrets!r}"):
         assert "canary" not in text, text
+
+
+@pytest.mark.parametrize("kind, fragment", [("directory", "not a regular file"), ("big", "larger than 65536 bytes")])
+def test_secret_file_must_be_a_small_regular_file(tmp_path: Path, kind: str, fragment: str) -> None:
+    path = tmp_path
+    if kind == "big":
+        path = tmp_path / "big"
+        path.write_bytes(b"k" * (64 * 1024 + 1))
+    config = load_config({"OPENAI_API_KEY_FILE": str(path)})
+    assert config.secret("OPENAI_API_KEY") is None
+    assert any(e.startswith("OPENAI_API_KEY_FILE: ") and fragment in e for e in config.errors), config.errors
+    assert str(tmp_path) not in " ".join(config.errors)
+
+
+def test_secret_file_path_is_never_in_the_errors(tmp_path: Path) -> None:
+    for value in ("sk-live-canary-0123456789", str(tmp_path / "sk-canary-dir" / "key")):
+        errors = load_config({"GEMINI_API_KEY_FILE": value}).errors
+        assert errors and "canary" not in " ".join(errors), errors
+    assert "not the key" in load_config({"GEMINI_API_KEY_FILE": "sk-live-canary"}).errors[0]
+
+
+@pytest.mark.parametrize(
+    "address, logged",
+    [
+        ("stigmer.example:7234", "stigmer.example:7234"),
+        ("https://stigmer.example/api", "https://stigmer.example/api"),
+        ("https://user:pw@stigmer.example:443/api", "https://***@stigmer.example:443/api"),
+        ("user:p@ss@temporal:7233", "***@temporal:7233"),
+        ("grpc://token@host", "grpc://***@host"),
+        ("https://host/path@not-userinfo", "https://host/path@not-userinfo"),
+        ("https://host/x?token=abc&b=c", "https://host/x?***"),
+        (None, None),
+    ],
+)
+def test_redact_address_hides_credentials(address: str | None, logged: str | None) -> None:
+    assert redact_address(address) == logged

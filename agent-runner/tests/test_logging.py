@@ -114,9 +114,9 @@ def test_secrets_never_appear_in_logs(captured_logs: io.StringIO, make_config, m
     config = make_config(env)
     assert config.secret("ANTHROPIC_API_KEY").reveal() == CANARIES[1]
 
-    log_startup(config)
+    log_startup(config, 256)
     # A configuration error is logged too: it must name, not show, the secret.
-    log_startup(make_config({**env, "STIGMER_LLM_PROVIDER": "anthropic", "ANTHROPIC_API_KEY_FILE": str(tmp_path / "gone")}))
+    log_startup(make_config({**env, "STIGMER_LLM_PROVIDER": "anthropic", "ANTHROPIC_API_KEY_FILE": str(tmp_path / "gone")}), 256)
     client = make_client(env)
     client.get("/healthz")
     client.get("/version")

@@ -4,113 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import RawResponse, child_env, file_part, get, multipart, post_raw, request_part, start_server_process
 
 CANARY = "sk-subprocess-canary-9a8b"
-STARTUP_DEADLINE = 20.0  # seconds; polling stops as soon as the server answers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STIGMER_", "OPENAI_", "ANTHROPIC_", "GEMINI_"))}
-    env.update(extra)
-    return env
-
-
-def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, exc.read()
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int) -> None:
-        self.proc = proc
-        self.port = port
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
-
-    def wait_healthy(self) -> dict:
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        last: object = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited early with {self.proc.returncode}: {self.lines}")
-            try:
-                status, body = get(f"http://127.0.0.1:{self.port}/healthz")
-                if status == 200:
-                    return json.loads(body)
-                last = (status, body)
-            except OSError as exc:
-                last = exc
-            time.sleep(0.05)
-        pytest.fail(f"server not healthy within {STARTUP_DEADLINE}s: {last!r}; output: {self.lines}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self._reader.join(5)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-
-
-@pytest.fixture
-def start_server(tmp_path: Path):
-    servers: list[Server] = []
-
-    def start(**env: str) -> Server:
-        port = free_port()
-        workspace = tmp_path / "workspace"
-        workspace.mkdir(exist_ok=True)
-        settings = {
-            "STIGMER_AGENT_RUNNER_PORT": str(port),
-            "STIGMER_AGENT_RUNNER_HOST": "127.0.0.1",
-            "STIGMER_WORKSPACE": str(workspace),
-            "PYTHONUNBUFFERED": "1",
-        }
-        settings.update(env)
-        full_env = child_env(**settings)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stigmer_agent_runner"],
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=tmp_path,
-        )
-        server = Server(proc, port)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def test_real_server_serves_logs_json_and_stops_on_sigterm(start_server, tmp_path: Path) -> None:
@@ -219,3 +126,129 @@ def test_uploads_abandoned_by_a_killed_server_are_removed_at_startup(start_serve
     server.wait_healthy()
     assert not (workspace / ".incoming-0123456789abcdef").exists()
     assert finished.is_dir(), "a completed run was removed"
+
+
+def test_sigterm_while_an_upload_streams_answers_503_and_exits_within_2s(start_server) -> None:
+    # The upload is mid-stream, its data being written by worker threads: it once got
+    # 500 (or ran on for seconds), with its staging directory removed under the thread.
+    server = start_server()
+    server.wait_healthy()
+    data = multipart([request_part(), file_part("big.bin", b"x" * 8_000_000)])
+    result: list[object] = []
+
+    def upload() -> None:
+        try:
+            result.append(post_raw(server.port, data, piece=65536, pause=0.005))
+        except OSError as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    deadline = time.monotonic() + 10
+    staged = server.workspace
+    while True:
+        staging = [p for p in server.workspace.glob(".incoming-*/files/big.bin")]
+        if staging and staging[0].stat().st_size > 300_000:
+            staged = staging[0].parent.parent
+            break
+        assert time.monotonic() < deadline, "the upload never got going"
+        time.sleep(0.01)
+
+    start = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    code = server.proc.wait(timeout=5)
+    elapsed = time.monotonic() - start
+    thread.join(10)
+
+    assert code == 0
+    assert elapsed < 2, f"exit took {elapsed:.2f} s"
+    response = result[0]
+    assert isinstance(response, RawResponse), response
+    assert response.status == 503
+    assert "shutting down" in response.json()["error"]
+    assert response.headers.get("connection") == "close"
+    time.sleep(0.2)  # nothing still writing into it, nothing recreated later
+    assert not staged.exists()
+    assert list(server.workspace.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def misconfigured_server(tmp_path_factory):
+    """A server given secrets and addresses the wrong way: a key where its file's path
+    belongs, a FIFO as a key file, credentials in addresses. Stopped by its first user
+    of the complete log; every test here reads only what it needs."""
+    root = tmp_path_factory.mktemp("misconfigured")
+    fifo = root / "key.fifo"
+    os.mkfifo(fifo)
+    env = {
+        "STIGMER_LLM_PROVIDER": "openai",
+        "OPENAI_API_KEY_FILE": CANARY,
+        "ANTHROPIC_API_KEY_FILE": str(fifo),
+        "STIGMER_SERVER_ADDR": f"https://agent:{CANARY}@stigmer.example:443/api?token={CANARY}2",
+        "TEMPORAL_ADDRESS": f"ops:{CANARY}@temporal:7233",
+    }
+    server = start_server_process(root, env)
+    server.wait_serving()  # a FIFO as key file once hung startup here
+    status, body = get(server.url("/healthz"))
+    server.stop()
+    yield server, status, json.loads(body)
+
+
+def test_key_given_where_its_file_path_was_expected_is_never_echoed(misconfigured_server) -> None:
+    server, status, health = misconfigured_server
+    assert status == 503
+    check = health["checks"]["configuration"]
+    assert "OPENAI_API_KEY_FILE" in check and "not the key" in check, check
+    assert any("OPENAI_API_KEY_FILE" in line for line in server.lines)
+    assert CANARY not in json.dumps(health) + "\n".join(server.lines) + server.stderr_text
+
+
+def test_credentials_in_server_addresses_are_redacted_in_the_log(misconfigured_server) -> None:
+    server, _, _ = misconfigured_server
+    startup = json.loads(server.lines[0])
+    assert startup["server_addr"] == "https://***@stigmer.example:443/api?***"
+    assert startup["temporal_address"] == "***@temporal:7233"
+    assert CANARY not in "\n".join(server.lines)
+
+
+def test_fifo_as_key_file_does_not_hang_startup(misconfigured_server) -> None:
+    _, status, health = misconfigured_server
+    assert status == 503
+    assert "ANTHROPIC_API_KEY_FILE: the path it names is not a regular file" in health["checks"]["configuration"]
+
+
+def test_commit_syncs_files_and_directories_before_the_rename(start_server, tmp_path: Path) -> None:
+    # The run is renamed into place only once its data and the directory entries
+    # naming it are on disk; the rename is synced too.
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.fail("this test watches the server's system calls: install strace (apt-get install strace)")
+    trace = tmp_path / "trace.txt"
+    server = start_server(
+        wrapper=(strace, "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o", str(trace))
+    )
+    server.wait_healthy()
+    response = post_raw(server.port, multipart([request_part(), file_part("a.txt", b"hello")]))
+    assert response.status == 201, response
+    run_id = response.json()["id"]
+    # strace detaches on SIGTERM and leaves the server running: stop the server itself.
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+    os.kill(int(children[0]), signal.SIGTERM)
+    server.proc.wait(10)
+
+    ws = server.workspace
+    staging = f"{ws}/.incoming-{run_id}"
+    calls = trace.read_text()
+
+    def position(pattern: str) -> int:
+        found = re.search(pattern, calls)
+        assert found, f"no {pattern} in the trace:\n{calls}"
+        return found.start()
+
+    synced_file = position(rf"fsync\(\d+<{re.escape(staging)}/files/a\.txt>\)")
+    synced_request = position(rf"fsync\(\d+<{re.escape(staging)}/request\.json>\)")
+    synced_files_dir = position(rf"fsync\(\d+<{re.escape(staging)}/files>\)")
+    synced_staging = position(rf"fsync\(\d+<{re.escape(staging)}>\)")
+    renamed = position(rf'rename(at2?)?\(.*"{re.escape(staging)}", .*"{re.escape(str(ws))}/{run_id}"')
+    synced_workspace = position(rf"fsync\(\d+<{re.escape(str(ws))}>\)")
+    assert synced_file < synced_request < synced_files_dir < synced_staging < renamed < synced_workspace

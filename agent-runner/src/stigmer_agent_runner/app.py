@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from stigmer_agent_runner import health
 from stigmer_agent_runner.config import Config, load_config
-from stigmer_agent_runner.runs import create_run, error_response
+from stigmer_agent_runner.runs import Shutdown, create_run, error_response
 
 log = logging.getLogger(__name__)
 
@@ -64,4 +64,5 @@ def create_app(config: Config | None = None) -> Starlette:
         exception_handlers={HTTPException: _http_error, 500: _server_error},
     )
     app.state.config = load_config() if config is None else config
+    app.state.shutdown = Shutdown()
     return app

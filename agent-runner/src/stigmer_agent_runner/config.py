@@ -14,15 +14,22 @@ process environment) and wins when both are set.
 from __future__ import annotations
 
 import os
+import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 7235
 DEFAULT_WORKSPACE = "/workspace"
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_CLIENT_TIMEOUT_SECONDS = 10.0
+DEFAULT_MAX_CONNECTIONS = 256
+#: A key file is a few hundred bytes; a bigger one is not a key file.
+MAX_SECRET_FILE_BYTES = 64 * 1024
 UNKNOWN = "unknown"
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -72,6 +79,9 @@ class Config:
     workspace: Path = Path(DEFAULT_WORKSPACE)
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     log_level: str = DEFAULT_LOG_LEVEL
+    #: Longest a client may take to send a request's head, or pause inside its body.
+    client_timeout_seconds: float = DEFAULT_CLIENT_TIMEOUT_SECONDS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     llm_provider: str | None = None
     llm_model: str | None = None
     server_addr: str | None = None
@@ -98,6 +108,19 @@ class Config:
         return {name: name in self.secrets for name in SECRET_VARS}
 
 
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?(?P<userinfo>[^/?#]*)@")
+
+
+def redact_address(address: str | None) -> str | None:
+    """``address`` fit for a log: credentials (``user:password@``) and the query
+    string (tokens often travel there) replaced by ``***``."""
+    if address is None:
+        return None
+    redacted = _USERINFO.sub(lambda m: (m["scheme"] or "") + "***@", address, count=1)
+    base, sep, _ = redacted.partition("?")
+    return base + "?***" if sep else redacted
+
+
 def _get(env: Mapping[str, str], name: str) -> str | None:
     """An environment value, with empty or blank treated as unset."""
     value = env.get(name)
@@ -109,33 +132,56 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
 def _int_in_range(
     env: Mapping[str, str], name: str, default: int, low: int, high: int, errors: list[str]
 ) -> tuple[int, bool]:
+    return _in_range(env, name, default, low, high, errors, int)
+
+
+def _in_range(
+    env: Mapping[str, str], name: str, default: Any, low: Any, high: Any, errors: list[str], kind: type
+) -> tuple[Any, bool]:
     raw = _get(env, name)
     if raw is None:
         return default, True
     try:
-        value = int(raw, 10)
+        value = kind(raw)
     except ValueError:
         value = None
-    if value is None or not low <= value <= high:
-        errors.append(f"{name} must be an integer between {low} and {high}, got {raw!r}")
+    if value is None or not low <= value <= high:  # also refuses NaN
+        what = "an integer" if kind is int else "a number"
+        errors.append(f"{name} must be {what} between {low} and {high}, got {raw!r}")
         return default, False
     return value, True
 
 
 def _read_secret_file(var: str, path: str, errors: list[str]) -> Secret | None:
+    """The key in the file ``path`` names. ``path`` itself is never put in a message:
+    it may be the key, given where its path was expected. Only a regular file is read
+    (a FIFO or a device would block startup or never end)."""
+    hint = "" if "/" in path else " (it must be the path of a file holding the key, not the key)"
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        errors.append(f"{var}: cannot read {path}: {exc.strerror or exc.__class__.__name__}")
+        errors.append(f"{var}: cannot read the file it names: {exc.strerror or exc.__class__.__name__}{hint}")
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            errors.append(f"{var}: the path it names is not a regular file")
+            return None
+        data = os.read(fd, MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        errors.append(f"{var}: cannot read the file it names: {exc.strerror or exc.__class__.__name__}")
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        errors.append(f"{var}: the file it names is larger than {MAX_SECRET_FILE_BYTES} bytes")
         return None
     try:
         value = data.decode("utf-8").strip()
     except UnicodeDecodeError:
-        errors.append(f"{var}: {path} is not valid UTF-8")
+        errors.append(f"{var}: the file it names is not valid UTF-8")
         return None
     if not value:
-        errors.append(f"{var}: {path} is empty")
+        errors.append(f"{var}: the file it names is empty")
         return None
     return Secret(value)
 
@@ -170,6 +216,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     max_upload, _ = _int_in_range(
         env, "STIGMER_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES, 1, 2**63 - 1, errors
     )
+    client_timeout, _ = _in_range(
+        env, "STIGMER_CLIENT_TIMEOUT_SECONDS", DEFAULT_CLIENT_TIMEOUT_SECONDS, 0.1, 3600, errors, float
+    )
+    max_connections, _ = _int_in_range(env, "STIGMER_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, 1, 100_000, errors)
     workspace = Path(_get(env, "STIGMER_WORKSPACE") or DEFAULT_WORKSPACE)
 
     log_level = (_get(env, "STIGMER_LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper()
@@ -199,6 +249,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         workspace=workspace,
         max_upload_bytes=max_upload,
         log_level=log_level,
+        client_timeout_seconds=client_timeout,
+        max_connections=max_connections,
         llm_provider=provider,
         llm_model=_get(env, "STIGMER_LLM_MODEL"),
         server_addr=_get(env, "STIGMER_SERVER_ADDR"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
@@ -27,7 +28,10 @@ def check_configuration(config: Config) -> str:
 
 
 def check_workspace(workspace: Path) -> str:
-    """The workspace is writable: create, write and delete a temporary file in it."""
+    """The workspace is writable: create, write and delete a temporary file in it.
+
+    A full file system is named as such ("full: ..."): uploads get 507 meanwhile, and
+    the check passes again once there is room."""
     try:
         mode = os.stat(workspace).st_mode
     except FileNotFoundError:
@@ -44,6 +48,8 @@ def check_workspace(workspace: Path) -> str:
             os.close(fd)
             os.unlink(name)
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"full: {workspace}: {exc.strerror}"
         return f"not writable: {workspace}: {exc.strerror or exc}"
     return OK
 
