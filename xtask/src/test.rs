@@ -79,6 +79,8 @@ fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
         ("skopeo", "skopeo"),
         ("debootstrap", "debootstrap"),
         ("python3", "python3 python3-venv"),
+        // The agent-runner's durability test watches its system calls.
+        ("strace", "strace"),
     ] {
         if !test_support::on_path(program) {
             missing.push(format!("`{program}` is not on PATH: apt-get install {package}"));
