@@ -28,7 +28,8 @@ impl flags::Homebrew {
         };
         let version = &plan.version;
         let publishing = self.commit || self.push;
-        if publishing && !version.pre.is_empty() {
+        let dry_run = self.dry_run || plan.dry_run;
+        if publishing && !dry_run && !version.pre.is_empty() {
             bail!("v{version} is a pre-release: Homebrew gets stable releases only (render it without --commit/--push to look at it)");
         }
         let artifacts = checksums::read(&sh.current_dir().join(&self.checksums))?;
@@ -41,7 +42,7 @@ impl flags::Homebrew {
             (None, false) => Some(plan.homebrew.reason.clone()),
             (None, true) => None,
         };
-        if self.dry_run || plan.dry_run {
+        if dry_run {
             check(sh, &formula)?;
             let before = current.unwrap_or_default();
             let diff = similar::TextDiff::from_lines(&before, &formula);

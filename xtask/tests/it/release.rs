@@ -13,7 +13,7 @@ use crate::{run_err, run_ok, XTASK};
 const CHANGELOG: &str = "# Changelog\n\n## [Unreleased]\n\n### Added\n\n- The first feature.\n\n[Unreleased]: https://github.com/stigmer/stigmer/commits/main\n";
 
 /// A tiny workspace shaped like ours, committed and pushed to `origin`.
-fn release_repo() -> TestRepo {
+pub(crate) fn release_repo() -> TestRepo {
     let repo = TestRepo::new();
     repo.write(
         "Cargo.toml",

@@ -237,3 +237,121 @@ fn the_released_cli_runs_the_verified_digest_even_after_its_tag_moves() {
     assert!(started_text.contains(&format!("pulled {repository}@{digest}")), "{started_text}");
     assert!(stopped.contains("stopped") || stopped.contains("removed"), "{stopped}");
 }
+
+/// release.yml run by hand with dry-run on, on a branch, as its jobs call xtask (the
+/// `cli` jobs' `dist` aside: stand-in archives keep this test fast; dist has its own).
+/// GitHub's API cannot be reached here, so `github-release` plans as for a new release.
+/// It must work before the first release and after one, and change nothing.
+#[test]
+fn the_workflow_dry_run_works_on_a_branch_before_and_after_a_release() {
+    let repo = crate::release::release_repo();
+    let sh = shell();
+    for state in ["before the first release", "after a release"] {
+        if state == "after a release" {
+            run_ok(cmd!(sh, "{XTASK} release --bump minor --push").env("XTASK_PROJECT_ROOT", repo.work()));
+        }
+        let temp = tempfile::tempdir().unwrap();
+        let (plan, dist, outputs) =
+            (temp.path().join("plan/plan.json"), temp.path().join("dist"), temp.path().join("outputs"));
+        let tap = tap();
+        let refs_before =
+            (repo.git(&["show-ref"]), repo.git(&["status", "--porcelain"]), tap.git(&["show-ref"]));
+        let xtask = |args: &[&str]| {
+            let args = args.to_vec();
+            cmd!(sh, "{XTASK} {args...}")
+                .env("XTASK_PROJECT_ROOT", repo.work())
+                .env("GITHUB_EVENT_NAME", "workflow_dispatch")
+                .env("GITHUB_REF_TYPE", "branch")
+                .env("GITHUB_REF_NAME", "main")
+                .env("DRY_RUN_INPUT", "true")
+                .env("GITHUB_OUTPUT", &outputs)
+                .env_remove("GITHUB_STEP_SUMMARY")
+        };
+        let plan_arg = plan.to_str().unwrap();
+        run_ok(xtask(&["plan", "--github", "--out", plan_arg]));
+        let outputs = std::fs::read_to_string(&outputs).unwrap();
+        assert!(
+            outputs.contains("dry-run=true\n") && outputs.contains("homebrew=false\n"),
+            "{state}: {outputs}"
+        );
+        let version = outputs.lines().find_map(|l| l.strip_prefix("version=v")).unwrap().to_owned();
+        assert!(version.contains("-snapshot-"), "{state}: {version}");
+
+        let by_digest = crate::run(xtask(&[
+            "image",
+            "--push",
+            "--plan",
+            plan_arg,
+            "--platform",
+            "linux/amd64",
+            "--by-digest",
+        ]));
+        assert!(by_digest.status.success() && by_digest.stdout.is_empty(), "{state}: {by_digest:?}");
+        let merged = run_ok(xtask(&["image", "--merge", "none-in-a-dry-run", "--plan", plan_arg]));
+        assert!(merged.contains("dry run: nothing built, nothing pushed"), "{state}: {merged}");
+
+        std::fs::create_dir_all(&dist).unwrap();
+        for platform in ALL {
+            std::fs::write(dist.join(format!("stigmer-v{version}-{platform}.tar.gz")), platform).unwrap();
+        }
+        let dist_arg = dist.to_str().unwrap();
+        run_ok(xtask(&["checksums", dist_arg]));
+        run_ok(xtask(&["release-notes", "--plan", plan_arg, "--dir", dist_arg, "--image-digest", ""]));
+        let notes = std::fs::read_to_string(dist.join("RELEASE_NOTES.md")).unwrap();
+        assert!(notes.starts_with("> **Snapshot.**") && !notes.contains("https://"), "{state}: {notes}");
+        let github = run_ok(xtask(&["github-release", "--plan", plan_arg, "--dir", dist_arg]));
+        assert!(github.contains(&format!("create  draft release v{version}")), "{state}: {github}");
+        assert!(github.contains("dry run: nothing created or uploaded"), "{state}: {github}");
+        let checksums_arg = dist.join("checksums.txt");
+        let tap_arg = tap.work();
+        let homebrew = run_ok(
+            cmd!(sh, "{XTASK} homebrew --plan {plan} --checksums {checksums_arg} --tap {tap_arg} --push")
+                .env("XTASK_PROJECT_ROOT", repo.work()),
+        );
+        assert!(
+            homebrew.contains("+  version \"") && homebrew.contains("dry run: nothing written"),
+            "{state}: {homebrew}"
+        );
+
+        let refs_after =
+            (repo.git(&["show-ref"]), repo.git(&["status", "--porcelain"]), tap.git(&["show-ref"]));
+        assert_eq!(refs_after, refs_before, "{state}: the dry run changed a repository");
+        assert!(!tap.work().join("Formula").exists(), "{state}: the dry run wrote the formula");
+    }
+}
+
+/// The backport scenario on the tap: v1.3.0's formula is pushed, then v1.2.4 from a
+/// maintenance branch asks to push its own, then v1.3.0's job runs again: the tap
+/// names 1.3.0 throughout and gets exactly one commit.
+#[test]
+fn a_backport_never_moves_the_formula_back() {
+    let tap = tap();
+    let temp = tempfile::tempdir().unwrap();
+    let sh = shell();
+    let tap_dir = tap.work();
+    let formula = tap_dir.join("Formula/stigmer.rb");
+    for (version, expected) in [
+        ("1.3.0", "committed `stigmer 1.3.0`"),
+        ("1.2.4", "the formula stays (the tap's formula is 1.3.0, newer than 1.2.4)"),
+        ("1.3.0", "the formula is unchanged: no commit"),
+    ] {
+        let dir = temp.path().join(version);
+        checksums(&dir, version, &ALL);
+        let sums = dir.join("checksums.txt");
+        let tag = format!("v{version}");
+        let output =
+            run_ok(cmd!(sh, "{XTASK} homebrew --version {tag} --checksums {sums} --tap {tap_dir} --push"));
+        assert!(output.contains(expected), "{version}: {output}");
+        assert!(std::fs::read_to_string(&formula).unwrap().contains("version \"1.3.0\""));
+    }
+    assert_eq!(tap.git(&["log", "--format=%s"]), "stigmer 1.3.0\nstart");
+}
+
+#[test]
+fn an_image_version_with_build_metadata_is_refused_before_anything_is_sent() {
+    let sh = shell();
+    let output =
+        run_err(cmd!(sh, "{XTASK} image --push --registry 127.0.0.1:9 --version v1.2.3+build --dry-run"));
+    assert!(output.contains("has build metadata (`+build`), which no image tag can hold"), "{output}");
+    assert!(!output.contains("cannot connect"), "{output}");
+}
