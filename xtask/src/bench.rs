@@ -380,6 +380,7 @@ fn measure_publish(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Ve
         credentials_source: "anonymous".to_owned(),
         cache_from: Vec::new(),
         cache_to: Vec::new(),
+        sbom_generator: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {

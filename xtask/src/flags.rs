@@ -218,6 +218,11 @@ pub struct Image {
     #[arg(long, value_name = "CACHE", requires = "push")]
     pub cache_to: Vec<String>,
 
+    /// With buildx: the image BuildKit runs to make the SBOM attestation (BuildKit's SBOM
+    /// scanner protocol) [default: BuildKit's own, docker/buildkit-syft-scanner]
+    #[arg(long, value_name = "REF", requires = "push")]
+    pub sbom_generator: Option<String>,
+
     /// Print the plan (tags, platforms, builder, credentials source) and change nothing
     #[arg(long, requires = "publishing")]
     pub dry_run: bool,

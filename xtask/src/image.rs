@@ -94,6 +94,7 @@ impl flags::Image {
             credentials_source,
             cache_from: default_cache(&self.cache_from, "type=gha"),
             cache_to: default_cache(&self.cache_to, "type=gha,mode=max"),
+            sbom_generator: self.sbom_generator.clone(),
             version,
         };
         eprint!("{}", plan.describe(&steps));

@@ -83,6 +83,8 @@ pub(crate) struct PublishPlan {
     pub(crate) credentials_source: String,
     pub(crate) cache_from: Vec<String>,
     pub(crate) cache_to: Vec<String>,
+    /// buildx's SBOM scanner image; `None` is BuildKit's default.
+    pub(crate) sbom_generator: Option<String>,
 }
 
 /// The tags that follow a release once it is verified. A pre-release moves none:
@@ -168,7 +170,10 @@ impl PublishPlan {
             "--metadata-file".into(),
             metadata_file.display().to_string(),
             "--provenance=mode=max".into(),
-            "--sbom=true".into(),
+            match &self.sbom_generator {
+                Some(generator) => format!("--attest=type=sbom,generator={generator}"),
+                None => "--sbom=true".into(),
+            },
         ]);
         for (name, value) in &self.build_args {
             args.extend(["--build-arg".into(), format!("{name}={value}")]);
@@ -574,6 +579,7 @@ mod tests {
             credentials_source: "GITHUB_TOKEN".into(),
             cache_from: vec!["type=gha".into()],
             cache_to: vec!["type=gha,mode=max".into()],
+            sbom_generator: None,
         }
     }
 
@@ -581,6 +587,14 @@ mod tests {
     fn the_buildx_command_pushes_one_multi_platform_build_with_attestations() {
         let args = plan().buildx_args(&PublishMode::Index, Path::new("/tmp/meta.json"));
         insta::assert_snapshot!(args.join(" "), @"buildx build --platform linux/amd64,linux/arm64 --push --tag ghcr.io/stigmer/agent-runner:v1.3.0 --metadata-file /tmp/meta.json --provenance=mode=max --sbom=true --build-arg BASE_IMAGE=python:3.11-slim --build-arg VERSION=1.3.0 --cache-from type=gha --cache-to type=gha,mode=max agent-runner");
+    }
+
+    #[test]
+    fn a_given_sbom_generator_replaces_buildkits_default_scanner() {
+        let plan = PublishPlan { sbom_generator: Some("127.0.0.1:5000/sbom-scanner:test".into()), ..plan() };
+        let args = plan.buildx_args(&PublishMode::Index, Path::new("/tmp/meta.json"));
+        assert!(args.contains(&"--attest=type=sbom,generator=127.0.0.1:5000/sbom-scanner:test".to_owned()));
+        assert!(!args.contains(&"--sbom=true".to_owned()), "{args:?}");
     }
 
     #[test]

@@ -136,6 +136,7 @@ fn image(sh: &Shell, base_image: &str) -> anyhow::Result<Result<String, String>>
         password_stdin: false,
         cache_from: Vec::new(),
         cache_to: Vec::new(),
+        sbom_generator: None,
         dry_run: false,
     };
     build.run(sh)?;
