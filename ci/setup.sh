@@ -56,8 +56,10 @@ docker26_run=/run/stigmer-docker26
 docker26_bridge=stigmer26
 docker26_subnet=10.226.0.0/24
 docker26_address=10.226.0.1/24
-trixie_packages=(docker.io=26.1.5+dfsg1-9+deb13u1+b1 docker-buildx=0.13.1+ds1-3 cosign=2.5.0-2+b5 oras=1.2.0-1+b9)
-if [[ "$(cat "$docker26/installed" 2>/dev/null)" != "${trixie_packages[*]}" ]]; then
+trixie_packages=(docker.io docker-buildx cosign oras)
+# The upstream versions checked here (ENVIRONMENT.md); a Debian revision on top is fine.
+trixie_versions=(26.1.5 0.13.1 2.5.0 1.2.0)
+if [[ "$(cat "$docker26/installed" 2>/dev/null)" != "${trixie_packages[*]} ${trixie_versions[*]}" ]]; then
   log "fetching from Debian 13 (trixie): ${trixie_packages[*]}"
   apt_dir=$docker26/apt
   rm -rf "$apt_dir" "$docker26/root"
@@ -71,8 +73,16 @@ if [[ "$(cat "$docker26/installed" 2>/dev/null)" != "${trixie_packages[*]}" ]]; 
   apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
     -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
   apt-get -qq "${apt_opts[@]}" update
-  (cd "$apt_dir/debs" && apt-get -qq "${apt_opts[@]}" download "${trixie_packages[@]}")
-  for deb in "$apt_dir/debs"/*.deb; do dpkg-deb -x "$deb" "$docker26/root"; done
+  (cd "$apt_dir/debs" && apt-get -qq "${apt_opts[@]}" download "${trixie_packages[@]/%//trixie}")
+  for i in "${!trixie_packages[@]}"; do
+    deb=$(echo "$apt_dir/debs/${trixie_packages[i]}_"*.deb)
+    version=$(dpkg-deb -f "$deb" Version)
+    if [[ "$version" != "${trixie_versions[i]}"* ]]; then
+      log "trixie's ${trixie_packages[i]} is now $version, not ${trixie_versions[i]}: check it still works here, then update trixie_versions"
+      exit 1
+    fi
+    dpkg-deb -x "$deb" "$docker26/root"
+  done
   mkdir -p "$docker26/bin" "$docker26/docker-config/cli-plugins"
   ln -sf "$docker26/root/usr/sbin/dockerd" "$docker26/root/usr/sbin/docker-proxy" "$docker26/bin/"
   # The plugin only in this private DOCKER_CONFIG: visible to the default config, a tool
@@ -80,7 +90,7 @@ if [[ "$(cat "$docker26/installed" 2>/dev/null)" != "${trixie_packages[*]}" ]]; 
   ln -sf "$docker26/root/usr/libexec/docker/cli-plugins/docker-buildx" "$docker26/docker-config/cli-plugins/"
   ln -sf "$docker26/root/usr/bin/cosign" "$docker26/root/usr/bin/oras" /usr/local/bin/
   rm -rf "$apt_dir/cache" "$apt_dir/debs"
-  echo "${trixie_packages[*]}" >"$docker26/installed"
+  echo "${trixie_packages[*]} ${trixie_versions[*]}" >"$docker26/installed"
 fi
 
 # Its own bridge, never `--bridge=none` (that deletes docker0), and no iptables of its own
