@@ -96,11 +96,16 @@ fi
 # Its own bridge, never `--bridge=none` (that deletes docker0), and no iptables of its own
 # (dockerd would flush the first engine's chains): NAT and forwarding are added here.
 if ! ip link show "$docker26_bridge" >/dev/null 2>&1; then
+  # A subnet another interface routes (docker0 is 172.17.0.0/16) would break both.
+  routed=$(ip -4 route show to match "${docker26_subnet%/*}" | grep -v '^default' || true)
+  [[ -z "$routed" ]] || { log "$docker26_subnet is already routed here ($routed): pick another docker26_subnet"; exit 1; }
   log "creating bridge $docker26_bridge ($docker26_address)"
   ip link add "$docker26_bridge" type bridge
 fi
 ip -4 addr show dev "$docker26_bridge" | grep -q "inet $docker26_address" || ip addr add "$docker26_address" dev "$docker26_bridge"
 ip link show "$docker26_bridge" | grep -q ',UP' || ip link set "$docker26_bridge" up
+# dockerd 20.10 turns forwarding on already; a machine without it needs it too.
+[[ "$(cat /proc/sys/net/ipv4/ip_forward)" == 1 ]] || sysctl -qw net.ipv4.ip_forward=1
 rules=(
   "-t nat POSTROUTING -s $docker26_subnet ! -o $docker26_bridge -j MASQUERADE"
   "-t filter FORWARD -i $docker26_bridge -j ACCEPT"
