@@ -410,7 +410,7 @@ fn measure_publish(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Ve
     {
         Ok(vec![
             Measurement {
-                name: "re-push of an unchanged 2-platform image (as the next version): blob bytes".into(),
+                name: "re-push of an unchanged 2-platform image: blob bytes".into(),
                 unit: Unit::Bytes,
                 samples: vec![again.uploaded_bytes() as f64],
                 target: Some(0.0),

@@ -18,6 +18,14 @@ pub(crate) struct ExplicitLogin {
     pub(crate) password: String,
 }
 
+/// Whether credentials that `resolve` found are ones the Docker config holds, so that
+/// the docker CLI and buildx have them too.
+pub(crate) fn in_docker_config(source: &str) -> bool {
+    source.starts_with(DOCKER_CONFIG_SOURCE)
+}
+
+const DOCKER_CONFIG_SOURCE: &str = "docker config";
+
 /// The credentials for `registry`, and a description of where they came from.
 pub(crate) fn resolve(
     sh: &Shell,
@@ -39,7 +47,7 @@ pub(crate) fn resolve(
     }
     let path = docker_config_path(sh);
     if let Some(auth) = from_docker_config(sh, &path, registry)? {
-        return Ok((auth, format!("docker config ({})", path.display())));
+        return Ok((auth, format!("{DOCKER_CONFIG_SOURCE} ({})", path.display())));
     }
     Ok((RegistryAuth::Anonymous, "anonymous".into()))
 }

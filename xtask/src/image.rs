@@ -67,7 +67,7 @@ impl flags::Image {
         };
         let (auth, credentials_source) = credentials::resolve(sh, &repository.registry, login)?;
         // buildx reads the Docker config only: what came from elsewhere is handed to it.
-        let explicit_auth = (!credentials_source.starts_with("docker config")
+        let explicit_auth = (!credentials::in_docker_config(&credentials_source)
             && auth != RegistryAuth::Anonymous)
             .then(|| auth.clone());
         let registry = oci::block_on(Registry::connect(

@@ -97,17 +97,9 @@ fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
                 .to_owned(),
         );
     }
-    // The buildx builder's engine (on our machines dockerd 26 beside the default one) and
-    // the signing and OCI tools, from Debian 13's packages: ci/setup.sh unpacks them.
+    // The buildx builder's engine: on our machines dockerd 26 beside the default one,
+    // from Debian 13's packages, which ci/setup.sh unpacks.
     missing.extend(test_support::buildx::missing());
-    for program in ["cosign", "oras"] {
-        if !test_support::on_path(program) {
-            missing.push(format!(
-                "`{program}` is not on PATH: run `bash ci/setup.sh` (unpacks Debian 13's {program}), \
-                 or install it yourself"
-            ));
-        }
-    }
     if !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
         missing.push(
             "no qemu binfmt handler for arm64: apt-get install qemu-user-static binfmt-support \

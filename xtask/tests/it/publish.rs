@@ -10,7 +10,9 @@ use std::{
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use test_support::{base_image, buildx::BuildxEnv, engine::ImageGuard, registry::TestRegistry, shell};
+use test_support::{
+    base_image, buildx::BuildxEnv, engine::ImageGuard, git::TestRepo, registry::TestRegistry, shell,
+};
 use xshell::{cmd, Shell};
 
 use crate::{run_err, run_ok, XTASK};
@@ -587,7 +589,8 @@ fn buildx_pushes_two_platforms_with_provenance_and_sbom_and_a_rebuild_reuses_the
     // Explicit credentials reach buildx without `docker login`: a Docker config with
     // the plugin and no credentials at all.
     let bare_config = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(test_support::buildx::plugins(), bare_config.path().join("cli-plugins")).unwrap();
+    std::os::unix::fs::symlink(test_support::buildx::plugins(), bare_config.path().join("cli-plugins"))
+        .unwrap();
     let credentials = fixture.registry.credentials().unwrap();
     let user = &credentials.username;
     let explicit = run_ok(
@@ -602,7 +605,8 @@ fn buildx_pushes_two_platforms_with_provenance_and_sbom_and_a_rebuild_reuses_the
     assert!(explicit.contains("credentials  --username/--password-stdin"), "{explicit}");
     assert!(!explicit.contains(&credentials.password), "the password was printed:\n{explicit}");
     assert!(fixture.raw("v1.0.2").is_some(), "{explicit}");
-    let left: Vec<_> = std::fs::read_dir(bare_config.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> =
+        std::fs::read_dir(bare_config.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["cli-plugins"], "the credentials were written into the user's Docker config");
 }
 
@@ -627,4 +631,78 @@ fn built_steps(progress: &str) -> Vec<(String, String)> {
         .collect::<std::collections::BTreeMap<_, _>>()
         .into_iter()
         .collect()
+}
+
+/// The backport scenario end to end through git, the plan, the registry and the tap:
+/// v1.2.3 and v1.3.0 released on main, v1.2.4 cut from a maintenance branch, then
+/// v1.3.0's jobs run again. Each release's jobs run as release.yml runs them: `plan`,
+/// then `image --plan`, then `homebrew --plan`.
+#[test]
+fn a_backport_from_a_maintenance_branch_moves_its_own_line_and_a_rerun_changes_nothing() {
+    let fixture = Fixture::new(TestRegistry::start());
+    let repo = crate::release::release_repo();
+    let tap = TestRepo::new();
+    tap.write("README.md", "# tap\n");
+    tap.commit_all("start");
+    tap.git(&["push", "--quiet", "origin", "main"]);
+    let sh = shell();
+    let registry = fixture.registry.host();
+    fn in_repo<'a>(cmd: xshell::Cmd<'a>, repo: &TestRepo) -> xshell::Cmd<'a> {
+        cmd.env("XTASK_PROJECT_ROOT", repo.work())
+    }
+    let jobs = |version: &str| -> String {
+        let temp = tempfile::tempdir().unwrap();
+        let plan = temp.path().join("plan.json");
+        run_ok(in_repo(
+            cmd!(sh, "{XTASK} plan --version {version} --registry {registry} --out {plan}"),
+            &repo,
+        ));
+        let published = published_digest(&run_ok(in_repo(fixture.push_with_plan(&sh, &plan), &repo)));
+        let sums = temp.path().join("checksums.txt");
+        let bare = version.trim_start_matches('v');
+        let lines: String = ["darwin-amd64", "darwin-arm64", "linux-amd64", "linux-arm64"]
+            .iter()
+            .map(|p| format!("{}  stigmer-v{bare}-{p}.tar.gz\n", "0".repeat(64)))
+            .collect();
+        std::fs::write(&sums, lines).unwrap();
+        let tap_dir = tap.work();
+        run_ok(in_repo(
+            cmd!(sh, "{XTASK} homebrew --plan {plan} --checksums {sums} --tap {tap_dir} --push"),
+            &repo,
+        ));
+        published
+    };
+    let release = |args: &[&str]| {
+        let args = args.to_vec();
+        run_ok(in_repo(cmd!(sh, "{XTASK} release {args...}"), &repo))
+    };
+
+    release(&["--bump", "1.2.3", "--push"]);
+    jobs("v1.2.3");
+    crate::release::add_entry(&repo, "a feature");
+    release(&["--bump", "1.3.0", "--push"]);
+    fixture.set_app("1.3.0");
+    let v130 = jobs("v1.3.0");
+
+    repo.git(&["switch", "--quiet", "-c", "maint-1.2", "v1.2.3"]);
+    repo.git(&["push", "--quiet", "origin", "maint-1.2"]);
+    crate::release::add_entry(&repo, "a fix for 1.2");
+    repo.git(&["push", "--quiet", "origin", "maint-1.2"]);
+    release(&["--bump", "patch", "--branch", "maint-1.2", "--push"]);
+    fixture.set_app("1.2.4");
+    let v124 = jobs("v1.2.4");
+
+    // v1.3.0's jobs again, late, from a tree that would build differently.
+    fixture.set_app("a rebuild would differ");
+    assert_eq!(jobs("v1.3.0"), v130);
+
+    let at = |tag: &str| fixture.raw(tag).map(|bytes| digest_of(&bytes));
+    assert_eq!(at("latest").as_deref(), Some(v130.as_str()));
+    assert_eq!(at("v1").as_deref(), Some(v130.as_str()));
+    assert_eq!(at("v1.3").as_deref(), Some(v130.as_str()));
+    assert_eq!(at("v1.2").as_deref(), Some(v124.as_str()));
+    assert_eq!(at("v1.3.0").as_deref(), Some(v130.as_str()));
+    let formula = std::fs::read_to_string(tap.work().join("Formula/stigmer.rb")).unwrap();
+    assert!(formula.contains("version \"1.3.0\""), "{formula}");
+    assert_eq!(tap.git(&["log", "--format=%s"]), "stigmer 1.3.0\nstigmer 1.2.3\nstart");
 }

@@ -41,7 +41,7 @@ fn release<'a>(sh: &'a Shell, repo: &TestRepo, args: &[&str]) -> xshell::Cmd<'a>
     cmd!(sh, "{XTASK} release {args...}").env("XTASK_PROJECT_ROOT", repo.work())
 }
 
-fn add_entry(repo: &TestRepo, entry: &str) {
+pub(crate) fn add_entry(repo: &TestRepo, entry: &str) {
     let changelog = std::fs::read_to_string(repo.work().join("CHANGELOG.md")).unwrap();
     let changelog =
         changelog.replacen("## [Unreleased]\n", &format!("## [Unreleased]\n\n### Fixed\n\n- {entry}\n"), 1);

@@ -23,8 +23,7 @@ fn missing_prerequisites_are_all_named_with_their_fix() {
         "the Docker Engine does not answer `docker info`",
         "the buildx engine does not answer `docker --host unix:///nonexistent.sock info`",
         "/docker-buildx is missing: run `bash ci/setup.sh`",
-        "`cosign` is not on PATH: run `bash ci/setup.sh`",
-        "`oras` is not on PATH: run `bash ci/setup.sh`",
+        "`strace` is not on PATH: apt-get install strace",
     ] {
         assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
     }
