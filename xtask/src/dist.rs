@@ -131,22 +131,14 @@ impl Stamp {
 impl flags::Dist {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let targets = if self.targets.is_empty() { Target::ALL.to_vec() } else { self.targets };
-        // Empty means none: a dry run's workflow has no digest to pass.
-        let image_digest = self.image_digest.filter(|digest| !digest.is_empty());
-        let version = match (&self.plan, &self.version) {
+        let (version, image_digest) = match (&self.plan, &self.version) {
             (Some(path), _) => {
                 let plan = ReleasePlan::read(&sh.current_dir().join(path))?;
-                if !plan.dry_run && image_digest.is_none() {
-                    bail!(
-                        "the CLI of release {} must pin the agent-runner index that was verified: pass \
-                         --image-digest sha256:... (the `image` job's output)",
-                        plan.tag
-                    );
-                }
-                Some(plan.version)
+                let image_digest = plan.image_digest(self.image_digest)?;
+                (Some(plan.version), image_digest)
             }
-            (None, Some(text)) => Some(version::parse(text)?),
-            (None, None) => None,
+            (None, Some(text)) => (Some(version::parse(text)?), self.image_digest),
+            (None, None) => (None, self.image_digest),
         };
         let stamp = Stamp::of_checkout(sh, version, image_digest)?;
         let made = dist(sh, &targets, &stamp, &self.out)?;

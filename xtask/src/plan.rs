@@ -100,6 +100,21 @@ impl ReleasePlan {
         self.image.platforms.iter().map(|p| p.parse()).collect()
     }
 
+    /// The verified image digest a job of this plan was given (`--image-digest`; empty
+    /// means none, which is what a dry run's workflow passes), refused when missing from
+    /// a release that publishes: its CLI and notes must name what was verified.
+    pub(crate) fn image_digest(&self, given: Option<String>) -> anyhow::Result<Option<String>> {
+        let given = given.filter(|digest| !digest.is_empty());
+        if given.is_none() && !self.dry_run {
+            bail!(
+                "release {} pins the agent-runner index that was verified: pass --image-digest \
+                 sha256:... (the `image` job's output)",
+                self.tag
+            );
+        }
+        Ok(given)
+    }
+
     pub(crate) fn read(path: &Path) -> anyhow::Result<ReleasePlan> {
         let text = std::fs::read_to_string(path).with_context(|| {
             format!("reading the release plan {}: run `cargo xtask plan --out` first", path.display())
@@ -289,15 +304,17 @@ pub(crate) fn snapshot_version(sh: &Shell) -> anyhow::Result<Version> {
     Ok(version::snapshot(&workspace, &sha, !dirty.trim().is_empty()))
 }
 
-/// What a GitHub Actions run of release.yml releases: a `v*` tag push releases that
-/// tag, which must be the workspace version; `workflow_dispatch` with its dry-run
-/// input on is a dry run (of the tag when run on one, else of this commit's snapshot).
-pub(crate) enum GithubEvent {
+/// What a plan is made for: a version (published, or a dry run of it), or this
+/// commit's snapshot.
+pub(crate) enum Subject {
     Release { version: Version, dry_run: bool },
     Snapshot,
 }
 
-pub(crate) fn github_event(sh: &Shell) -> anyhow::Result<GithubEvent> {
+/// What a GitHub Actions run of release.yml releases: a `v*` tag push releases that
+/// tag, which must be the workspace version; `workflow_dispatch` with its dry-run
+/// input on is a dry run (of the tag when run on one, else of this commit's snapshot).
+pub(crate) fn github_event(sh: &Shell) -> anyhow::Result<Subject> {
     let var = |name: &str| sh.var(name).unwrap_or_default();
     let dry_run = var("GITHUB_EVENT_NAME") == "workflow_dispatch" && var("DRY_RUN_INPUT") == "true";
     if var("GITHUB_REF_TYPE") == "tag" {
@@ -307,10 +324,10 @@ pub(crate) fn github_event(sh: &Shell) -> anyhow::Result<GithubEvent> {
         if version != workspace {
             bail!("tag {tag} is not the workspace version v{workspace}: push the tag that `cargo xtask release` made");
         }
-        return Ok(GithubEvent::Release { version, dry_run });
+        return Ok(Subject::Release { version, dry_run });
     }
     if dry_run {
-        return Ok(GithubEvent::Snapshot);
+        return Ok(Subject::Snapshot);
     }
     bail!("a release runs from a tag: run this workflow on a tag, or turn dry-run on")
 }
@@ -321,15 +338,15 @@ impl flags::Plan {
             format!("{}/agent-runner", self.registry.trim_end_matches('/')).parse()?;
         let event = match (self.github, &self.version, self.dry_run) {
             (true, _, _) => github_event(sh)?,
-            (false, None, true) => GithubEvent::Snapshot,
-            (false, Some(text), dry_run) => GithubEvent::Release { version: version::parse(text)?, dry_run },
+            (false, None, true) => Subject::Snapshot,
+            (false, Some(text), dry_run) => Subject::Release { version: version::parse(text)?, dry_run },
             (false, None, false) => {
-                GithubEvent::Release { version: project::workspace_version(sh)?, dry_run: false }
+                Subject::Release { version: project::workspace_version(sh)?, dry_run: false }
             }
         };
         let plan = match event {
-            GithubEvent::Snapshot => for_snapshot(sh, &repository)?,
-            GithubEvent::Release { version, dry_run } => {
+            Subject::Snapshot => for_snapshot(sh, &repository)?,
+            Subject::Release { version, dry_run } => {
                 let registry = crate::oci::connect(sh, &repository, None)?;
                 crate::oci::block_on(for_version(sh, &version, dry_run, &registry))?
             }

@@ -235,29 +235,26 @@ pub(crate) async fn publish_steps(
 enum Reuse {
     /// The version is not published yet: build it.
     Nothing,
-    /// It is, and verified: finish the ending with this index.
+    /// It is: finish the ending (verify, move pointers) with this index.
     Index(String),
     /// It is, and this was a `--by-digest` run: the platform's entry was printed.
     Printed,
 }
 
-/// A version published already is verified and reused: a rerun of any job finishes
-/// what is missing and rebuilds nothing (buildx would make new digests: its configs
-/// and provenance carry build times). A merge whose digests are not in the published
-/// index is refused: the version would change.
+/// A version published already is reused: a rerun of any job finishes what is missing
+/// and rebuilds nothing (buildx would make new digests: its configs and provenance carry
+/// build times). The shared ending verifies it before any pointer moves. A merge whose
+/// digests are not in the published index is refused: the version would change.
 async fn reuse_published(plan: &PublishPlan, steps: &Steps, registry: &Registry) -> anyhow::Result<Reuse> {
     let tag = plan.version_tag();
     let Some((bytes, digest)) = registry.manifest(&tag).await? else { return Ok(Reuse::Nothing) };
-    eprintln!(
-        "==> {}:{tag} is published already as {digest}: verifying it; nothing is rebuilt",
-        plan.repository
-    );
-    let platforms = plan.release.platforms()?;
-    verify::verify(registry, &tag, &platforms, &[]).await.with_context(|| {
-        format!("{}:{tag} is published but fails verification; a published version is never replaced: find out why, or cut the next patch", plan.repository)
-    })?;
+    eprintln!("==> {}:{tag} is published already as {digest}: nothing is rebuilt", plan.repository);
     match &steps.mode {
         PublishMode::ByDigest => {
+            // No ending follows to verify it: entries of a broken index are not handed on.
+            verify::verify(registry, &tag, &plan.release.platforms()?, &[]).await.with_context(|| {
+                format!("{}:{tag} is published but fails verification; a published version is never replaced: find out why, or cut the next patch", plan.repository)
+            })?;
             let index: serde_json::Value = serde_json::from_slice(&bytes)?;
             for platform in &plan.platforms {
                 let entry = index["manifests"]
@@ -292,7 +289,7 @@ async fn verify_then_move(
     let tagged = format!("{}:{tag}", plan.repository);
     eprintln!("==> verifying {tagged}");
     let report = verify::verify(registry, &tag, &plan.release.platforms()?, &[]).await.with_context(|| {
-        format!("{tagged} was pushed but failed verification; no pointer was moved. Fix the cause and run the same command again")
+        format!("{tagged} failed verification; no pointer was moved. Fix the cause and run the same command again (a published version is never replaced: if it is broken, cut the next patch)")
     })?;
     if report.index_digest != index_digest {
         bail!("{tagged} resolves to {}, not to the index just pushed ({index_digest}): another publish raced this one; no pointer was moved", report.index_digest);

@@ -353,12 +353,18 @@ fn commit(sh: &Shell, edits: &[Edit], tag: &str) -> anyhow::Result<()> {
         for edit in edits {
             files::write_atomically(&sh.current_dir().join(&edit.path), edit.after.as_bytes())?;
         }
-        // The lock file must still agree with the manifests, offline.
-        cmd!(sh, "cargo metadata --offline --locked --format-version 1 --no-deps")
+        // The edited tree must resolve against its lock file as the release workflow's
+        // jobs will: a dependency that pins an old workspace version fails here, and the
+        // files are put back. (`--no-deps` would resolve nothing and so check nothing.)
+        // For this machine's platform only: the whole graph would need every platform's
+        // crates downloaded (Windows, Android), which a maintainer offline has not.
+        let host =
+            cmd!(sh, "rustc --print host-tuple").quiet().read().context("asking rustc for its host")?;
+        cmd!(sh, "cargo metadata --locked --format-version 1 --filter-platform {host}")
             .quiet()
             .ignore_stdout()
             .run()
-            .context("checking Cargo.lock after the version change")?;
+            .context("checking that the bumped workspace resolves with `cargo metadata --locked`")?;
         cmd!(sh, "git add -- {paths...}").quiet().run()?;
         let message = format!("release: {tag}");
         cmd!(sh, "git commit --quiet -m {message}").run().context("committing the release")?;

@@ -17,21 +17,17 @@ pub(crate) const HOMEBREW_TAP: &str = "stigmer/tap";
 
 impl flags::ReleaseNotes {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let image_digest = self.image_digest.as_deref().filter(|digest| !digest.is_empty());
-        let (version, repository) = match (&self.plan, &self.version) {
+        let (version, repository, image_digest) = match (&self.plan, &self.version) {
             (Some(path), _) => {
                 let plan = ReleasePlan::read(&sh.current_dir().join(path))?;
-                if !plan.dry_run && image_digest.is_none() {
-                    bail!(
-                        "the notes of release {} name the verified image: pass --image-digest sha256:...",
-                        plan.tag
-                    );
-                }
-                (plan.version, plan.image.repository)
+                let image_digest = plan.image_digest(self.image_digest)?;
+                (plan.version, plan.image.repository, image_digest)
             }
-            (None, Some(text)) => {
-                (version::parse(text)?, format!("{}/agent-runner", self.registry.trim_end_matches('/')))
-            }
+            (None, Some(text)) => (
+                version::parse(text)?,
+                format!("{}/agent-runner", self.registry.trim_end_matches('/')),
+                self.image_digest,
+            ),
             (None, None) => bail!("give --version or --plan"),
         };
         let dir = sh.current_dir().join(&self.dir);
@@ -51,7 +47,7 @@ impl flags::ReleaseNotes {
                 skipped: vec!["the image: a dry run builds and pushes none".to_owned()],
             }
         } else {
-            Image::Published { repository: &repository, digest: image_digest }
+            Image::Published { repository: &repository, digest: image_digest.as_deref() }
         };
         let notes = render(&version, changes, &image, &artifacts);
         write(&dir, &notes)?;

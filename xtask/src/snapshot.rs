@@ -29,14 +29,21 @@ pub(crate) fn run(sh: &Shell, flags: &flags::Release) -> anyhow::Result<()> {
     );
     let mut skipped: Vec<String> = Vec::new();
 
-    let image = match local_image(sh, &flags.base_image)? {
-        Ok(image) => Some(image),
+    let image = local_image(sh, &flags.base_image)?;
+    // What the notes say of the image: built for this platform, or skipped and why.
+    let image_skipped = match &image {
+        Ok(_) => {
+            let others: Vec<String> =
+                Platform::ALL.iter().filter(|p| **p != Platform::host()).map(Platform::to_string).collect();
+            vec![format!("{}: a snapshot builds this machine's platform only", others.join(", "))]
+        }
         Err(reason) => {
             eprintln!("==> skipping the agent-runner image: {reason}");
             skipped.push(format!("agent-runner image: {reason}"));
-            None
+            vec![format!("agent-runner image: {reason}")]
         }
     };
+    let image = image.ok();
 
     let targets = if flags.all_targets {
         Target::ALL.to_vec()
@@ -56,19 +63,6 @@ pub(crate) fn run(sh: &Shell, flags: &flags::Release) -> anyhow::Result<()> {
     let changes =
         changelog::unreleased(&changelog_text).unwrap_or("\n- (CHANGELOG.md has no Unreleased section)\n");
     let artifacts = checksums::read(&out.join(checksums::CHECKSUMS))?;
-    let mut image_skipped: Vec<String> =
-        skipped.iter().filter(|s| s.starts_with("agent-runner image")).cloned().collect();
-    if image.is_some() {
-        image_skipped.push(format!(
-            "{}: a snapshot builds this machine's platform only",
-            Platform::ALL
-                .iter()
-                .filter(|p| **p != Platform::host())
-                .map(Platform::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
     let notes_image = release_notes::Image::Snapshot {
         built: image.as_ref().map(|tag| format!("`{tag}` ({})", Platform::host())),
         skipped: image_skipped,

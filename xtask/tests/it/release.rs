@@ -339,6 +339,34 @@ fn a_dry_run_writes_nothing_in_any_state_a_release_can_resume_from() {
     dry_run(&["--bump", "minor", "--dry-run", "--push"], &["nothing is missing"]);
 }
 
+/// What broke once: xtask pinned `test-support = { version = "0.1.0", path = ... }`, the
+/// bump moved test-support to 0.2.0, and the release commit no longer resolved.
+#[test]
+fn a_bump_that_leaves_a_pinned_workspace_dependency_behind_is_refused_and_undone() {
+    let repo = release_repo();
+    repo.write(
+        "helper/Cargo.toml",
+        "[package]\nname = \"helper\"\nversion.workspace = true\nedition.workspace = true\n",
+    );
+    repo.write("helper/src/lib.rs", "");
+    repo.write(
+        "cli/Cargo.toml",
+        "[package]\nname = \"stigmer\"\nversion.workspace = true\nedition.workspace = true\n\n[dependencies]\nhelper = { version = \"0.1.0\", path = \"../helper\" }\n",
+    );
+    let manifest = std::fs::read_to_string(repo.work().join("Cargo.toml")).unwrap();
+    repo.write("Cargo.toml", &manifest.replace("members = [\"cli\"]", "members = [\"cli\", \"helper\"]"));
+    let sh = repo.shell();
+    cmd!(sh, "cargo generate-lockfile --offline --quiet").run().unwrap();
+    repo.commit_all("a pinned path dependency");
+    repo.git(&["push", "--quiet", "origin", "main"]);
+
+    let before = everything(&repo);
+    let output = run_err(release(&sh, &repo, &["--bump", "minor"]));
+    assert!(output.contains("checking that the bumped workspace resolves"), "{output}");
+    assert!(output.contains("every file was put back as it was"), "{output}");
+    assert_eq!(everything(&repo), before);
+}
+
 #[test]
 fn build_metadata_is_refused_before_anything_changes() {
     let repo = release_repo();
@@ -383,8 +411,8 @@ fn the_commit_a_minor_release_makes_builds_and_snapshots() {
     let tree = repo.shell();
     // Its own target directory: this run's binaries in target/ stay as the tests use them.
     let target = test_support::project_root().join("target/released-tree");
-    run_ok(cmd!(tree, "cargo metadata --locked --offline --format-version 1 --no-deps"));
-    run_ok(cmd!(tree, "cargo build --locked --offline -p xtask -p stigmer").env("CARGO_TARGET_DIR", &target));
+    run_ok(cmd!(tree, "cargo metadata --locked --format-version 1"));
+    run_ok(cmd!(tree, "cargo build --locked -p xtask -p stigmer").env("CARGO_TARGET_DIR", &target));
     // No base image here: the snapshot says it skipped the image, and builds the rest.
     let output = run_ok(cmd!(tree, "cargo xtask release --snapshot").env("CARGO_TARGET_DIR", &target));
     let snapshot = format!("v{}-snapshot-", bump_patch(&after));

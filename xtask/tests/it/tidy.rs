@@ -68,3 +68,24 @@ fn the_dockerfile_and_xtask_agree_on_the_default_base_image() {
         "`cargo xtask image --base-image` does not default to the Dockerfile's {dockerfile_default}:\n{help}"
     );
 }
+
+/// A workspace dependency by path carries no version: the release bump changes the
+/// workspace version, and a pinned `version = "X.Y.Z"` would stop the tree resolving.
+#[test]
+fn no_workspace_path_dependency_pins_a_version() {
+    let mut pinned = Vec::new();
+    for manifest in ["xtask/Cargo.toml", "xtask/test-support/Cargo.toml", "cli/Cargo.toml"] {
+        let doc: toml_edit::DocumentMut =
+            std::fs::read_to_string(project_root().join(manifest)).unwrap().parse().unwrap();
+        for table in ["dependencies", "dev-dependencies", "build-dependencies"] {
+            let Some(deps) = doc.get(table).and_then(|t| t.as_table_like()) else { continue };
+            for (name, dep) in deps.iter() {
+                let dep = dep.as_table_like();
+                if dep.is_some_and(|d| d.contains_key("path") && d.contains_key("version")) {
+                    pinned.push(format!("{manifest} [{table}] {name}"));
+                }
+            }
+        }
+    }
+    assert!(pinned.is_empty(), "path dependencies that pin a version: {pinned:?}");
+}
