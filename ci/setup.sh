@@ -122,10 +122,12 @@ if ! docker -H "$docker26_host" info >/dev/null 2>&1; then
   mkdir -p "$docker26_run"
   # Its own containerd too: dockerd starts one under its exec root, with its own socket,
   # root and state, so the two engines never share a containerd namespace.
+  # No "default-address-pools": with it set, dockerd 26 deletes the host's docker0 by name
+  # whenever it restarts over an existing data root (it clears its stale default network),
+  # whatever --bridge says. Seen on the cold CI run; nothing here creates networks on it.
   cat >"$docker26/daemon.json" <<EOF
 {
-  "features": { "containerd-snapshotter": true },
-  "default-address-pools": [{ "base": "10.226.128.0/17", "size": 24 }]
+  "features": { "containerd-snapshotter": true }
 }
 EOF
   # PATH: its own docker-proxy first; containerd, runc and docker-init are Debian 12's.
