@@ -15,15 +15,15 @@ use xshell::{cmd, Shell};
 
 use crate::{
     checksums,
-    dist::Target,
     engine::{BuildRequest, Engine},
     flags,
-    image::{self, human_bytes},
+    human::human_bytes,
+    image,
     oci::{self, Registry, RetryPolicy},
     plan,
-    platform::Platform,
+    platform::{Platform, Target},
     prepare::DependencyPath,
-    project, publish, verify,
+    project, publish, publish_plan, verify,
 };
 
 #[derive(Clone, Copy)]
@@ -377,11 +377,12 @@ fn measure_publish(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Ve
         ))
     };
     // The same content under two versions: the second push finds every blob there.
-    let plan_for = |version: &semver::Version| publish::PublishPlan {
+    let plan_for = |version: &semver::Version| publish_plan::PublishPlan {
         release: plan::compute(version, plan::Kind::Release, false, &repository, &plan::World::default()),
         repository: repository.clone(),
         platforms: Platform::ALL.to_vec(),
-        builder: publish::Builder::Engine,
+        builder: publish_plan::Builder::Engine,
+        builder_reason: "the bench measures the engine builder".into(),
         base_image: base.clone(),
         build_args: vec![("BASE_IMAGE", base.clone()), ("VERSION", "bench".to_owned())],
         context: context.to_path_buf(),

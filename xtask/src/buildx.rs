@@ -17,8 +17,70 @@ use xshell::{cmd, Shell};
 
 use crate::{
     platform::Platform,
-    publish::{PublishMode, PublishPlan},
+    publish_plan::{PublishMode, PublishPlan},
 };
+
+/// What the buildx builder in use can do: its driver, and for the `docker` driver the
+/// engine's image store. `docker buildx version` answering says neither.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Capabilities {
+    /// `docker`, `docker-container`, `remote` or `kubernetes`.
+    pub(crate) driver: String,
+    /// The engine keeps its images in containerd (`docker` info's driver-type
+    /// `io.containerd.snapshotter.v1`). Only the `docker` driver depends on it.
+    pub(crate) containerd_store: bool,
+}
+
+impl Capabilities {
+    /// Reads the builder `docker buildx build` would use (`BUILDX_BUILDER`, else the
+    /// current one); `Err` says why there is none.
+    pub(crate) fn of_current_builder(sh: &Shell) -> Result<Capabilities, String> {
+        let config = linked_docker_config(sh, |_| {})
+            .map_err(|err| format!("could not make a private Docker config to ask buildx: {err:#}"))?;
+        let inspect = cmd!(sh, "docker buildx inspect")
+            .env("DOCKER_CONFIG", config.path())
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .map_err(|_| {
+                "`docker buildx inspect` failed: no buildx plugin, or no builder it can reach".to_owned()
+            })?;
+        let driver = inspect
+            .lines()
+            .find_map(|line| line.strip_prefix("Driver:"))
+            .map(|driver| driver.trim().to_owned())
+            .ok_or_else(|| format!("`docker buildx inspect` names no driver:\n{inspect}"))?;
+        let format = "{{json .DriverStatus}}";
+        let containerd_store = driver == "docker"
+            && cmd!(sh, "docker info --format {format}")
+                .env("DOCKER_CONFIG", config.path())
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .is_ok_and(|status| status.contains("io.containerd.snapshotter.v1"));
+        Ok(Capabilities { driver, containerd_store })
+    }
+
+    /// Why this builder cannot make what `args` asks for (attestations always, and a
+    /// push by digest if `by_digest`), if it cannot.
+    pub(crate) fn cannot(&self, by_digest: bool) -> Option<String> {
+        if self.driver != "docker" {
+            return None;
+        }
+        if !self.containerd_store {
+            return Some(
+                "buildx's docker driver pushes attestations, several platforms and a cache only from an engine \
+                 with the containerd image store (daemon.json: \"features\": {\"containerd-snapshotter\": true})"
+                    .to_owned(),
+            );
+        }
+        by_digest.then(|| {
+            "buildx's docker driver cannot push by digest (BuildKit: not implemented for that driver); \
+             a docker-container builder can: docker buildx create --use --driver docker-container"
+                .to_owned()
+        })
+    }
+}
 
 /// Runs buildx for the plan; returns the digest it pushed (the index, or with
 /// `--by-digest` the platform's image and its attestations).
@@ -90,6 +152,29 @@ fn private_docker_config(
     registry: &str,
     auth: &RegistryAuth,
 ) -> anyhow::Result<tempfile::TempDir> {
+    linked_docker_config(sh, |config| {
+        let entry = match auth {
+            RegistryAuth::Basic(user, password) => json!({
+                "auth": base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            }),
+            RegistryAuth::Bearer(token) => json!({ "identitytoken": token }),
+            RegistryAuth::Anonymous => json!({}),
+        };
+        config["auths"][registry] = entry;
+        if let Some(helpers) = config["credHelpers"].as_object_mut() {
+            helpers.remove(registry);
+        }
+        if let Some(object) = config.as_object_mut() {
+            object.remove("credsStore");
+        }
+    })
+}
+
+/// A private Docker config directory: the user's `config.json` as `edit` leaves it
+/// (written 0600), every other entry of the user's directory linked in. buildx then
+/// creates its state (`buildx/`) here unless the user has one: a probe or a build never
+/// adds anything to the user's own config directory.
+fn linked_docker_config(sh: &Shell, edit: impl FnOnce(&mut Value)) -> anyhow::Result<tempfile::TempDir> {
     let user_dir = match sh.var("DOCKER_CONFIG") {
         Ok(dir) => PathBuf::from(dir),
         Err(_) => PathBuf::from(sh.var("HOME").unwrap_or_default()).join(".docker"),
@@ -108,20 +193,7 @@ fn private_docker_config(
             }
         }
     }
-    let entry = match auth {
-        RegistryAuth::Basic(user, password) => {
-            json!({ "auth": base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")) })
-        }
-        RegistryAuth::Bearer(token) => json!({ "identitytoken": token }),
-        RegistryAuth::Anonymous => json!({}),
-    };
-    config["auths"][registry] = entry;
-    if let Some(helpers) = config["credHelpers"].as_object_mut() {
-        helpers.remove(registry);
-    }
-    if let Some(object) = config.as_object_mut() {
-        object.remove("credsStore");
-    }
+    edit(&mut config);
     let path = dir.path().join("config.json");
     {
         use std::{io::Write, os::unix::fs::OpenOptionsExt};

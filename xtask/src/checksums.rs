@@ -10,7 +10,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use xshell::Shell;
 
-use crate::{dist::Target, files, flags, version};
+use crate::{files, flags, platform::Target, version};
 
 pub(crate) const CHECKSUMS: &str = "checksums.txt";
 pub(crate) const MANIFEST: &str = "manifest.json";

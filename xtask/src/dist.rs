@@ -1,100 +1,21 @@
 //! `cargo xtask dist`: cross-build the `stigmer` CLI and package one reproducible tarball
 //! per target, then write checksums.txt and manifest.json (`checksums.rs`). Owns the
-//! target list, the build stamps and the archive layout; it never publishes anything.
+//! build stamps and the archive layout (the targets are `platform::Target`); it never
+//! publishes anything.
 
 use std::{
-    fmt,
     fs::File,
     io::Write,
     path::{Path, PathBuf},
-    str::FromStr,
     time::Instant,
 };
 
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use crate::{checksums, files, flags, image::human_bytes, macho, plan::ReleasePlan, project, version};
-
-/// A target the CLI ships for. Linux builds are static musl binaries: they run on any
-/// distribution and in distroless or Alpine images, with no glibc version floor (the
-/// seed's PyInstaller binaries failed on older glibc).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Target {
-    DarwinArm64,
-    DarwinAmd64,
-    LinuxAmd64,
-    LinuxArm64,
-}
-
-impl Target {
-    pub(crate) const ALL: [Target; 4] =
-        [Target::DarwinArm64, Target::DarwinAmd64, Target::LinuxAmd64, Target::LinuxArm64];
-
-    pub(crate) fn triple(self) -> &'static str {
-        match self {
-            Target::DarwinArm64 => "aarch64-apple-darwin",
-            Target::DarwinAmd64 => "x86_64-apple-darwin",
-            Target::LinuxAmd64 => "x86_64-unknown-linux-musl",
-            Target::LinuxArm64 => "aarch64-unknown-linux-musl",
-        }
-    }
-
-    /// The seed's names, which the archives and the Homebrew formula use.
-    pub(crate) fn os(self) -> &'static str {
-        match self {
-            Target::DarwinArm64 | Target::DarwinAmd64 => "darwin",
-            Target::LinuxAmd64 | Target::LinuxArm64 => "linux",
-        }
-    }
-
-    pub(crate) fn arch(self) -> &'static str {
-        match self {
-            Target::DarwinArm64 | Target::LinuxArm64 => "arm64",
-            Target::DarwinAmd64 | Target::LinuxAmd64 => "amd64",
-        }
-    }
-
-    /// The target of this machine: plain cargo builds it, no cross linker needed.
-    pub(crate) fn host() -> Option<Target> {
-        let os = match std::env::consts::OS {
-            "macos" => "darwin",
-            other => other,
-        };
-        let arch = match std::env::consts::ARCH {
-            "aarch64" => "arm64",
-            "x86_64" => "amd64",
-            other => other,
-        };
-        Target::ALL.into_iter().find(|target| target.os() == os && target.arch() == arch)
-    }
-
-    pub(crate) fn from_os_arch(os: &str, arch: &str) -> Option<Target> {
-        Target::ALL.into_iter().find(|target| target.os() == os && target.arch() == arch)
-    }
-
-    pub(crate) fn archive_name(self, version: &semver::Version) -> String {
-        format!("stigmer-v{version}-{}-{}.tar.gz", self.os(), self.arch())
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.triple())
-    }
-}
-
-impl FromStr for Target {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> anyhow::Result<Target> {
-        if let Some(target) = Target::ALL.into_iter().find(|target| target.triple() == text) {
-            return Ok(target);
-        }
-        let supported: Vec<&str> = Target::ALL.iter().map(|target| target.triple()).collect();
-        bail!("unsupported target {text:?}: supported are {}", supported.join(", "))
-    }
-}
+use crate::{
+    checksums, files, flags, human::human_bytes, macho, plan::ReleasePlan, platform::Target, project, version,
+};
 
 /// What a build stamps into the binary (see cli/src/build_info.rs).
 pub(crate) struct Stamp {

@@ -16,11 +16,11 @@ use xshell::{cmd, Shell};
 
 use crate::{
     engine::{BuildRequest, Engine},
-    image::human_bytes,
+    human::human_bytes,
     index::manifest_descriptor,
     oci::{self, Registry},
     platform::Platform,
-    publish::{PublishPlan, Steps},
+    publish_plan::{PublishPlan, Steps},
 };
 
 /// Builds one platform through the engine and pushes its blobs and manifest by

@@ -128,7 +128,7 @@ pub struct Bench {
 pub struct Release {
     /// major, minor, patch, rc, or an explicit version (1.4.0)
     #[arg(long, value_name = "KIND|X.Y.Z")]
-    pub bump: Option<crate::release::Bump>,
+    pub bump: Option<crate::version::Bump>,
 
     /// Build every artifact of a release into dist/ without tagging or publishing
     #[arg(long, conflicts_with_all = ["push", "dry_run"])]
@@ -247,7 +247,9 @@ pub struct Image {
     #[arg(long, requires = "publishing")]
     pub no_latest: bool,
 
-    /// How to build: buildx when `docker buildx version` works, else the engine
+    /// How to build: buildx when its builder can make this image (a docker-container or
+    /// remote driver; the docker driver only on the containerd image store, and never
+    /// --by-digest), else the engine; --dry-run says which and why
     #[arg(long, value_enum, default_value_t = BuilderChoice::Auto, requires = "push")]
     pub builder: BuilderChoice,
 
@@ -344,7 +346,7 @@ pub struct Test {
 pub struct Dist {
     /// A target triple to build (repeatable) [default: every supported target]
     #[arg(long = "target", value_name = "TRIPLE")]
-    pub targets: Vec<crate::dist::Target>,
+    pub targets: Vec<crate::platform::Target>,
 
     /// Where the archives go
     #[arg(long, value_name = "DIR", default_value = "dist")]

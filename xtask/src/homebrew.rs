@@ -10,10 +10,9 @@ use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
 use crate::{
-    checksums,
-    dist::Target,
-    files, flags,
+    checksums, files, flags,
     plan::{self, ReleasePlan},
+    platform::Target,
     version,
 };
 

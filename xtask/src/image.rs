@@ -11,20 +11,22 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use xshell::{cmd, Shell};
+use xshell::Shell;
 
 use oci_client::secrets::RegistryAuth;
 
 use crate::{
+    buildx::Capabilities,
     credentials::{self, ExplicitLogin},
     engine::{BuildRequest, Engine},
     flags::{self, BuilderChoice},
+    human::human_bytes,
     oci::{self, Registry, Repository, RetryPolicy},
     plan::{self, Decision, ReleasePlan},
     platform::Platform,
     prepare::DependencyPath,
-    project,
-    publish::{self, Builder, PublishMode, PublishPlan, Steps},
+    project, publish,
+    publish_plan::{Builder, PublishMode, PublishPlan, Steps},
     version,
 };
 
@@ -91,12 +93,11 @@ impl flags::Image {
                 pointer.decision = Decision { moves: false, reason: "--no-latest".to_owned() };
             }
         }
-        let builder = match self.builder {
-            BuilderChoice::Buildx => Builder::Buildx,
-            BuilderChoice::Engine => Builder::Engine,
-            BuilderChoice::Auto if buildx_available(sh) => Builder::Buildx,
-            BuilderChoice::Auto => Builder::Engine,
+        let found = match self.builder {
+            BuilderChoice::Engine => Err("--builder engine".to_owned()),
+            _ => Capabilities::of_current_builder(sh),
         };
+        let (builder, builder_reason) = choose_builder(self.builder, found, self.by_digest)?;
         let platforms = if self.platform.is_empty() { release.platforms()? } else { self.platform.clone() };
         let steps = Steps {
             mode: match (self.by_digest, self.merge.is_empty()) {
@@ -129,6 +130,7 @@ impl flags::Image {
             repository,
             platforms,
             builder,
+            builder_reason,
             base_image: self.base_image.clone(),
             build_args,
             context: self.context.clone().unwrap_or_else(|| project::root().join("agent-runner")),
@@ -279,8 +281,30 @@ fn build_args(
     ])
 }
 
-fn buildx_available(sh: &Shell) -> bool {
-    cmd!(sh, "docker buildx version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+/// The builder for this push and why: buildx where its builder can make what is asked,
+/// else the engine builder (`--builder buildx` then fails saying what is missing).
+fn choose_builder(
+    choice: BuilderChoice,
+    found: Result<Capabilities, String>,
+    by_digest: bool,
+) -> anyhow::Result<(Builder, String)> {
+    let usable = found.and_then(|buildx| match buildx.cannot(by_digest) {
+        Some(why) => Err(why),
+        None => Ok(buildx),
+    });
+    Ok(match (choice, usable) {
+        (BuilderChoice::Engine, _) => (Builder::Engine, "--builder engine".to_owned()),
+        (BuilderChoice::Buildx, Ok(buildx)) => {
+            (Builder::Buildx, format!("--builder buildx ({} driver)", buildx.driver))
+        }
+        (BuilderChoice::Buildx, Err(why)) => {
+            bail!("--builder buildx cannot make this image: {why}; or use --builder engine")
+        }
+        (BuilderChoice::Auto, Ok(buildx)) => {
+            (Builder::Buildx, format!("buildx's {} driver can make this", buildx.driver))
+        }
+        (BuilderChoice::Auto, Err(why)) => (Builder::Engine, why),
+    })
 }
 
 /// How the layers of a new image relate to its base and to the image the same tag
@@ -302,18 +326,36 @@ impl LayerCount {
     }
 }
 
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    match bytes {
-        0..1_000 => format!("{bytes} B"),
-        1_000..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", bytes as f64 / 1e6),
-        _ => format!("{:.2} GB", bytes as f64 / 1e9),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_builder_is_chosen_by_what_it_can_do_not_by_buildx_answering() {
+        let driver =
+            |driver: &str, containerd_store| Ok(Capabilities { driver: driver.to_owned(), containerd_store });
+        let auto = |found, by_digest| choose_builder(BuilderChoice::Auto, found, by_digest).unwrap();
+        // GitHub's setup-buildx-action: a docker-container builder does everything.
+        assert_eq!(auto(driver("docker-container", false), true).0, Builder::Buildx);
+        assert_eq!(auto(driver("remote", false), false).0, Builder::Buildx);
+        // The docker driver: only on the containerd image store, and never by digest.
+        assert_eq!(auto(driver("docker", true), false).0, Builder::Buildx);
+        let (builder, why) = auto(driver("docker", true), true);
+        assert_eq!(builder, Builder::Engine);
+        assert!(why.contains("cannot push by digest") && why.contains("docker-container"), "{why}");
+        let (builder, why) = auto(driver("docker", false), false);
+        assert_eq!(builder, Builder::Engine);
+        assert!(why.contains("containerd image store"), "{why}");
+        let (builder, why) = auto(Err("no buildx".to_owned()), false);
+        assert_eq!((builder, why.as_str()), (Builder::Engine, "no buildx"));
+
+        // Asked for by name, buildx that cannot is an error saying what to do.
+        let refused = choose_builder(BuilderChoice::Buildx, driver("docker", false), false).unwrap_err();
+        assert!(refused.to_string().contains("or use --builder engine"), "{refused}");
+        let (builder, _) =
+            choose_builder(BuilderChoice::Engine, driver("docker-container", false), false).unwrap();
+        assert_eq!(builder, Builder::Engine);
+    }
 
     fn layers(names: &[&str]) -> Vec<String> {
         names.iter().map(|name| name.to_string()).collect()
@@ -332,12 +374,5 @@ mod tests {
     fn a_first_build_without_a_local_base_rebuilds_everything() {
         let count = LayerCount::of(&layers(&["a", "b"]), None, None);
         assert_eq!(count, LayerCount { from_base: 0, reused: 0, rebuilt: 2 });
-    }
-
-    #[test]
-    fn sizes_read_like_docker_prints_them() {
-        assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(34_500_000), "34.5 MB");
-        assert_eq!(human_bytes(2_040_000_000), "2.04 GB");
     }
 }

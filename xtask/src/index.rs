@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::{
     oci::{self, is_attestation, Registry},
-    publish::PublishPlan,
+    publish_plan::PublishPlan,
 };
 
 /// An index entry for an image manifest, its platform taken from the image's config:

@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
 use crate::{
-    dist::Target,
     flags,
     oci::{self, Registry, Repository},
     platform::Platform,
+    platform::Target,
     project,
     version::{self, Pointer},
 };

@@ -1,5 +1,6 @@
 //! `cargo xtask image --push` and `--merge`: publishes the agent-runner for several
-//! platforms from a `PublishPlan` (what `--dry-run` prints), in three layers: a builder
+//! platforms from a `PublishPlan` (`publish_plan.rs`, what `--dry-run` prints), in
+//! three layers: a builder
 //! makes the index under `vX.Y.Z` (`buildx.rs` in one multi-platform build, or
 //! `engine_push.rs` per platform with the index assembled by `index.rs`), then the
 //! ending every publish shares: verify the index, and only then copy its exact bytes
@@ -19,148 +20,19 @@
 //! pre-release, and never backwards: `move_pointers` reads the version the pointer
 //! names at that moment and leaves it when that is newer.
 
-use std::{path::PathBuf, time::Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
-use oci_client::secrets::RegistryAuth;
 use xshell::Shell;
 
 use crate::{
     buildx,
     engine::Engine,
     engine_push, index,
-    oci::{self, Registry, Repository},
-    plan::ReleasePlan,
-    platform::Platform,
-    prepare::DependencyPath,
+    oci::{self, Registry},
+    publish_plan::{Builder, PublishMode, PublishPlan, Steps},
     verify,
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Builder {
-    Buildx,
-    Engine,
-}
-
-/// What a publish produces.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum PublishMode {
-    /// Build every platform and publish the index under the version tag, then aliases.
-    Index,
-    /// Build one platform and push it by digest with no tag, for a later `Merge`.
-    ByDigest,
-    /// Build nothing: assemble the index from platform images already pushed by
-    /// digest, then publish it like `Index` does.
-    Merge(Vec<String>),
-}
-
-/// What a publish makes of a `PublishPlan`. Kept apart from it so that callers that
-/// publish a whole index the default way (bench.rs) need not name it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Steps {
-    pub(crate) mode: PublishMode,
-    /// Where the engine builder runs the Dockerfile's `prepare` stage.
-    pub(crate) dependency_path: DependencyPath,
-}
-
-impl Default for Steps {
-    fn default() -> Steps {
-        Steps { mode: PublishMode::Index, dependency_path: DependencyPath::BuildPlatform }
-    }
-}
-
-pub(crate) struct PublishPlan {
-    /// The version, its tag, and which floating pointers may move.
-    pub(crate) release: ReleasePlan,
-    pub(crate) repository: Repository,
-    /// What this run builds: every platform, or one with `--by-digest`.
-    pub(crate) platforms: Vec<Platform>,
-    pub(crate) builder: Builder,
-    pub(crate) base_image: String,
-    pub(crate) build_args: Vec<(&'static str, String)>,
-    pub(crate) context: PathBuf,
-    pub(crate) credentials_source: String,
-    /// Credentials that are not in the Docker config, for buildx (see `buildx.rs`).
-    pub(crate) explicit_auth: Option<RegistryAuth>,
-    /// buildx's SBOM generator image [default: BuildKit's own].
-    pub(crate) sbom_generator: Option<String>,
-    pub(crate) cache_from: Vec<String>,
-    pub(crate) cache_to: Vec<String>,
-}
-
-impl PublishPlan {
-    pub(crate) fn version_tag(&self) -> String {
-        self.release.tag.clone()
-    }
-
-    pub(crate) fn describe(&self, steps: &Steps) -> String {
-        let kind =
-            if self.release.version.pre.is_empty() { "release" } else { "pre-release: no pointer moves" };
-        let builder = match self.builder {
-            Builder::Buildx => "buildx (one multi-platform build, attestations on)",
-            Builder::Engine => "engine (per-platform builds, index assembled with the OCI client)",
-        };
-        let dependencies = match steps.dependency_path {
-            DependencyPath::BuildPlatform => "wheels for each platform, chosen on the build platform",
-            DependencyPath::Emulated => "installed inside each platform's base image (emulated)",
-        };
-        let platforms: Vec<String> = self.platforms.iter().map(Platform::to_string).collect();
-        let tagged = format!("{}:{}", self.repository, self.version_tag());
-        let mut out = String::from("plan: publish the agent-runner image\n");
-        out += &format!("  repository   {}\n", self.repository);
-        out += &format!("  version      {} ({kind})\n", self.version_tag());
-        out += &format!("  platforms    {}\n", platforms.join(", "));
-        if !matches!(steps.mode, PublishMode::Merge(_)) {
-            out += &format!("  builder      {builder}\n");
-            out += &format!("  dependencies {dependencies}\n");
-            out += &format!("  base image   {}\n", self.base_image);
-        }
-        out += &format!("  credentials  {}\n", self.credentials_source);
-        out += "steps:\n";
-        if let Some(digest) = &self.release.image.published {
-            out += &format!(
-                "  1. {tagged} is published already as {digest}: verify it and reuse it, build nothing\n"
-            );
-            if steps.mode == PublishMode::ByDigest {
-                out += &format!(
-                    "  2. print its {} entry's digest, for `cargo xtask image --merge`\n",
-                    platforms.join(" and ")
-                );
-                return out;
-            }
-        } else {
-            match &steps.mode {
-                PublishMode::ByDigest => {
-                    out += &format!(
-                        "  1. build {} and push it to {} by digest, with no tag\n",
-                        platforms.join(" and "),
-                        self.repository
-                    );
-                    out += "  2. print the digest, for `cargo xtask image --merge`\n";
-                    return out;
-                }
-                PublishMode::Index => {
-                    out += &format!("  1. build {} and push it as {tagged}\n", platforms.join(" and "));
-                }
-                PublishMode::Merge(digests) => {
-                    out += &format!(
-                        "  1. assemble the index of {} and push it as {tagged}\n",
-                        digests.join(", ")
-                    );
-                }
-            }
-        }
-        out += &format!("  2. verify {tagged} with the OCI client\n");
-        if self.release.image.pointers.is_empty() {
-            out += "  3. move no floating tag\n";
-        }
-        for pointer in &self.release.image.pointers {
-            let verb = if pointer.decision.moves { "point" } else { "leave" };
-            out += &format!("  3. {verb} {} ({})\n", pointer.tag, pointer.decision.reason);
-        }
-        out
-    }
-}
 
 /// Runs the plan: builder (or merge), then verification, then aliases; or, by digest,
 /// only the build and the push of one platform.
@@ -353,7 +225,12 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::plan::{self, Kind, World};
+    use crate::{
+        oci::Repository,
+        plan::{self, Kind, World},
+        platform::Platform,
+        prepare::DependencyPath,
+    };
 
     fn version(text: &str) -> semver::Version {
         semver::Version::parse(text).unwrap()
@@ -366,6 +243,7 @@ mod tests {
             repository,
             platforms: Platform::ALL.to_vec(),
             builder: Builder::Buildx,
+            builder_reason: "buildx's docker-container driver can make this".into(),
             base_image: "python:3.11-slim".into(),
             build_args: vec![("BASE_IMAGE", "python:3.11-slim".into()), ("VERSION", "1.3.0".into())],
             context: "agent-runner".into(),

@@ -8,53 +8,13 @@
 //! failure finishes the job: when HEAD is already `release: vX.Y.Z` it only tags and
 //! pushes what is missing.
 
-use std::str::FromStr;
-
 use anyhow::{bail, Context};
 use semver::{Prerelease, Version};
 use xshell::{cmd, Shell};
 
-use crate::{changelog, files, flags, project};
+use crate::{changelog, files, flags, project, version::Bump};
 
 const REPOSITORY_URL: &str = "https://github.com/stigmer/stigmer";
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Bump {
-    Major,
-    Minor,
-    Patch,
-    Rc,
-    Exact(Version),
-}
-
-impl FromStr for Bump {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> anyhow::Result<Bump> {
-        Ok(match text {
-            "major" => Bump::Major,
-            "minor" => Bump::Minor,
-            "patch" => Bump::Patch,
-            "rc" => Bump::Rc,
-            _ if text.trim_start_matches('v').starts_with(|c: char| c.is_ascii_digit()) => {
-                Bump::Exact(crate::version::parse(text)?)
-            }
-            _ => bail!("{text:?} is neither major, minor, patch, rc nor a version like 1.4.0"),
-        })
-    }
-}
-
-impl std::fmt::Display for Bump {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Bump::Major => f.write_str("major"),
-            Bump::Minor => f.write_str("minor"),
-            Bump::Patch => f.write_str("patch"),
-            Bump::Rc => f.write_str("rc"),
-            Bump::Exact(version) => write!(f, "{version}"),
-        }
-    }
-}
 
 /// The version after `current`. Bumps are literal semver, 0.x included (0.4.2 minor
 /// gives 0.5.0, major gives 1.0.0). `rc` starts a candidate of the next minor or

@@ -11,12 +11,12 @@ use xshell::{cmd, Shell};
 
 use crate::{
     changelog, checksums,
-    dist::{self, Stamp, Target},
+    dist::{self, Stamp},
     engine::Engine,
     flags, homebrew,
     image::{self, LocalBuild},
     plan,
-    platform::Platform,
+    platform::{Platform, Target},
     prepare::DependencyPath,
     project, release_notes,
 };

@@ -11,7 +11,7 @@ use xshell::Shell;
 
 use crate::{
     flags,
-    image::human_bytes,
+    human::human_bytes,
     oci::{self, ImageRef, Registry},
     platform::Platform,
 };

@@ -3,6 +3,8 @@
 //! snapshot version, and the floating pointers (`latest`, `vX.Y`, `vX`) with the one
 //! rule for when a pointer may move. Pure functions; nothing here reads the world.
 
+use std::str::FromStr;
+
 use anyhow::{bail, Context};
 use semver::Version;
 
@@ -91,6 +93,46 @@ impl Pointer {
     /// version it names already).
     pub(crate) fn newer_than<'a>(self, version: &Version, known: &'a [Version]) -> Option<&'a Version> {
         known.iter().filter(|v| self.covers(v) && *v > version).max()
+    }
+}
+
+/// What `release --bump` asks for: a semver step, the next release candidate, or an
+/// exact version.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Bump {
+    Major,
+    Minor,
+    Patch,
+    Rc,
+    Exact(Version),
+}
+
+impl FromStr for Bump {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Bump> {
+        Ok(match text {
+            "major" => Bump::Major,
+            "minor" => Bump::Minor,
+            "patch" => Bump::Patch,
+            "rc" => Bump::Rc,
+            _ if text.trim_start_matches('v').starts_with(|c: char| c.is_ascii_digit()) => {
+                Bump::Exact(parse(text)?)
+            }
+            _ => bail!("{text:?} is neither major, minor, patch, rc nor a version like 1.4.0"),
+        })
+    }
+}
+
+impl std::fmt::Display for Bump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bump::Major => f.write_str("major"),
+            Bump::Minor => f.write_str("minor"),
+            Bump::Patch => f.write_str("patch"),
+            Bump::Rc => f.write_str("rc"),
+            Bump::Exact(version) => write!(f, "{version}"),
+        }
     }
 }
 

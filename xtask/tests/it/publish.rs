@@ -706,3 +706,81 @@ fn a_backport_from_a_maintenance_branch_moves_its_own_line_and_a_rerun_changes_n
     assert!(formula.contains("version \"1.3.0\""), "{formula}");
     assert_eq!(tap.git(&["log", "--format=%s"]), "stigmer 1.3.0\nstigmer 1.2.3\nstart");
 }
+
+/// The automatic builder asks what buildx's builder can do, on both engines here:
+/// dockerd 26's `docker` driver (containerd image store) builds the index with buildx
+/// but cannot push by digest, so the workflow's per-platform jobs (`--by-digest`, no
+/// `--builder`) run through the engine builder there, for real: both platforms pushed
+/// by digest into dockerd 26, merged, verified. On the 20.10 engine the same buildx
+/// plugin cannot attest at all, so the engine builder is chosen, and `--builder buildx`
+/// is refused saying what is missing. (On a GitHub runner the default engine is the
+/// buildx one: the test reads which store it has rather than assuming this machine.)
+#[test]
+fn the_automatic_builder_asks_what_buildx_can_do_and_by_digest_jobs_run_on_dockerd_26() {
+    let fixture = Fixture::new(TestRegistry::start_with_auth());
+    let buildx = BuildxEnv::new(&fixture.registry);
+    let sh = shell();
+    let (registry, base, context) = (fixture.registry.host(), &fixture.base, fixture.context.path());
+    let dry_run = |extra: &[&str]| {
+        cmd!(
+            sh,
+            "{XTASK} image --push --dry-run --registry {registry} --version v1.0.0 --base-image {base} --context {context} {extra...}"
+        )
+        .env("DOCKER_CONFIG", buildx.docker_config())
+    };
+
+    let index = run_ok(dry_run(&[]).env("DOCKER_HOST", buildx.docker_host()));
+    assert!(
+        index.contains("builder      buildx") && index.contains("(buildx's docker driver can make this)"),
+        "{index}"
+    );
+    let by_digest = run_ok(
+        dry_run(&["--by-digest", "--platform", "linux/amd64"]).env("DOCKER_HOST", buildx.docker_host()),
+    );
+    assert!(
+        by_digest.contains("builder      engine") && by_digest.contains("cannot push by digest"),
+        "{by_digest}"
+    );
+
+    // The first engine, with the same plugin in reach.
+    let default_engine = dry_run(&[]).env_remove("DOCKER_HOST");
+    let format = "{{json .DriverStatus}}";
+    let status = cmd!(sh, "docker info --format {format}").env_remove("DOCKER_HOST").read().unwrap();
+    let classic = run_ok(default_engine);
+    if status.contains("io.containerd.snapshotter.v1") {
+        assert!(classic.contains("builder      buildx"), "{status}\n{classic}");
+    } else {
+        assert!(
+            classic.contains("builder      engine") && classic.contains("containerd image store"),
+            "{classic}"
+        );
+        let refused = run_err(dry_run(&["--builder", "buildx"]).env_remove("DOCKER_HOST"));
+        assert!(
+            refused.contains("--builder buildx cannot make this image")
+                && refused.contains("--builder engine"),
+            "{refused}"
+        );
+    }
+
+    // The workflow's image-platform jobs, then its merge, against dockerd 26.
+    let mut digests = Vec::new();
+    for platform in ["linux/amd64", "linux/arm64"] {
+        let output = crate::run(buildx.cmd(cmd!(
+            sh,
+            "{XTASK} image --push --by-digest --platform {platform} --registry {registry} --version v1.0.0 --base-image {base} --context {context}"
+        )));
+        // Had buildx been chosen, BuildKit's docker driver would have refused by-digest.
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        digests.push(String::from_utf8(output.stdout).unwrap().trim().to_owned());
+    }
+    let merged = run_ok(
+        buildx.cmd(cmd!(sh, "{XTASK} image --merge {digests...} --registry {registry} --version v1.0.0")),
+    );
+    let digest = published_digest(&merged);
+    let reference = format!("{}@{digest}", fixture.repository());
+    let verified = run_ok(
+        buildx
+            .cmd(cmd!(sh, "{XTASK} verify-image {reference} --platform linux/amd64 --platform linux/arm64")),
+    );
+    assert!(verified.contains("linux/arm64"), "{verified}");
+}
