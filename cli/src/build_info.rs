@@ -16,11 +16,14 @@ const DATE: Option<&str> = option_env!("STIGMER_BUILD_DATE");
 /// `cargo xtask dist` leaves the variable unset when it has no digest.
 pub(crate) const IMAGE_DIGEST: Option<&str> = option_env!("STIGMER_IMAGE_DIGEST");
 
+/// Where released agent-runner images live (`STIGMER_REGISTRY` overrides it at run time).
+pub(crate) const DEFAULT_REGISTRY: &str = "ghcr.io/stigmer";
+
 /// `stigmer --version`: the version, revision, build date and the image this CLI runs.
 pub(crate) fn long_version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| {
-        let repository = format!("{}/agent-runner", crate::image::DEFAULT_REGISTRY);
+        let repository = format!("{DEFAULT_REGISTRY}/agent-runner");
         let image = match IMAGE_DIGEST {
             Some(digest) => format!("{repository}@{digest} (v{VERSION}, pinned)"),
             None => format!("{repository}:v{VERSION}"),

@@ -13,7 +13,6 @@ use futures_util::StreamExt;
 
 use crate::engine::{is_not_found, root_cause, Engine};
 
-pub(crate) const DEFAULT_REGISTRY: &str = "ghcr.io/stigmer";
 pub(crate) const VERSION_LABEL: &str = "org.opencontainers.image.version";
 
 /// The image to run, resolved and present in the engine.
@@ -42,7 +41,8 @@ pub(crate) async fn ensure(
         }
         return Ok(local);
     }
-    let registry = std::env::var("STIGMER_REGISTRY").unwrap_or_else(|_| DEFAULT_REGISTRY.to_owned());
+    let registry =
+        std::env::var("STIGMER_REGISTRY").unwrap_or_else(|_| crate::build_info::DEFAULT_REGISTRY.to_owned());
     let repository = format!("{}/agent-runner", registry.trim_end_matches('/'));
     let published = match pinned_digest {
         Some(digest) => format!("{repository}@{digest}"),

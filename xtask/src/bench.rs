@@ -15,14 +15,14 @@ use xshell::{cmd, Shell};
 
 use crate::{
     checksums,
-    engine::{BuildRequest, Engine},
+    engine::Engine,
     flags,
     human::human_bytes,
     image,
     oci::{self, Registry, RetryPolicy},
     plan,
     platform::{Platform, Target},
-    prepare::DependencyPath,
+    prepare::{BuildRequest, DependencyPath},
     project, publish, publish_plan, verify,
 };
 

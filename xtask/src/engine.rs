@@ -3,31 +3,14 @@
 //! the builder (legacy or BuildKit), honours contexts and `DOCKER_HOST`, reads
 //! `.dockerignore`, and streams the build progress users already know.
 
-use std::path::Path;
-
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use crate::{
-    platform::Platform,
-    prepare::{self, DependencyPath},
-};
+use crate::prepare::{self, BuildRequest, DependencyPath};
 
 pub(crate) struct Engine {
     /// `docker` or `podman`.
     program: &'static str,
-}
-
-/// What an image build needs besides the Dockerfile's own defaults.
-pub(crate) struct BuildRequest<'a> {
-    pub(crate) context: &'a Path,
-    pub(crate) platform: Platform,
-    pub(crate) tags: &'a [String],
-    pub(crate) build_args: &'a [(&'static str, String)],
-    /// Pull the base for this platform first (`--pull`).
-    pub(crate) pull: bool,
-    /// Use no cached layer (`--no-cache`): a cold build.
-    pub(crate) no_cache: bool,
 }
 
 /// The parts of `docker image inspect` that xtask reports on.

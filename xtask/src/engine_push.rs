@@ -15,11 +15,12 @@ use serde_json::{json, Value};
 use xshell::{cmd, Shell};
 
 use crate::{
-    engine::{BuildRequest, Engine},
+    engine::Engine,
     human::human_bytes,
     index::manifest_descriptor,
     oci::{self, Registry},
     platform::Platform,
+    prepare::BuildRequest,
     publish_plan::{PublishPlan, Steps},
 };
 

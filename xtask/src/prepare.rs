@@ -20,7 +20,20 @@ use std::{
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use crate::{engine::BuildRequest, platform::Platform};
+use crate::platform::Platform;
+
+/// What an image build needs besides the Dockerfile's own defaults. Here, below
+/// `engine.rs`, because preparing a build's files reads it too.
+pub(crate) struct BuildRequest<'a> {
+    pub(crate) context: &'a Path,
+    pub(crate) platform: Platform,
+    pub(crate) tags: &'a [String],
+    pub(crate) build_args: &'a [(&'static str, String)],
+    /// Pull the base for this platform first (`--pull`).
+    pub(crate) pull: bool,
+    /// Use no cached layer (`--no-cache`): a cold build.
+    pub(crate) no_cache: bool,
+}
 
 /// Where the Dockerfile's `prepare` stage runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

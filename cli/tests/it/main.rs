@@ -28,7 +28,7 @@ impl Instance {
     /// Runs the agent-runner test image.
     pub(crate) fn new() -> Instance {
         let mut instance = Instance::without_image();
-        instance.image = Some(test_support::engine::agent_runner_image(env!("CARGO_PKG_VERSION")));
+        instance.image = Some(test_support::base_image::agent_runner_image(env!("CARGO_PKG_VERSION")));
         instance
     }
 

@@ -86,7 +86,7 @@ fn starting_twice_keeps_the_healthy_container() {
 #[test]
 fn without_a_local_image_it_pulls_the_published_one_and_tags_it_local() {
     let registry = TestRegistry::start();
-    let image = test_support::engine::agent_runner_image(env!("CARGO_PKG_VERSION"));
+    let image = test_support::base_image::agent_runner_image(env!("CARGO_PKG_VERSION"));
     let published = format!("{}:v{}", registry.repository("agent-runner"), env!("CARGO_PKG_VERSION"));
     let sh = shell();
     cmd!(sh, "docker tag {image} {published}").run().unwrap();
@@ -232,7 +232,7 @@ fn api_keys_reach_the_service_as_files_and_never_appear_in_inspect() {
 fn a_local_image_of_another_version_is_reported() {
     let sh = shell();
     let instance = Instance::without_image();
-    let old = test_support::engine::agent_runner_image("0.0.1");
+    let old = test_support::base_image::agent_runner_image("0.0.1");
     let local = format!("{}:local", instance.name);
     cmd!(sh, "docker tag {old} {local}").run().unwrap();
     let output = run_ok(instance.stigmer(&["server", "start"]));

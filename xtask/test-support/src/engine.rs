@@ -94,24 +94,3 @@ pub fn wait_healthy(name: &str, timeout: std::time::Duration) -> Result<(), Stri
         String::from_utf8_lossy(&logs.stderr)
     ))
 }
-
-/// The real agent-runner image, built from `agent-runner/` on the amd64 test base
-/// with `version` baked in, tagged `stigmer-agent-runner-test:v<version>`. The tag is
-/// shared by every test and never removed: its content is fixed by the sources, and
-/// the engine's cache makes rebuilding it a no-op.
-pub fn agent_runner_image(version: &str) -> String {
-    let base = crate::base_image::require("amd64");
-    let sh = crate::shell();
-    let tag = format!("stigmer-agent-runner-test:v{version}");
-    let context = crate::project_root().join("agent-runner");
-    let (base_arg, version_arg) = (format!("BASE_IMAGE={base}"), format!("VERSION={version}"));
-    // The legacy builder sets no BUILDPLATFORM: run the Dockerfile's prepare stage here,
-    // on amd64, as BuildKit would on an amd64 machine.
-    let (prepare_arg, arch_arg) = ("PREPARE_PLATFORM=linux/amd64", "TARGETARCH=amd64");
-    crate::run_captured(
-        cmd!(sh, "docker build --platform linux/amd64 --build-arg {base_arg} --build-arg {version_arg} --build-arg {prepare_arg} --build-arg {arch_arg} --tag {tag} {context}"),
-        "building the agent-runner test image",
-    )
-    .unwrap_or_else(|err| panic!("{err:#}"));
-    tag
-}

@@ -89,3 +89,104 @@ fn no_workspace_path_dependency_pins_a_version() {
     }
     assert!(pinned.is_empty(), "path dependencies that pin a version: {pinned:?}");
 }
+
+/// The modules a crate's non-test code names (`crate::x` anywhere, and each top-level
+/// name of a `use crate::{...}` group), module by module.
+fn module_imports(src: &Path) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut modules = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(name) =
+            path.file_stem().and_then(|s| s.to_str()).filter(|_| path.extension().is_some_and(|e| e == "rs"))
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        let mut named = std::collections::BTreeSet::new();
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let (mut depth, mut item) = (0, String::new());
+                for c in group.chars() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => break,
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            named.insert(item.split("::").next().unwrap().trim().to_owned());
+                            item.clear();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    item.push(c);
+                }
+                named.insert(item.split("::").next().unwrap().trim().to_owned());
+            } else {
+                let ident: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                named.insert(ident);
+            }
+        }
+        named.remove(name);
+        modules.insert(name.to_owned(), named);
+    }
+    let known: std::collections::BTreeSet<String> = modules.keys().cloned().collect();
+    for named in modules.values_mut() {
+        named.retain(|module| known.contains(module));
+    }
+    modules
+}
+
+/// A cycle in `imports`, as the modules along it, if there is one.
+fn import_cycle(
+    imports: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Option<Vec<String>> {
+    fn visit(
+        module: &str,
+        imports: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|m| m == module) {
+            let mut cycle = path[start..].to_vec();
+            cycle.push(module.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(module.to_owned()) {
+            return None;
+        }
+        path.push(module.to_owned());
+        for next in &imports[module] {
+            if let Some(cycle) = visit(next, imports, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    imports.keys().find_map(|module| visit(module, imports, &mut Vec::new(), &mut done))
+}
+
+/// Imports point one way: a module never imports, directly or through others, a module
+/// that imports it (main.rs and lib.rs, which only declare and dispatch, aside).
+#[test]
+fn no_module_imports_a_module_that_imports_it() {
+    let root = project_root();
+    for src in ["xtask/src", "xtask/test-support/src", "cli/src"] {
+        let mut imports = module_imports(&root.join(src));
+        imports.remove("main");
+        imports.remove("lib");
+        for named in imports.values_mut() {
+            named.remove("main");
+            named.remove("lib");
+        }
+        assert_eq!(import_cycle(&imports), None, "an import cycle in {src}");
+    }
+    // The check can fail: two modules naming each other are found.
+    let mut cyclic = std::collections::BTreeMap::new();
+    cyclic.insert("a".to_owned(), ["b".to_owned()].into());
+    cyclic.insert("b".to_owned(), ["a".to_owned()].into());
+    assert_eq!(import_cycle(&cyclic), Some(vec!["a".to_owned(), "b".to_owned(), "a".to_owned()]));
+}
