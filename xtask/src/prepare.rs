@@ -163,12 +163,6 @@ pub(crate) fn on_host(
         platform.machine()
     );
     install_dependencies(sh, platform, &request.context.join("requirements.lock"), &site_packages)?;
-    // Console scripts name the preparing interpreter in their shebang; the service
-    // runs as `python3 -m`, so they go, as in the Dockerfile.
-    let scripts = site_packages.join("bin");
-    if scripts.exists() {
-        fs::remove_dir_all(&scripts)?;
-    }
     let base =
         request.build_args.iter().find(|(name, _)| *name == "BASE_IMAGE").map(|(_, value)| value.as_str());
     let base = base.context("the build has no BASE_IMAGE build argument")?;
@@ -189,11 +183,63 @@ pub(crate) fn on_host(
 /// 1980-01-01, the earliest time a wheel (a zip file) can record.
 const ZIP_EPOCH: u64 = 315_532_800;
 
+/// Installs the locked dependencies for `platform` into `target`, from the prepared
+/// copy in `target/prepared-dependencies/` when one was made from the same lock file and
+/// wheel selection (pip fetches every wheel again otherwise: seconds on each warm
+/// build). A copy is complete or absent: it is installed beside and renamed into place.
 fn install_dependencies(sh: &Shell, platform: Platform, lock: &Path, target: &Path) -> anyhow::Result<()> {
+    use sha2::Digest as _;
     if !lock.is_file() {
         bail!("{} is missing: the image's dependencies are installed from it", lock.display());
     }
     let wheels = wheel_selection(platform);
+    let mut key = sha2::Sha256::new();
+    key.update(fs::read(lock).with_context(|| format!("reading {}", lock.display()))?);
+    key.update(wheels.join("\n"));
+    let key: String = key.finalize().iter().take(16).map(|byte| format!("{byte:02x}")).collect();
+    let cache = crate::project::root().join("target/prepared-dependencies");
+    let prepared = cache.join(format!("{platform}-{key}").replace('/', "-"));
+    if !prepared.is_dir() {
+        fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+        let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(&cache)?;
+        let installed = staging.path().join("site-packages");
+        pip_install(sh, platform, lock, &wheels, &installed)?;
+        // Console scripts name the preparing interpreter in their shebang; the service
+        // runs as `python3 -m`, so they go, as in the Dockerfile.
+        let scripts = installed.join("bin");
+        if scripts.exists() {
+            fs::remove_dir_all(&scripts)?;
+        }
+        // Another build may have made the same copy meanwhile: either is right.
+        if let Err(err) = fs::rename(&installed, &prepared) {
+            if !prepared.is_dir() {
+                return Err(err)
+                    .with_context(|| format!("moving the prepared dependencies to {}", prepared.display()));
+            }
+        }
+    }
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    // Hard links where the context and target/ share a file system; the build only reads them.
+    cmd!(sh, "cp -al {prepared} {target}")
+        .quiet()
+        .ignore_stderr()
+        .run()
+        .or_else(|_| {
+            let _ = fs::remove_dir_all(target);
+            cmd!(sh, "cp -a {prepared} {target}").quiet().run()
+        })
+        .with_context(|| format!("copying the prepared dependencies from {}", prepared.display()))
+}
+
+fn pip_install(
+    sh: &Shell,
+    platform: Platform,
+    lock: &Path,
+    wheels: &[String],
+    target: &Path,
+) -> anyhow::Result<()> {
     let output = cmd!(
         sh,
         "python3 -m pip install --no-cache-dir --disable-pip-version-check --no-deps --require-hashes --no-compile --target {target} {wheels...} -r {lock}"
