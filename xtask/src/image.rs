@@ -93,11 +93,12 @@ impl flags::Image {
                 pointer.decision = Decision { moves: false, reason: "--no-latest".to_owned() };
             }
         }
-        let found = match self.builder {
-            BuilderChoice::Engine => Err("--builder engine".to_owned()),
-            _ => Capabilities::of_current_builder(sh),
+        let (builder, builder_reason) = match self.builder {
+            // A merge builds nothing: no builder to ask.
+            _ if !self.merge.is_empty() => (Builder::Engine, "--merge builds nothing".to_owned()),
+            BuilderChoice::Engine => (Builder::Engine, "--builder engine".to_owned()),
+            choice => choose_builder(choice, Capabilities::of_current_builder(sh), self.by_digest)?,
         };
-        let (builder, builder_reason) = choose_builder(self.builder, found, self.by_digest)?;
         let platforms = if self.platform.is_empty() { release.platforms()? } else { self.platform.clone() };
         let steps = Steps {
             mode: match (self.by_digest, self.merge.is_empty()) {

@@ -158,10 +158,6 @@ pub(crate) fn on_host(
     let tree = dir.join("tree");
     let site_packages = tree.join("rootfs/opt/stigmer/site-packages");
 
-    eprintln!(
-        "==> {platform}: preparing the dependencies on this machine (pip, {} wheels)",
-        platform.machine()
-    );
     install_dependencies(sh, platform, &request.context.join("requirements.lock"), &site_packages)?;
     let base =
         request.build_args.iter().find(|(name, _)| *name == "BASE_IMAGE").map(|(_, value)| value.as_str());
@@ -196,10 +192,20 @@ fn install_dependencies(sh: &Shell, platform: Platform, lock: &Path, target: &Pa
     let mut key = sha2::Sha256::new();
     key.update(fs::read(lock).with_context(|| format!("reading {}", lock.display()))?);
     key.update(wheels.join("\n"));
-    let key: String = key.finalize().iter().take(16).map(|byte| format!("{byte:02x}")).collect();
+    let key = crate::checksums::hex(&key.finalize()[..16]);
     let cache = crate::project::root().join("target/prepared-dependencies");
     let prepared = cache.join(format!("{platform}-{key}").replace('/', "-"));
-    if !prepared.is_dir() {
+    if prepared.is_dir() {
+        eprintln!(
+            "==> {platform}: preparing the dependencies on this machine (installed already for this \
+             requirements.lock: {})",
+            prepared.display()
+        );
+    } else {
+        eprintln!(
+            "==> {platform}: preparing the dependencies on this machine (pip, {} wheels)",
+            platform.machine()
+        );
         fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
         let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(&cache)?;
         let installed = staging.path().join("site-packages");

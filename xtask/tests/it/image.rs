@@ -204,6 +204,8 @@ fn an_app_only_change_rebuilds_only_the_app_layer() {
     let changed: Vec<usize> = (0..before.len()).filter(|&i| before[i] != after[i]).collect();
     assert_eq!(changed, vec![before.len() - 1], "only the last (app) layer may change:\n{summary}");
     assert!(summary.contains("1 rebuilt"), "{summary}");
+    // The unchanged lock file's dependencies come from target/, not from pip again.
+    assert!(summary.contains("installed already for this requirements.lock"), "{summary}");
 }
 
 #[test]
