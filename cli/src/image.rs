@@ -3,15 +3,18 @@
 //! `<name>:local` (what `cargo xtask image --local` makes); else the published
 //! `<registry>/agent-runner:v<cli version>` (the stamped one), pinned by the digest this CLI was built with
 //! when it has one, pulled with progress and tagged `<name>:local`.
-//! `STIGMER_REGISTRY` points at another registry (tests use their own).
+//! `STIGMER_REGISTRY` points at another registry (tests use their own). A registry that
+//! needs a login gets the one `docker login` wrote into the Docker config.
 
 use std::collections::HashMap;
 
 use anyhow::bail;
+use base64::Engine as _;
+use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{CreateImageOptionsBuilder, TagImageOptionsBuilder};
 use futures_util::StreamExt;
 
-use crate::engine::{is_not_found, root_cause, Engine};
+use crate::engine::{docker_config_dir, is_not_found, root_cause, Engine};
 
 pub(crate) const VERSION_LABEL: &str = "org.opencontainers.image.version";
 
@@ -76,7 +79,7 @@ pub(crate) async fn labels(
 async fn pull(engine: &Engine, reference: &str) -> anyhow::Result<()> {
     let (repository, tag) = split_reference(reference);
     let options = CreateImageOptionsBuilder::new().from_image(repository).tag(tag).build();
-    let mut stream = engine.docker.create_image(Some(options), None, None);
+    let mut stream = engine.docker.create_image(Some(options), None, docker_login(registry_of(repository)));
     let bar = indicatif::ProgressBar::new(0).with_message(format!("pulling {reference}"));
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
@@ -117,6 +120,33 @@ async fn pull(engine: &Engine, reference: &str) -> anyhow::Result<()> {
     bail!(failure.unwrap_or_else(|| "the engine does not have the image after the pull".to_owned()))
 }
 
+/// The registry host of a repository as the docker CLI reads it: the first component
+/// when it looks like a host (a dot, a port or `localhost`), else Docker Hub.
+fn registry_of(repository: &str) -> &str {
+    match repository.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
+/// The login `docker login` stored for `registry` in the Docker config (`auths`), as
+/// `docker pull` would send it. Credential helpers (`credsStore`, `credHelpers`) are not
+/// run: with one, pull a private image with `docker pull` first.
+fn docker_login(registry: &str) -> Option<DockerCredentials> {
+    let text = std::fs::read_to_string(docker_config_dir()?.join("config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let encoded = config["auths"][registry]["auth"].as_str()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).ok()?;
+    let (username, password) =
+        String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned()))?;
+    Some(DockerCredentials {
+        username: Some(username),
+        password: Some(password),
+        serveraddress: Some(registry.to_owned()),
+        ..DockerCredentials::default()
+    })
+}
+
 fn pull_failed(reference: &str, err: anyhow::Error) -> anyhow::Error {
     anyhow::anyhow!(
         "❌ Docker image not found locally and pull from registry failed.\n\n\
@@ -153,5 +183,14 @@ mod tests {
         assert_eq!(split_reference("127.0.0.1:5000/agent-runner"), ("127.0.0.1:5000/agent-runner", "latest"));
         assert_eq!(split_reference("127.0.0.1:5000/agent-runner:v1"), ("127.0.0.1:5000/agent-runner", "v1"));
         assert_eq!(split_reference("r.io/a@sha256:abc"), ("r.io/a", "sha256:abc"));
+    }
+
+    #[test]
+    fn the_registry_is_the_first_component_when_it_looks_like_a_host() {
+        assert_eq!(registry_of("ghcr.io/stigmer/agent-runner"), "ghcr.io");
+        assert_eq!(registry_of("127.0.0.1:5000/agent-runner"), "127.0.0.1:5000");
+        assert_eq!(registry_of("localhost/agent-runner"), "localhost");
+        assert_eq!(registry_of("stigmer/agent-runner"), "docker.io");
+        assert_eq!(registry_of("python"), "docker.io");
     }
 }

@@ -146,11 +146,13 @@ fn has_zigbuild(sh: &Shell) -> bool {
 }
 
 /// Compiles the CLI for `target` in release mode with the build stamps, and returns the
-/// binary's path. Builds go to target/dist so their flags never evict the test build.
+/// binary's path. Builds go to dist/ below cargo's target directory (`CARGO_TARGET_DIR`
+/// or target/), so their flags never evict the test build.
 fn build(sh: &Shell, target: Target, stamp: &Stamp) -> anyhow::Result<PathBuf> {
     let triple = target.triple();
     let root = sh.current_dir();
-    let target_dir = root.join("target/dist");
+    let target_dir =
+        sh.var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("dist");
     let native = Some(target) == Target::host();
     let subcommand = if native { "build" } else { "zigbuild" };
     eprintln!("==> building stigmer {} for {triple} (cargo {subcommand})", stamp.version);

@@ -21,6 +21,12 @@ use crate::registry::TestRegistry;
 const DEFAULT_HOST: &str = "unix:///run/stigmer-docker26/docker.sock";
 const DEFAULT_PLUGINS: &str = "/opt/stigmer-docker26/docker-config/cli-plugins";
 
+/// The BuildKit image of buildx's docker-container driver, which `ci/setup.sh` builds
+/// into the engine (`ci/buildkit-image.sh`): moby/buildkit cannot be pulled here.
+pub fn buildkit_image() -> String {
+    std::env::var("STIGMER_BUILDKIT_IMAGE").unwrap_or_else(|_| "stigmer-buildkit:docker.io-26.1.5".to_owned())
+}
+
 /// The engine's `DOCKER_HOST`.
 pub fn docker_host() -> String {
     std::env::var("STIGMER_BUILDX_DOCKER_HOST").unwrap_or_else(|_| DEFAULT_HOST.to_owned())
@@ -55,6 +61,19 @@ pub fn missing() -> Vec<String> {
             info.trim()
         )),
         Ok(_) => {}
+    }
+    let image = buildkit_image();
+    if missing.is_empty()
+        && cmd!(sh, "docker --host {host} image inspect {image}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_err()
+    {
+        missing.push(format!(
+            "the engine at {host} has no {image} (the docker-container driver's BuildKit): {setup}"
+        ));
     }
     if !plugin.is_file() {
         missing.push(format!("the buildx plugin {} is missing: {setup}", plugin.display()));
@@ -102,6 +121,24 @@ impl BuildxEnv {
         &self.host
     }
 
+    /// A docker-container builder made current in this config, as GitHub's
+    /// docker/setup-buildx-action makes one: from the local BuildKit image, on the host's
+    /// network (the test registries listen on 127.0.0.1), with `buildkitd_toml` as
+    /// BuildKit's configuration. Removed, with its state, when the guard drops.
+    pub fn container_builder(&self, name: &str, buildkitd_toml: &Path) -> ContainerBuilder<'_> {
+        let sh = crate::shell();
+        let image = format!("image={}", buildkit_image());
+        crate::run_captured(
+            self.cmd(cmd!(
+                sh,
+                "docker buildx create --name {name} --driver docker-container --driver-opt {image} --driver-opt network=host --config {buildkitd_toml} --use --bootstrap"
+            )),
+            "creating a docker-container builder",
+        )
+        .unwrap_or_else(|err| panic!("{err:#}"));
+        ContainerBuilder { env: self, name: name.to_owned() }
+    }
+
     /// `cmd` with this engine and config in its environment.
     pub fn cmd<'a>(&self, cmd: Cmd<'a>) -> Cmd<'a> {
         cmd.env("DOCKER_HOST", &self.host).env("DOCKER_CONFIG", self.config.path())
@@ -130,6 +167,26 @@ impl Drop for BuildxEnv {
                 .ignore_stderr()
                 .run();
         }
+    }
+}
+
+pub struct ContainerBuilder<'a> {
+    env: &'a BuildxEnv,
+    name: String,
+}
+
+impl Drop for ContainerBuilder<'_> {
+    fn drop(&mut self) {
+        let sh = crate::shell();
+        let name = &self.name;
+        // Best effort: a builder left behind is a stopped container, worth no panic here.
+        let _ = self
+            .env
+            .cmd(cmd!(sh, "docker buildx rm --force {name}"))
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run();
     }
 }
 

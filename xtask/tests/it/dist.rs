@@ -1,95 +1,32 @@
-//! `cargo xtask dist` for real: every target cross-built with cargo-zigbuild, archives
-//! unpacked and run (linux/arm64 under qemu), Mach-O headers checked, rebuilt
-//! byte for byte, and every refusal leaving the out directory as it was.
+//! `cargo xtask dist`: every refusal leaving the out directory as it was, checksums of
+//! archives from separate runners, and the checks the release rehearsal makes on the
+//! four CLIs it builds (cross-built with cargo-zigbuild, unpacked and run, linux/arm64
+//! under qemu, Mach-O headers and signature checked; its rerun checks them byte for byte).
 
 use std::path::{Path, PathBuf};
 
 use sha2::Digest;
-use test_support::{project_root, shell};
+use test_support::shell;
 use xshell::cmd;
 
 use crate::{run_err, run_ok, XTASK};
 
-const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
-
-/// Builds all four targets into a fresh directory with fixed stamps.
-fn dist_into(out: &Path) -> String {
+/// The checks on the four CLIs of a release (the rehearsal builds them, once per test
+/// run): `binary(platform)` is each unpacked `stigmer`. The host's runs and names its
+/// version, commit and build date; linux/arm64 runs under qemu; the macOS binaries are
+/// Mach-O of their arch, and the arm64 one carries a valid ad-hoc signature.
+pub(crate) fn check_binaries(binary: &dyn Fn(&str) -> PathBuf, version: &str, revision: &str) {
     let sh = shell();
-    run_ok(
-        cmd!(sh, "{XTASK} dist --version 1.2.3 --image-digest {DIGEST} --out {out}")
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
-    )
-}
-
-#[test]
-fn every_target_builds_runs_and_rebuilds_byte_for_byte() {
-    let _builds = test_support::dist_builds_lock();
-    let first = tempfile::tempdir().unwrap();
-    let second = tempfile::tempdir().unwrap();
-    let (out, again) = (first.path().join("dist"), second.path().join("dist"));
-    dist_into(&out);
-    // The second run reuses cargo's build but repackages everything: the archive bytes
-    // must not depend on when or where packaging ran.
-    dist_into(&again);
-
-    let names = ["checksums.txt", "manifest.json"]
-        .into_iter()
-        .map(str::to_owned)
-        .chain(
-            ["darwin-amd64", "darwin-arm64", "linux-amd64", "linux-arm64"]
-                .map(|p| format!("stigmer-v1.2.3-{p}.tar.gz")),
-        )
-        .collect::<Vec<_>>();
-    let mut listed: Vec<String> =
-        std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    listed.sort();
-    assert_eq!(listed, names);
-    for name in &names {
-        assert!(
-            std::fs::read(out.join(name)).unwrap() == std::fs::read(again.join(name)).unwrap(),
-            "{name} differs between two runs"
-        );
-    }
-
-    let sh = shell();
-    sh.change_dir(&out);
-    let checked = run_ok(cmd!(sh, "sha256sum --check checksums.txt"));
-    assert_eq!(checked.matches(": OK").count(), 4, "{checked}");
-
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
-    let mut manifest = manifest;
-    for artifact in manifest["artifacts"].as_array_mut().unwrap() {
-        // Both change with the code; checksums.txt is checked against the files above.
-        artifact["sha256"] = "[sha256]".into();
-        artifact["size"] = "[size]".into();
-    }
-    insta::assert_snapshot!("manifest", serde_json::to_string_pretty(&manifest).unwrap());
-    insta::assert_snapshot!("linux_amd64_listing", listing(&out.join("stigmer-v1.2.3-linux-amd64.tar.gz")));
-
-    let unpacked = tempfile::tempdir().unwrap();
-    let dir = unpacked.path();
-    for name in names.iter().filter(|name| name.ends_with(".tar.gz")) {
-        let archive = out.join(name);
-        cmd!(sh, "tar -xzf {archive} -C {dir}").run().unwrap();
-    }
-    let binary = |platform: &str| dir.join(format!("stigmer-v1.2.3-{platform}/stigmer"));
-
     let host_binary = binary(host_platform());
     let host = run_ok(cmd!(sh, "{host_binary} --version"));
-    let root = project_root();
-    let revision = cmd!(sh, "git -C {root} rev-parse HEAD").read().unwrap();
-    assert!(host.starts_with("stigmer 1.2.3\n"), "{host}");
+    assert!(host.starts_with(&format!("stigmer {version}\n")), "{host}");
     assert!(host.contains(&format!("revision:      {revision}")), "{host}");
-    assert!(host.contains("built:         2023-11-14T22:13:20Z"), "{host}");
-    // The pinned digest, with the version it was published as.
-    let image = format!("agent-runner:  ghcr.io/stigmer/agent-runner@{DIGEST} (v1.2.3, pinned)");
-    assert!(host.contains(&image), "{host}");
+    assert!(host.contains("built:         20"), "{host}");
 
     // binfmt hands the foreign binary to qemu-aarch64: the static musl build needs nothing else.
     let arm_binary = binary("linux-arm64");
     let arm = run_ok(cmd!(sh, "{arm_binary} -V"));
-    assert_eq!(arm.trim(), "stigmer 1.2.3");
+    assert_eq!(arm.trim(), format!("stigmer {version}"));
     let elf = run_ok(cmd!(sh, "file {arm_binary}"));
     assert!(
         elf.contains("ELF 64-bit LSB") && elf.contains("ARM aarch64") && elf.contains("statically linked"),
@@ -111,7 +48,7 @@ fn every_target_builds_runs_and_rebuilds_byte_for_byte() {
 }
 
 /// What a user sees with `tar -tv`, sizes left out (they change with every edit).
-fn listing(archive: &Path) -> String {
+pub(crate) fn listing(archive: &Path) -> String {
     let file = std::fs::File::open(archive).unwrap();
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut lines = Vec::new();

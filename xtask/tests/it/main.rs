@@ -6,6 +6,7 @@ mod dist;
 mod help;
 mod image;
 mod publish;
+mod rehearsal;
 mod release;
 mod release_artifacts;
 mod test_command;

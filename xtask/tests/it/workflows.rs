@@ -258,6 +258,8 @@ fn placeholder(name: &str) -> Option<String> {
             ["0123456789abcdef", "fedcba9876543210"].map(|hex| format!("sha256:{}", hex.repeat(4))).join(",")
         }
         "bump" => "minor".to_owned(),
+        "REGISTRY" => "ghcr.io/stigmer".to_owned(),
+        "BASE_IMAGE" => "python:3.11-slim".to_owned(),
         _ => return None,
     };
     Some(value)
@@ -485,7 +487,9 @@ fn the_cli_jobs_wait_for_the_verified_image_and_pin_its_digest() {
 #[test]
 fn every_release_job_reads_the_one_plan_and_releases_never_race() {
     let release = read(&project_root().join(".github/workflows/release.yml"));
-    assert!(job(&release, "plan").contains("cargo xtask plan --github --out \"$RUNNER_TEMP/plan/plan.json\""));
+    assert!(job(&release, "plan").contains(
+        "cargo xtask plan --github --registry \"$REGISTRY\" --out \"$RUNNER_TEMP/plan/plan.json\""
+    ));
     for name in ["image-platform", "image", "cli", "release", "homebrew"] {
         let body = job(&release, name);
         assert!(

@@ -1,0 +1,889 @@
+//! release.yml rehearsed the way GitHub runs it, on our machines.
+//!
+//! `cargo xtask release --bump minor --push` cuts a release of this project in a
+//! throwaway repository with a bare origin; then every job of the tag's
+//! `.github/workflows/release.yml` runs in `needs` order, each matrix entry separately,
+//! each in a fresh clone of the tag at the same path (as every GitHub runner checks out
+//! to the same path), with the job's environment, its `run:` scripts read from the YAML
+//! and run by bash as a runner would, and only the artifacts and outputs the workflow
+//! hands it. Every `uses:` the workflow has must be one this file knows; anything else
+//! it meets (an expression, a key, an action) fails the test, so the workflow and the
+//! rehearsal cannot drift apart.
+//!
+//! What stands in for GitHub, and nothing else:
+//! - ghcr.io: a TestRegistry with auth (the workflow's `REGISTRY`), with the test base
+//!   image pushed there (`BASE_IMAGE`; no image can be pulled from Docker Hub here); its
+//!   login is in the job's Docker config, where GITHUB_TOKEN is ghcr.io's.
+//! - The runner's Docker: dockerd 26 with the containerd image store, and a Docker config
+//!   of the job's own. `docker/setup-buildx-action` does here what it does on GitHub: it
+//!   makes a `docker-container` builder current, from the BuildKit image `ci/setup.sh`
+//!   builds (moby/buildkit cannot be pulled), so xtask's automatic choice takes buildx
+//!   and the image-platform jobs push by digest through it. BuildKit's default SBOM
+//!   scanner (docker/buildkit-syft-scanner on Docker Hub) is the test scanner, served by
+//!   a registry that the builder's configuration names as Docker Hub's mirror.
+//! - GitHub's cache service: `type=gha` caches become `type=registry` caches in the
+//!   registry, the one other change made to a command.
+//! - `cargo xtask`: the xtask binary of this test run, run with the job's checkout as
+//!   its project root (the tag's xtask sources are this tree's: the test checks that the
+//!   release commit changed none of them). Cargo's target directory is shared between the
+//!   jobs, so the four CLI targets compile once; the rerun checks the archives do not
+//!   depend on it.
+//! - The CLI runners: the linux and macOS targets cross-build here (cargo-zigbuild),
+//!   where GitHub builds each natively.
+//! - GitHub's API: `github-release` runs with `--dry-run`, the one change made to a
+//!   command; the release is not created, and the job uploads checksums.txt as it would.
+//! - The tap: a bare repository; the job's `environment:` (its secrets and reviewers) is
+//!   GitHub's and not rehearsed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_yaml::Value;
+use test_support::buildx::{BuildxEnv, ContainerBuilder};
+use test_support::git::TestRepo;
+use test_support::registry::TestRegistry;
+use test_support::{project_root, shell};
+use xshell::cmd;
+
+use crate::{run_ok, XTASK};
+
+/// What is rewritten in the scripts, and why: each must be found in release.yml.
+const REWRITES: [(&str, &str, &str); 3] = [
+    // GitHub's API cannot be reached from here.
+    ("cargo xtask github-release ", "cargo xtask github-release --dry-run ", "GitHub's API"),
+    // GitHub's cache service does not exist here; the registry keeps the cache instead.
+    ("type=gha,scope=", "type=registry,ref=$REGISTRY/agent-runner-cache:", "GitHub's cache service"),
+    (
+        "type=gha,mode=max,scope=",
+        "type=registry,mode=max,ref=$REGISTRY/agent-runner-cache:",
+        "GitHub's cache service",
+    ),
+];
+
+#[test]
+fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
+    test_support::engine::require_engine();
+    let _builds = test_support::dist_builds_lock();
+    let registry = TestRegistry::start_with_auth();
+    let base = test_support::base_image::push_index(&registry);
+    let sh = shell();
+    // Docker Hub's stand-in, as the builder's mirror: it serves BuildKit's default scanner.
+    let hub = TestRegistry::start();
+    let scanner = test_support::buildx::sbom_scanner(&BuildxEnv::new(&registry), &registry);
+    let creds = registry.skopeo_creds().last().cloned().unwrap();
+    let hub_scanner = format!("docker://{}/docker/buildkit-syft-scanner:stable-1", hub.host());
+    run_ok(cmd!(sh, "skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false --src-creds {creds} docker://{scanner} {hub_scanner}"));
+    let buildkitd = tempfile::tempdir().unwrap();
+    let buildkitd_toml = buildkitd.path().join("buildkitd.toml");
+    let hub_host = hub.host();
+    std::fs::write(
+        &buildkitd_toml,
+        format!("[registry.\"docker.io\"]\n  mirrors = [\"{hub_host}\"]\n[registry.\"{hub_host}\"]\n  http = true\n"),
+    )
+    .unwrap();
+
+    // The release commit, made and pushed as a maintainer would.
+    let project = project_copy();
+    let released =
+        run_ok(cmd!(sh, "{XTASK} release --bump minor --push").env("XTASK_PROJECT_ROOT", project.work()));
+    let tag = project.git(&["describe", "--tags", "--exact-match"]);
+    assert!(released.contains(&tag), "{released}");
+    let version = tag.strip_prefix('v').unwrap().to_owned();
+    let changed = project.git(&["diff", "--name-only", &format!("{tag}~1"), &tag]);
+    assert!(
+        !changed.lines().any(|path| path.starts_with("xtask/src/") || path.starts_with("xtask/tests/")),
+        "the release commit changed xtask's sources, so this test's xtask is not the tag's:\n{changed}"
+    );
+    let tap = TestRepo::new();
+    tap.write("README.md", "# stigmer/homebrew-tap\n");
+    tap.commit_all("start");
+    tap.git(&["push", "--quiet", "origin", "main"]);
+
+    let rehearsal = Rehearsal {
+        origin: project.remote().to_owned(),
+        tap: tap.remote().to_owned(),
+        tag: tag.clone(),
+        stand_ins: BTreeMap::from([
+            ("REGISTRY".to_owned(), registry.host()),
+            ("BASE_IMAGE".to_owned(), base.clone()),
+        ]),
+        registry: &registry,
+        buildkitd_toml,
+    };
+    let first = rehearsal.run();
+    let image_job = first.job("image");
+    let digest = first.outputs["image"]["digest"].clone();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "image job's digest output: {digest:?}");
+    for arch in ["amd64", "arm64"] {
+        let log = &first.job(&format!("image-platform ({arch})")).log;
+        assert!(log.contains("builder      buildx") && log.contains("docker-container driver"), "{log}");
+    }
+    // Each platform's attestations (provenance and SBOM, one manifest) are in the index.
+    let index =
+        registry_manifest(&registry, &format!("docker://{}@{digest}", registry.repository("agent-runner")));
+    let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    let attestations = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
+        .count();
+    assert_eq!(attestations, 2, "{index:#}");
+    assert!(
+        image_job.log.contains(&format!("==> published {}", registry.repository("agent-runner"))),
+        "{}",
+        image_job.log
+    );
+
+    // Everything the workflow calls went through `cargo xtask`, job by job.
+    let called: Vec<String> =
+        first.xtask_calls.iter().map(|(job, args)| format!("{job}: {}", args[0])).collect();
+    assert_eq!(
+        called,
+        [
+            "plan: plan",
+            "image-platform (amd64): image",
+            "image-platform (arm64): image",
+            "image: image",
+            "image: verify-image",
+            "cli (darwin-arm64): dist",
+            "cli (darwin-amd64): dist",
+            "cli (linux-amd64): dist",
+            "cli (linux-arm64): dist",
+            "release: checksums",
+            "release: release-notes",
+            "release: github-release",
+            "homebrew: homebrew",
+        ],
+        "the jobs' xtask calls, in order"
+    );
+
+    // What was published: the version and the pointers the plan moves, on one index.
+    let tags = registry_tags(&registry, &rehearsal.stand_ins["REGISTRY"]);
+    let minor = version.rsplit_once('.').unwrap().0.to_owned();
+    let major = version.split('.').next().unwrap().to_owned();
+    for pointer in [tag.clone(), format!("v{minor}"), format!("v{major}"), "latest".to_owned()] {
+        assert_eq!(tags.get(&pointer), Some(&digest), "{pointer} in {tags:?}");
+    }
+    let release_dir = first.artifacts.join("checksums");
+    let checksums = std::fs::read_to_string(release_dir.join("checksums.txt")).unwrap();
+    assert_eq!(checksums.lines().count(), 4, "{checksums}");
+    let notes = &first.job("release").log;
+    assert!(notes.contains(&format!("create  draft release {tag}")), "{notes}");
+    assert!(notes.contains("dry run: nothing created or uploaded"), "{notes}");
+    let summary = first.job("release").summary.clone();
+    assert!(summary.contains(&digest), "the release notes do not name the verified digest:\n{summary}");
+    let formula = tap.git(&["--git-dir", tap.remote().to_str().unwrap(), "show", "main:Formula/stigmer.rb"]);
+    for line in checksums.lines() {
+        let sha = line.split_whitespace().next().unwrap();
+        assert!(formula.contains(sha), "the formula lacks {line}:\n{formula}");
+    }
+    assert!(formula.contains(&format!("version \"{version}\"")), "{formula}");
+
+    // The four archives, as the cli jobs uploaded them.
+    let archives = first.artifacts_matching("dist-");
+    assert_eq!(archives.len(), 4, "{archives:?}");
+    let unpacked = tempfile::tempdir().unwrap();
+    for archive in archives.values() {
+        let dir = unpacked.path();
+        cmd!(sh, "tar -xzf {archive} -C {dir}").run().unwrap();
+    }
+    let binary = |platform: &str| unpacked.path().join(format!("stigmer-{tag}-{platform}/stigmer"));
+    crate::dist::check_binaries(
+        &binary,
+        &version,
+        &project.git(&["rev-parse", &format!("{tag}^{{commit}}")]),
+    );
+    let amd64_archive = &archives[&format!("stigmer-{tag}-linux-amd64.tar.gz")];
+    let commit_time = project.git(&["log", "-1", "--format=%ct", &tag]);
+    insta::assert_snapshot!(
+        "linux_amd64_listing",
+        crate::dist::listing(amd64_archive).replace(&version, "X.Y.Z").replace(&commit_time, "[commit time]")
+    );
+    let manifest =
+        std::fs::read_to_string(first.job("cli (linux-amd64)").workspace.join("dist/manifest.json")).unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    for artifact in manifest["artifacts"].as_array_mut().unwrap() {
+        // Both change with the code; checksums.txt is checked against the files above.
+        artifact["sha256"] = "[sha256]".into();
+        artifact["size"] = "[size]".into();
+    }
+    insta::assert_snapshot!(
+        "linux_amd64_manifest",
+        serde_json::to_string_pretty(&manifest).unwrap().replace(&version, "X.Y.Z")
+    );
+    let amd64_binary = binary("linux-amd64");
+    let version_text = run_ok(cmd!(sh, "{amd64_binary} --version"));
+    assert!(
+        version_text.contains(&format!("ghcr.io/stigmer/agent-runner@{digest} ({tag}, pinned)")),
+        "{version_text}"
+    );
+
+    // "Re-run all jobs": nothing published changes, and the archives are the same bytes.
+    let tap_before = tap.git(&["--git-dir", tap.remote().to_str().unwrap(), "show-ref"]);
+    let second = rehearsal.run();
+    assert_eq!(second.outputs["image"]["digest"], digest, "the rerun published another index");
+    assert_eq!(registry_tags(&registry, &rehearsal.stand_ins["REGISTRY"]), tags, "the rerun moved a tag");
+    assert_eq!(
+        tap.git(&["--git-dir", tap.remote().to_str().unwrap(), "show-ref"]),
+        tap_before,
+        "the rerun committed to the tap"
+    );
+    assert_eq!(
+        std::fs::read_to_string(second.artifacts.join("checksums/checksums.txt")).unwrap(),
+        checksums,
+        "the rerun built other archives"
+    );
+    for arch in ["amd64", "arm64"] {
+        let log = &second.job(&format!("image-platform ({arch})")).log;
+        assert!(
+            log.contains("published already"),
+            "the rerun of image-platform ({arch}) built again:\n{log}"
+        );
+    }
+
+    // The released CLI, with no local image and after someone moved its version's tag:
+    // it pulls exactly the pinned digest from the registry, with the Docker config's
+    // login, and becomes healthy.
+    let repository = registry.repository("agent-runner");
+    let moved = format!("{repository}:{tag}");
+    let other = test_support::base_image::require("amd64");
+    let login = registry.docker_config();
+    cmd!(sh, "docker tag {other} {moved}").run().unwrap();
+    cmd!(sh, "docker --config {login} push --quiet {moved}").quiet().ignore_stdout().run().unwrap();
+    cmd!(sh, "docker image rm --no-prune {moved}").quiet().ignore_stdout().run().unwrap();
+    let name = test_support::unique_name("stigmer-rehearsed");
+    let _local =
+        test_support::engine::ImageGuard::new([format!("{name}:local"), format!("{repository}@{digest}")]);
+    let home = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let stigmer = binary("linux-amd64");
+    let stigmer_cmd = |args: &[&str]| {
+        let args = args.to_vec();
+        cmd!(sh, "{stigmer} {args...}")
+            .env("STIGMER_HOME", home.path())
+            .env("STIGMER_AGENT_RUNNER_NAME", &name)
+            .env("STIGMER_AGENT_RUNNER_PORT", &port)
+            .env("STIGMER_REGISTRY", registry.host())
+            .env("DOCKER_CONFIG", &login)
+            .env_remove("DOCKER_HOST")
+            .env_remove("STIGMER_AGENT_RUNNER_IMAGE")
+    };
+    let started = crate::run(stigmer_cmd(&["server", "start"]));
+    let started_text =
+        format!("{}{}", String::from_utf8_lossy(&started.stdout), String::from_utf8_lossy(&started.stderr));
+    let stopped = crate::run(stigmer_cmd(&["server", "stop"]));
+    let _ = cmd!(sh, "docker rm -f {name}").quiet().ignore_status().ignore_stdout().ignore_stderr().run();
+    assert!(started.status.success(), "stigmer server start failed:\n{started_text}");
+    assert!(started_text.contains(&format!("pulled {repository}@{digest}")), "{started_text}");
+    assert!(stopped.status.success(), "stigmer server stop failed: {stopped:?}");
+}
+
+/// This tree's tracked and new files (what the test's xtask was built from), committed
+/// in a repository of their own with a bare origin, and nothing of `target/`.
+fn project_copy() -> TestRepo {
+    let repo = TestRepo::new();
+    let root = project_root();
+    let sh = shell();
+    let files = cmd!(sh, "git -C {root} ls-files -z --cached --others --exclude-standard").read().unwrap();
+    for file in files.split('\0').filter(|f| !f.is_empty()) {
+        let (from, to) = (root.join(file), repo.work().join(file));
+        let Ok(meta) = std::fs::symlink_metadata(&from) else { continue }; // deleted, not yet staged
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
+        } else {
+            std::fs::copy(&from, &to).unwrap_or_else(|err| panic!("copying {file}: {err}"));
+        }
+    }
+    repo.commit_all("the project as tested");
+    repo.git(&["push", "--quiet", "origin", "main"]);
+    repo
+}
+
+/// Every tag of REGISTRY/agent-runner with the digest it names.
+fn registry_tags(registry: &TestRegistry, host: &str) -> BTreeMap<String, String> {
+    let sh = shell();
+    let credentials = registry.skopeo_creds();
+    let creds = &credentials;
+    let listed = cmd!(sh, "skopeo list-tags --tls-verify=false {creds...} docker://{host}/agent-runner")
+        .read()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let mut tags = BTreeMap::new();
+    for tag in listed["Tags"].as_array().unwrap() {
+        let tag = tag.as_str().unwrap();
+        if tag.starts_with("sha256-") {
+            continue; // an attachment's tag, not a version
+        }
+        let reference = format!("docker://{host}/agent-runner:{tag}");
+        let digest = format!("sha256:{}", sha256_hex(&registry_manifest(registry, &reference)));
+        tags.insert(tag.to_owned(), digest);
+    }
+    tags
+}
+
+/// A manifest's exact bytes (their hash is its digest).
+fn registry_manifest(registry: &TestRegistry, reference: &str) -> Vec<u8> {
+    let sh = shell();
+    let creds = registry.skopeo_creds();
+    let raw = cmd!(sh, "skopeo inspect --raw --tls-verify=false {creds...} {reference}").output().unwrap();
+    assert!(raw.status.success(), "skopeo inspect {reference}: {}", String::from_utf8_lossy(&raw.stderr));
+    raw.stdout
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The parts of a GitHub Actions run that exist here.
+struct Rehearsal<'a> {
+    origin: PathBuf,
+    tap: PathBuf,
+    tag: String,
+    /// Workflow-level `env:` values replaced (see the module comment).
+    stand_ins: BTreeMap<String, String>,
+    /// ghcr.io's stand-in: each job's Docker config is logged in to it.
+    registry: &'a TestRegistry,
+    /// BuildKit's configuration for the builders setup-buildx-action makes.
+    buildkitd_toml: PathBuf,
+}
+
+/// One run of every job.
+struct WorkflowRun {
+    _dir: tempfile::TempDir,
+    artifacts: PathBuf,
+    jobs: Vec<(String, JobRun)>,
+    /// Each job's `outputs:`, by job id.
+    outputs: BTreeMap<String, BTreeMap<String, String>>,
+    /// Every `cargo xtask` call: the job (and matrix entry) and its arguments.
+    xtask_calls: Vec<(String, Vec<String>)>,
+}
+
+struct JobRun {
+    log: String,
+    summary: String,
+    /// The job's checkout, kept after the job for the test to read.
+    workspace: PathBuf,
+}
+
+impl WorkflowRun {
+    #[track_caller]
+    fn job(&self, name: &str) -> &JobRun {
+        let found = self.jobs.iter().find(|(job, _)| job == name);
+        &found
+            .unwrap_or_else(|| {
+                panic!("no job {name} ran: {:?}", self.jobs.iter().map(|j| &j.0).collect::<Vec<_>>())
+            })
+            .1
+    }
+
+    /// The files of every artifact whose name starts with `prefix`, by file name.
+    fn artifacts_matching(&self, prefix: &str) -> BTreeMap<String, PathBuf> {
+        let mut files = BTreeMap::new();
+        for artifact in std::fs::read_dir(&self.artifacts).unwrap() {
+            let artifact = artifact.unwrap();
+            if artifact.file_name().to_string_lossy().starts_with(prefix) {
+                for file in std::fs::read_dir(artifact.path()).unwrap() {
+                    let file = file.unwrap();
+                    files.insert(file.file_name().into_string().unwrap(), file.path());
+                }
+            }
+        }
+        files
+    }
+}
+
+/// What an expression sees in one job.
+struct Context<'a> {
+    matrix: &'a BTreeMap<String, String>,
+    /// The outputs of the jobs this one needs, and of no other.
+    needs: BTreeMap<String, BTreeMap<String, String>>,
+    steps: BTreeMap<String, BTreeMap<String, String>>,
+    runner_temp: &'a Path,
+    workspace: &'a Path,
+}
+
+impl Rehearsal<'_> {
+    fn run(&self) -> WorkflowRun {
+        let dir = tempfile::Builder::new().prefix("stigmer-rehearsal-").tempdir().unwrap();
+        let artifacts = dir.path().join("artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        // Every job checks out to this path, as on GitHub's runners: the CLI builds'
+        // remapped paths, and so cargo's reuse, depend on it.
+        let runner = project_root().join("target/rehearsal");
+        let workspace = runner.join("work/stigmer/stigmer");
+        let cargo_target = runner.join("cargo-target");
+        let shim = dir.path().join("bin");
+        let calls = dir.path().join("xtask-calls");
+        write_cargo_shim(&shim);
+
+        let workflow_text = {
+            clone(&self.origin, &self.tag, &workspace, 1);
+            std::fs::read_to_string(workspace.join(".github/workflows/release.yml")).unwrap()
+        };
+        let workflow: Value = serde_yaml::from_str(&workflow_text).unwrap();
+        for (from, _, why) in REWRITES {
+            assert!(
+                workflow_text.contains(from),
+                "release.yml has no `{from}` to rewrite for {why}: update REWRITES"
+            );
+        }
+        let mut workflow_env = string_map(&workflow["env"]);
+        for (name, value) in &self.stand_ins {
+            assert!(
+                workflow_env.contains_key(name),
+                "release.yml's env has no {name} for the rehearsal to replace"
+            );
+            workflow_env.insert(name.clone(), value.clone());
+        }
+
+        let mut run = WorkflowRun {
+            _dir: dir,
+            artifacts: artifacts.clone(),
+            jobs: Vec::new(),
+            outputs: BTreeMap::new(),
+            xtask_calls: Vec::new(),
+        };
+        let jobs = workflow["jobs"].as_mapping().expect("release.yml has jobs");
+        for (job_id, job) in in_needs_order(jobs) {
+            check_keys(job, &job_id, JOB_KEYS);
+            let needs = as_list(&job["needs"]);
+            let no_matrix = vec![BTreeMap::new()];
+            let matrix = match job["strategy"]["matrix"]["include"].as_sequence() {
+                Some(entries) => entries.iter().map(string_map).collect(),
+                None => no_matrix,
+            };
+            for entry in &matrix {
+                let runner_temp = runner.join("temp");
+                let _ = std::fs::remove_dir_all(&runner_temp);
+                std::fs::create_dir_all(&runner_temp).unwrap();
+                let mut context = Context {
+                    matrix: entry,
+                    needs: needs.iter().map(|n| (n.clone(), run.outputs[n].clone())).collect(),
+                    steps: BTreeMap::new(),
+                    runner_temp: &runner_temp,
+                    workspace: &workspace,
+                };
+                let name = match entry.values().next() {
+                    Some(first) => format!("{job_id} ({first})"),
+                    None => job_id.clone(),
+                };
+                if let Some(condition) = job["if"].as_str() {
+                    if !truthy(condition, &context) {
+                        continue;
+                    }
+                }
+                let _ = std::fs::remove_dir_all(&workspace);
+                std::fs::create_dir_all(&workspace).unwrap();
+                // A fresh runner: its own Docker config (logged in to the registry), no builder.
+                let buildx = BuildxEnv::new(self.registry);
+                let mut builders = Vec::new();
+                let mut env = workflow_env.clone();
+                env.extend(self.runner_env(&name, &runner_temp, &workspace, &shim, &calls, &cargo_target));
+                env.insert("DOCKER_HOST".into(), buildx.docker_host().to_owned());
+                env.insert("DOCKER_CONFIG".into(), buildx.docker_config().display().to_string());
+                env.extend(evaluated_map(&job["env"], &context));
+                let mut log = String::new();
+                let summary = runner_temp.join("step-summary.md");
+                std::fs::write(&summary, "").unwrap();
+                for (index, step) in job["steps"].as_sequence().expect("a job has steps").iter().enumerate() {
+                    let step_name =
+                        step["name"].as_str().or(step["uses"].as_str()).unwrap_or("a step").to_owned();
+                    check_keys(step, &format!("{name}: {step_name}"), STEP_KEYS);
+                    if let Some(condition) = step["if"].as_str() {
+                        if !truthy(condition, &context) {
+                            log.push_str(&format!("--- skipped: {step_name}\n"));
+                            continue;
+                        }
+                    }
+                    let mut step_env = env.clone();
+                    step_env.extend(evaluated_map(&step["env"], &context));
+                    let with = evaluated_map(&step["with"], &context);
+                    let outputs = if let Some(action) = step["uses"].as_str() {
+                        builders.extend(self.action(action, &with, &context, &artifacts, &name, &buildx));
+                        BTreeMap::new()
+                    } else {
+                        let script = step["run"].as_str().expect("a step has uses or run");
+                        let script = REWRITES
+                            .iter()
+                            .fold(script.to_owned(), |script, (from, to, _)| script.replace(from, to));
+                        let output_file = runner_temp.join(format!("output-{index}"));
+                        step_env.insert("GITHUB_OUTPUT".into(), output_file.display().to_string());
+                        step_env.insert("GITHUB_STEP_SUMMARY".into(), summary.display().to_string());
+                        let text =
+                            run_script(&script, &step_env, &workspace, &format!("{name}: {step_name}"));
+                        log.push_str(&format!("--- {step_name}\n{text}"));
+                        read_outputs(&output_file)
+                    };
+                    if let Some(id) = step["id"].as_str() {
+                        context.steps.insert(id.to_owned(), outputs);
+                    }
+                }
+                let outputs = evaluated_map(&job["outputs"], &context);
+                run.outputs.entry(job_id.clone()).or_default().extend(outputs);
+                let kept = run._dir.path().join("jobs").join(name.replace([' ', '(', ')'], "_"));
+                std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+                move_dir(&workspace, &kept);
+                let summary = std::fs::read_to_string(&summary).unwrap();
+                run.jobs.push((name, JobRun { log, summary, workspace: kept }));
+                drop(builders);
+            }
+            run.outputs.entry(job_id.clone()).or_default();
+        }
+        if let Ok(text) = std::fs::read_to_string(&calls) {
+            for line in text.lines() {
+                let mut fields = line.split('\t').map(str::to_owned);
+                let job = fields.next().unwrap();
+                run.xtask_calls.push((job, fields.filter(|f| !f.is_empty()).collect()));
+            }
+        }
+        run
+    }
+
+    /// The variables a runner sets, this machine's, and the stand-ins' (module comment).
+    fn runner_env(
+        &self,
+        job: &str,
+        runner_temp: &Path,
+        workspace: &Path,
+        shim: &Path,
+        calls: &Path,
+        cargo_target: &Path,
+    ) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        for name in ["HOME", "USER", "LANG", "TMPDIR", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN"] {
+            if let Ok(value) = std::env::var(name) {
+                env.insert(name.to_owned(), value);
+            }
+        }
+        let path = std::env::var("PATH").unwrap_or_default();
+        let real_cargo = which("cargo");
+        let set = [
+            ("PATH", format!("{}:{path}", shim.display())),
+            ("CI", "true".to_owned()),
+            ("GITHUB_ACTIONS", "true".to_owned()),
+            ("GITHUB_EVENT_NAME", "push".to_owned()),
+            ("GITHUB_REF", format!("refs/tags/{}", self.tag)),
+            ("GITHUB_REF_TYPE", "tag".to_owned()),
+            ("GITHUB_REF_NAME", self.tag.clone()),
+            ("GITHUB_REPOSITORY", "stigmer/stigmer".to_owned()),
+            ("GITHUB_ACTOR", "stigmer-release".to_owned()),
+            ("GITHUB_WORKSPACE", workspace.display().to_string()),
+            ("RUNNER_TEMP", runner_temp.display().to_string()),
+            ("RUNNER_OS", "Linux".to_owned()),
+            ("CARGO_TARGET_DIR", cargo_target.display().to_string()),
+            ("REHEARSAL_JOB", job.to_owned()),
+            ("REHEARSAL_CALLS", calls.display().to_string()),
+            ("REHEARSAL_XTASK", XTASK.to_owned()),
+            ("REHEARSAL_CARGO", real_cargo.display().to_string()),
+        ];
+        env.extend(set.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        env
+    }
+
+    /// What each action the workflow uses does on a runner, as far as it matters here;
+    /// the builder setup-buildx-action makes, which lives as long as the job.
+    fn action<'b>(
+        &self,
+        action: &str,
+        with: &BTreeMap<String, String>,
+        context: &Context<'_>,
+        artifacts: &Path,
+        job: &str,
+        buildx: &'b BuildxEnv,
+    ) -> Option<ContainerBuilder<'b>> {
+        let (name, _version) = action.split_once('@').unwrap_or((action, ""));
+        let allowed = |keys: &[&str]| {
+            for key in with.keys() {
+                assert!(keys.contains(&key.as_str()), "{job}: the rehearsal does not know `{key}` of {name}");
+            }
+        };
+        match name {
+            "actions/checkout" => {
+                allowed(&["persist-credentials", "fetch-depth", "repository", "path", "token"]);
+                let depth = with.get("fetch-depth").map_or(1, |d| d.parse().unwrap());
+                match with.get("repository").map(String::as_str) {
+                    None => clone(&self.origin, &self.tag, context.workspace, depth),
+                    Some("stigmer/homebrew-tap") => {
+                        let path =
+                            context.workspace.join(with.get("path").expect("the tap's checkout has a path"));
+                        clone(&self.tap, "main", &path, depth);
+                    }
+                    Some(other) => panic!("{job}: the rehearsal has no stand-in for the repository {other}"),
+                }
+                if with.get("persist-credentials").map(String::as_str) == Some("false") {
+                    // No token is left behind: a push from this checkout must fail, as
+                    // it would on GitHub.
+                    let work = context.workspace;
+                    let sh = shell();
+                    cmd!(sh, "git -C {work} remote set-url --push origin /no-credentials-were-persisted")
+                        .run()
+                        .unwrap();
+                }
+            }
+            "dtolnay/rust-toolchain" => {
+                allowed(&["targets"]);
+                if let Some(target) = with.get("targets") {
+                    let sh = shell();
+                    let installed = cmd!(sh, "rustup target list --installed").read().unwrap();
+                    assert!(
+                        installed.lines().any(|t| t == target),
+                        "{job} needs the Rust target {target}: `rustup target add {target}`"
+                    );
+                }
+            }
+            "docker/setup-buildx-action" => {
+                allowed(&["cache-binary"]);
+                let name = test_support::unique_name("rehearsal-builder");
+                return Some(buildx.container_builder(&name, &self.buildkitd_toml));
+            }
+            // It exports the cache service's token: there is no cache service here.
+            "crazy-max/ghaction-github-runtime" => allowed(&[]),
+            "actions/upload-artifact" => {
+                allowed(&["name", "path", "if-no-files-found"]);
+                let artifact = artifacts.join(&with["name"]);
+                assert!(!artifact.exists(), "{job}: the artifact {} was uploaded already", with["name"]);
+                let files = glob(context.workspace, &with["path"]);
+                assert!(!files.is_empty(), "{job}: no files match {} for {}", with["path"], with["name"]);
+                std::fs::create_dir_all(&artifact).unwrap();
+                for file in files {
+                    std::fs::copy(&file, artifact.join(file.file_name().unwrap())).unwrap();
+                }
+            }
+            "actions/download-artifact" => {
+                allowed(&["name", "pattern", "merge-multiple", "path"]);
+                let into = context.workspace.join(&with["path"]);
+                std::fs::create_dir_all(&into).unwrap();
+                let chosen: Vec<PathBuf> = match (with.get("name"), with.get("pattern")) {
+                    (Some(name), None) => vec![artifacts.join(name)],
+                    (None, Some(pattern)) => {
+                        assert_eq!(with.get("merge-multiple").map(String::as_str), Some("true"), "{job}");
+                        glob(artifacts, pattern)
+                    }
+                    _ => panic!("{job}: download-artifact needs a name or a pattern"),
+                };
+                assert!(
+                    chosen.iter().all(|a| a.is_dir()) && !chosen.is_empty(),
+                    "{job}: no artifact {with:?}"
+                );
+                for artifact in chosen {
+                    for file in std::fs::read_dir(artifact).unwrap() {
+                        let file = file.unwrap();
+                        std::fs::copy(file.path(), into.join(file.file_name())).unwrap();
+                    }
+                }
+            }
+            other => panic!("{job}: the rehearsal does not know the action {other}: teach it what it does"),
+        }
+        None
+    }
+}
+
+const JOB_KEYS: &[&str] = &[
+    "name",
+    "needs",
+    "if",
+    "runs-on",
+    "timeout-minutes",
+    "permissions",
+    "outputs",
+    "strategy",
+    "env",
+    "steps",
+    "environment",
+];
+const STEP_KEYS: &[&str] = &["name", "id", "uses", "with", "run", "env", "if"];
+
+#[track_caller]
+fn check_keys(value: &Value, place: &str, known: &[&str]) {
+    for key in value.as_mapping().unwrap().keys() {
+        let key = key.as_str().unwrap();
+        assert!(known.contains(&key), "{place}: the rehearsal does not know `{key}`: teach it what it means");
+    }
+}
+
+/// Jobs in an order where every job comes after those it needs (the YAML's order among
+/// the ready ones).
+fn in_needs_order(jobs: &serde_yaml::Mapping) -> Vec<(String, &Value)> {
+    let mut done: Vec<String> = Vec::new();
+    let mut ordered = Vec::new();
+    while ordered.len() < jobs.len() {
+        let ready = jobs.iter().find(|(id, job)| {
+            let id = id.as_str().unwrap();
+            !done.iter().any(|d| d == id) && as_list(&job["needs"]).iter().all(|n| done.contains(n))
+        });
+        let (id, job) = ready.expect("release.yml's needs form a cycle");
+        let id = id.as_str().unwrap().to_owned();
+        done.push(id.clone());
+        ordered.push((id, job));
+    }
+    ordered
+}
+
+fn as_list(value: &Value) -> Vec<String> {
+    match value {
+        Value::Null => Vec::new(),
+        Value::String(one) => vec![one.clone()],
+        Value::Sequence(many) => many.iter().map(|v| v.as_str().unwrap().to_owned()).collect(),
+        other => panic!("not a list: {other:?}"),
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Number(number) => number.to_string(),
+        other => panic!("not a scalar: {other:?}"),
+    }
+}
+
+fn string_map(value: &Value) -> BTreeMap<String, String> {
+    match value.as_mapping() {
+        Some(map) => map.iter().map(|(k, v)| (scalar(k), scalar(v))).collect(),
+        None => BTreeMap::new(),
+    }
+}
+
+fn evaluated_map(value: &Value, context: &Context<'_>) -> BTreeMap<String, String> {
+    string_map(value).into_iter().map(|(k, v)| (k, interpolate(&v, context))).collect()
+}
+
+/// `${{ ... }}` replaced by its value.
+fn interpolate(text: &str, context: &Context<'_>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find("}}").map(|e| start + e).unwrap_or_else(|| panic!("unclosed in {text}"));
+        out.push_str(&value_of(rest[start + 3..end].trim(), context));
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The expressions release.yml uses: a context's value, or `a == 'b'`, `a != 'b'` and
+/// `||` of those. Anything else fails: teach it here first.
+fn value_of(expression: &str, context: &Context<'_>) -> String {
+    let parts: Vec<&str> = expression.split('.').collect();
+    match parts[..] {
+        ["matrix", name] => context.matrix.get(name).cloned().unwrap_or_else(|| panic!("no matrix.{name}")),
+        ["needs", job, "outputs", name] => {
+            let outputs =
+                context.needs.get(job).unwrap_or_else(|| panic!("needs.{job} is not in this job's needs"));
+            outputs.get(name).cloned().unwrap_or_default()
+        }
+        ["steps", id, "outputs", name] => {
+            context.steps.get(id).and_then(|o| o.get(name)).cloned().unwrap_or_default()
+        }
+        // Runs on a tag push have no inputs; secrets are not needed by name here
+        // (their stand-ins are the Docker config and the tap's bare repository).
+        ["inputs", _] | ["secrets", _] => String::new(),
+        ["runner", "temp"] => context.runner_temp.display().to_string(),
+        ["github", "repository"] => "stigmer/stigmer".to_owned(),
+        _ => panic!("the rehearsal cannot evaluate `{expression}`: teach it"),
+    }
+}
+
+fn truthy(condition: &str, context: &Context<'_>) -> bool {
+    let condition = condition.trim().trim_start_matches("${{").trim_end_matches("}}");
+    condition.split("||").any(|term| {
+        let term = term.trim();
+        let (left, equal, right) = match (term.split_once("!="), term.split_once("==")) {
+            (Some((l, r)), _) => (l, false, r),
+            (None, Some((l, r))) => (l, true, r),
+            (None, None) => return !value_of(term, context).is_empty(),
+        };
+        let right = right.trim();
+        let literal = right
+            .strip_prefix('\'')
+            .and_then(|r| r.strip_suffix('\''))
+            .unwrap_or_else(|| panic!("the rehearsal compares with quoted literals only: {term}"));
+        (value_of(left.trim(), context) == literal) == equal
+    })
+}
+
+/// A `run:` step as a runner runs it: `bash --noprofile --norc -eo pipefail`, in the
+/// workspace, with exactly the job's environment.
+fn run_script(script: &str, env: &BTreeMap<String, String>, workspace: &Path, place: &str) -> String {
+    let output = Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+        .current_dir(workspace)
+        .env_clear()
+        .envs(env)
+        .output()
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{place} failed ({}):\n{script}\n---\n{text}", output.status);
+    text
+}
+
+fn read_outputs(file: &Path) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            assert!(!line.contains("<<"), "the rehearsal reads name=value outputs only: {line}");
+            let (name, value) = line.split_once('=').unwrap_or_else(|| panic!("not an output: {line}"));
+            (name.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+/// A fresh clone of `reference` into `into`: `depth` 0 is the whole history, as
+/// actions/checkout's `fetch-depth`.
+fn clone(origin: &Path, reference: &str, into: &Path, depth: u32) {
+    let sh = shell();
+    let _ = std::fs::remove_dir_all(into);
+    let url = format!("file://{}", origin.display());
+    let depth = if depth == 0 { Vec::new() } else { vec!["--depth".to_owned(), depth.to_string()] };
+    cmd!(sh, "git -c advice.detachedHead=false clone --quiet {depth...} --branch {reference} {url} {into}")
+        .quiet()
+        .run()
+        .unwrap();
+}
+
+/// Files or directories matching a shell pattern below `dir`.
+fn glob(dir: &Path, pattern: &str) -> Vec<PathBuf> {
+    let sh = shell();
+    sh.change_dir(dir);
+    let script = format!("printf '%s\\n' {pattern}");
+    let listed = cmd!(sh, "bash -O nullglob -c {script}").read().unwrap();
+    listed.lines().filter(|l| !l.is_empty()).map(|l| dir.join(l)).collect()
+}
+
+fn move_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::rename(from, to)
+        .unwrap_or_else(|err| panic!("moving {} to {}: {err}", from.display(), to.display()));
+}
+
+fn which(program: &str) -> PathBuf {
+    let sh = shell();
+    PathBuf::from(cmd!(sh, "which {program}").read().unwrap_or_else(|_| panic!("{program} is not on PATH")))
+}
+
+/// `cargo` on the jobs' PATH: `cargo xtask ...` runs this test's xtask on the job's
+/// checkout (and is logged), anything else the real cargo.
+fn write_cargo_shim(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("cargo");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\n\
+         if [ \"$1\" = xtask ]; then\n\
+         \x20 shift\n\
+         \x20 printf '%s\\t' \"$REHEARSAL_JOB\" \"$@\" >>\"$REHEARSAL_CALLS\"\n\
+         \x20 printf '\\n' >>\"$REHEARSAL_CALLS\"\n\
+         \x20 XTASK_PROJECT_ROOT=\"$GITHUB_WORKSPACE\" exec \"$REHEARSAL_XTASK\" \"$@\"\n\
+         fi\n\
+         exec \"$REHEARSAL_CARGO\" \"$@\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
