@@ -14,7 +14,8 @@ fn the_quick_bench_measures_everything_and_writes_results() {
     let sh = shell();
     let out = tempfile::tempdir().unwrap();
     let dir = out.path();
-    let table = run_ok(cmd!(sh, "{XTASK} bench --quick --out {dir}"));
+    // One sample on a machine running other tests: a missed target is no failure here.
+    let table = run_ok(cmd!(sh, "{XTASK} bench --quick --no-fail --out {dir}"));
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
     let names: Vec<&str> =
@@ -25,9 +26,10 @@ fn the_quick_bench_measures_everything_and_writes_results() {
         "`stigmer server start` to healthy",
         "agent-runner idle memory (RSS)",
         "re-push of an unchanged 2-platform image: blob bytes",
-        "CLI binary, linux-arm64",
+        // --quick sizes this machine's CLI only; the rehearsal builds all four.
+        "CLI binary, linux-amd64",
         "arm64 / amd64 cold build, dependencies prepared on the build platform",
-        "CLI tarball, darwin-arm64",
+        "CLI tarball, linux-amd64",
         "`release --snapshot`, warm (this machine's target and image)",
     ] {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
