@@ -5,7 +5,8 @@
 # (cargo-zigbuild with zig, actionlint, zizmor) and the rustup cross targets, then
 # starts dockerd; and for the buildx builder, Debian 13's dockerd 26 and docker-buildx
 # (with cosign and oras), unpacked into a private prefix, with a second dockerd beside
-# the first, and a BuildKit image for its docker-container driver. Idempotent: every step checks first, so a second run takes seconds.
+# the first, and a BuildKit image for its docker-container driver. Idempotent: every
+# step checks first, so a second run takes seconds.
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }

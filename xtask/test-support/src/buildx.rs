@@ -22,7 +22,8 @@ const DEFAULT_HOST: &str = "unix:///run/stigmer-docker26/docker.sock";
 const DEFAULT_PLUGINS: &str = "/opt/stigmer-docker26/docker-config/cli-plugins";
 
 /// The BuildKit image of buildx's docker-container driver, which `ci/setup.sh` builds
-/// into the engine (`ci/buildkit-image.sh`): moby/buildkit cannot be pulled here.
+/// into the engine (`ci/buildkit-image.sh`): moby/buildkit cannot be pulled here. The
+/// default is setup.sh's `buildkit_image` tag: change the two together.
 pub fn buildkit_image() -> String {
     std::env::var("STIGMER_BUILDKIT_IMAGE").unwrap_or_else(|_| "stigmer-buildkit:docker.io-26.1.5".to_owned())
 }

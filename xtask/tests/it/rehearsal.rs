@@ -41,7 +41,6 @@ use std::process::Command;
 
 use serde_yaml::Value;
 use test_support::buildx::{BuildxEnv, ContainerBuilder};
-use test_support::git::TestRepo;
 use test_support::registry::TestRegistry;
 use test_support::{project_root, shell};
 use xshell::cmd;
@@ -84,7 +83,7 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     .unwrap();
 
     // The release commit, made and pushed as a maintainer would.
-    let project = project_copy();
+    let project = crate::release::copy_of_this_checkout();
     let released =
         run_ok(cmd!(sh, "{XTASK} release --bump minor --push").env("XTASK_PROJECT_ROOT", project.work()));
     let tag = project.git(&["describe", "--tags", "--exact-match"]);
@@ -95,10 +94,7 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
         !changed.lines().any(|path| path.starts_with("xtask/src/") || path.starts_with("xtask/tests/")),
         "the release commit changed xtask's sources, so this test's xtask is not the tag's:\n{changed}"
     );
-    let tap = TestRepo::new();
-    tap.write("README.md", "# stigmer/homebrew-tap\n");
-    tap.commit_all("start");
-    tap.git(&["push", "--quiet", "origin", "main"]);
+    let tap = crate::release_artifacts::tap();
 
     let rehearsal = Rehearsal {
         origin: project.remote().to_owned(),
@@ -119,17 +115,33 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
         let log = &first.job(&format!("image-platform ({arch})")).log;
         assert!(log.contains("builder      buildx") && log.contains("docker-container driver"), "{log}");
     }
-    // Each platform's attestations (provenance and SBOM, one manifest) are in the index.
-    let index =
-        registry_manifest(&registry, &format!("docker://{}@{digest}", registry.repository("agent-runner")));
+    // Each platform's attestation manifest is in the index, with provenance and an SBOM.
+    let repository = registry.repository("agent-runner");
+    let index = registry_manifest(&registry, &format!("docker://{repository}@{digest}"));
     let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
-    let attestations = index["manifests"]
+    let attestations: Vec<&serde_json::Value> = index["manifests"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|m| m["annotations"]["vnd.docker.reference.type"] == "attestation-manifest")
-        .count();
-    assert_eq!(attestations, 2, "{index:#}");
+        .collect();
+    assert_eq!(attestations.len(), 2, "{index:#}");
+    for attestation in attestations {
+        let reference = format!("docker://{repository}@{}", attestation["digest"].as_str().unwrap());
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&registry_manifest(&registry, &reference)).unwrap();
+        let predicates: Vec<&str> = manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|layer| layer["annotations"]["in-toto.io/predicate-type"].as_str())
+            .collect();
+        assert!(
+            predicates.iter().any(|p| p.contains("provenance"))
+                && predicates.iter().any(|p| p.contains("spdx")),
+            "{reference}: {predicates:?}"
+        );
+    }
     assert!(
         image_job.log.contains(&format!("==> published {}", registry.repository("agent-runner"))),
         "{}",
@@ -160,7 +172,7 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     );
 
     // What was published: the version and the pointers the plan moves, on one index.
-    let tags = registry_tags(&registry, &rehearsal.stand_ins["REGISTRY"]);
+    let tags = registry_tags(&registry);
     let minor = version.rsplit_once('.').unwrap().0.to_owned();
     let major = version.split('.').next().unwrap().to_owned();
     for pointer in [tag.clone(), format!("v{minor}"), format!("v{major}"), "latest".to_owned()] {
@@ -224,7 +236,7 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     let tap_before = tap.git(&["--git-dir", tap.remote().to_str().unwrap(), "show-ref"]);
     let second = rehearsal.run();
     assert_eq!(second.outputs["image"]["digest"], digest, "the rerun published another index");
-    assert_eq!(registry_tags(&registry, &rehearsal.stand_ins["REGISTRY"]), tags, "the rerun moved a tag");
+    assert_eq!(registry_tags(&registry), tags, "the rerun moved a tag");
     assert_eq!(
         tap.git(&["--git-dir", tap.remote().to_str().unwrap(), "show-ref"]),
         tap_before,
@@ -246,7 +258,6 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     // The released CLI, with no local image and after someone moved its version's tag:
     // it pulls exactly the pinned digest from the registry, with the Docker config's
     // login, and becomes healthy.
-    let repository = registry.repository("agent-runner");
     let moved = format!("{repository}:{tag}");
     let other = test_support::base_image::require("amd64");
     let login = registry.docker_config();
@@ -280,31 +291,10 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     assert!(stopped.status.success(), "stigmer server stop failed: {stopped:?}");
 }
 
-/// This tree's tracked and new files (what the test's xtask was built from), committed
-/// in a repository of their own with a bare origin, and nothing of `target/`.
-fn project_copy() -> TestRepo {
-    let repo = TestRepo::new();
-    let root = project_root();
-    let sh = shell();
-    let files = cmd!(sh, "git -C {root} ls-files -z --cached --others --exclude-standard").read().unwrap();
-    for file in files.split('\0').filter(|f| !f.is_empty()) {
-        let (from, to) = (root.join(file), repo.work().join(file));
-        let Ok(meta) = std::fs::symlink_metadata(&from) else { continue }; // deleted, not yet staged
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        if meta.file_type().is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
-        } else {
-            std::fs::copy(&from, &to).unwrap_or_else(|err| panic!("copying {file}: {err}"));
-        }
-    }
-    repo.commit_all("the project as tested");
-    repo.git(&["push", "--quiet", "origin", "main"]);
-    repo
-}
-
 /// Every tag of REGISTRY/agent-runner with the digest it names.
-fn registry_tags(registry: &TestRegistry, host: &str) -> BTreeMap<String, String> {
+fn registry_tags(registry: &TestRegistry) -> BTreeMap<String, String> {
     let sh = shell();
+    let host = registry.host();
     let credentials = registry.skopeo_creds();
     let creds = &credentials;
     let listed = cmd!(sh, "skopeo list-tags --tls-verify=false {creds...} docker://{host}/agent-runner")
@@ -353,7 +343,7 @@ struct Rehearsal<'a> {
 
 /// One run of every job.
 struct WorkflowRun {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     artifacts: PathBuf,
     jobs: Vec<(String, JobRun)>,
     /// Each job's `outputs:`, by job id.
@@ -441,7 +431,7 @@ impl Rehearsal<'_> {
         }
 
         let mut run = WorkflowRun {
-            _dir: dir,
+            dir,
             artifacts: artifacts.clone(),
             jobs: Vec::new(),
             outputs: BTreeMap::new(),
@@ -524,12 +514,12 @@ impl Rehearsal<'_> {
                 }
                 let outputs = evaluated_map(&job["outputs"], &context);
                 run.outputs.entry(job_id.clone()).or_default().extend(outputs);
-                let kept = run._dir.path().join("jobs").join(name.replace([' ', '(', ')'], "_"));
+                let kept = run.dir.path().join("jobs").join(name.replace([' ', '(', ')'], "_"));
                 std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
                 move_dir(&workspace, &kept);
                 let summary = std::fs::read_to_string(&summary).unwrap();
+                // The builders go before the Docker config they live in.
                 run.jobs.push((name, JobRun { log, summary, workspace: kept }));
-                drop(builders);
             }
             run.outputs.entry(job_id.clone()).or_default();
         }
@@ -560,7 +550,6 @@ impl Rehearsal<'_> {
             }
         }
         let path = std::env::var("PATH").unwrap_or_default();
-        let real_cargo = which("cargo");
         let set = [
             ("PATH", format!("{}:{path}", shim.display())),
             ("CI", "true".to_owned()),
@@ -578,7 +567,6 @@ impl Rehearsal<'_> {
             ("REHEARSAL_JOB", job.to_owned()),
             ("REHEARSAL_CALLS", calls.display().to_string()),
             ("REHEARSAL_XTASK", XTASK.to_owned()),
-            ("REHEARSAL_CARGO", real_cargo.display().to_string()),
         ];
         env.extend(set.into_iter().map(|(k, v)| (k.to_owned(), v)));
         env
@@ -868,12 +856,11 @@ fn which(program: &str) -> PathBuf {
 }
 
 /// `cargo` on the jobs' PATH: `cargo xtask ...` runs this test's xtask on the job's
-/// checkout (and is logged), anything else the real cargo.
+/// checkout (and is logged), anything else the real cargo, found once here.
 fn write_cargo_shim(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("cargo");
-    std::fs::write(
-        &path,
+    let script = format!(
         "#!/bin/sh\n\
          if [ \"$1\" = xtask ]; then\n\
          \x20 shift\n\
@@ -881,9 +868,10 @@ fn write_cargo_shim(dir: &Path) {
          \x20 printf '\\n' >>\"$REHEARSAL_CALLS\"\n\
          \x20 XTASK_PROJECT_ROOT=\"$GITHUB_WORKSPACE\" exec \"$REHEARSAL_XTASK\" \"$@\"\n\
          fi\n\
-         exec \"$REHEARSAL_CARGO\" \"$@\"\n",
-    )
-    .unwrap();
+         exec {} \"$@\"\n",
+        which("cargo").display()
+    );
+    std::fs::write(&path, script).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

@@ -379,7 +379,7 @@ fn build_metadata_is_refused_before_anything_changes() {
 
 /// A throwaway repository holding this checkout as it is now (tracked files and
 /// untracked ones git does not ignore), with a bare `origin`.
-fn copy_of_this_checkout() -> TestRepo {
+pub(crate) fn copy_of_this_checkout() -> TestRepo {
     let root = test_support::project_root();
     let sh = Shell::new().unwrap();
     sh.change_dir(&root);

@@ -53,7 +53,7 @@ fn release_notes_come_from_the_released_changelog_section() {
 }
 
 /// A tap checkout whose `origin` is a bare repository, with one commit pushed.
-fn tap() -> TestRepo {
+pub(crate) fn tap() -> TestRepo {
     let tap = TestRepo::new();
     tap.write("README.md", "# stigmer/homebrew-tap\n");
     tap.commit_all("start");
