@@ -14,7 +14,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 apt_packages=(
   docker.io docker-registry skopeo
   qemu-user-static binfmt-support
-  debootstrap ruby file hyperfine curl shellcheck strace
+  debootstrap ruby file curl openssl shellcheck strace
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -13,6 +13,29 @@ pub(crate) struct Engine {
     program: &'static str,
 }
 
+/// Why `docker info` gave no server version.
+enum InfoFailure {
+    /// The CLI could not be started.
+    NotRun(String),
+    /// The CLI ran and said why (its last line of stderr), three times.
+    Answered(String),
+}
+
+impl std::fmt::Display for InfoFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InfoFailure::NotRun(spawn) => write!(f, "could not be run: {spawn}"),
+            InfoFailure::Answered(stderr) => f.write_str(stderr),
+        }
+    }
+}
+
+/// Whether `program` is an executable file in a `PATH` directory (what the shell would run).
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
 /// The parts of `docker image inspect` that xtask reports on.
 pub(crate) struct ImageFacts {
     pub(crate) id: String,
@@ -22,26 +45,46 @@ pub(crate) struct ImageFacts {
 }
 
 impl Engine {
-    /// The first engine CLI whose daemon answers; otherwise an error that says how to
-    /// start or install one.
+    /// The first engine CLI whose daemon answers; otherwise an error that says what each
+    /// CLI reported and how to start or install an engine.
     pub(crate) fn connect(sh: &Shell) -> anyhow::Result<Engine> {
-        let mut present = Vec::new();
+        let mut failures = Vec::new();
         for program in ["docker", "podman"] {
-            if !test_support::on_path(program) {
+            if !on_path(program) {
                 continue;
             }
-            present.push(program);
             let engine = Engine { program };
-            if engine.answers(sh) {
-                return Ok(engine);
+            match engine.info(sh) {
+                Ok(()) => return Ok(engine),
+                Err(failure) => failures.push((program, failure)),
             }
         }
-        let found = match present.as_slice() {
+        if !failures.is_empty()
+            && failures.iter().all(|(_, failure)| matches!(failure, InfoFailure::NotRun(_)))
+        {
+            let why: Vec<String> =
+                failures.iter().map(|(program, failure)| format!("`{program} info`: {failure}")).collect();
+            bail!(
+                "❌ The container engine's CLI could not be run, so whether an engine answers is \
+                 unknown.\n{}\n\nFix that, then run this command again.",
+                why.join("\n")
+            );
+        }
+        let headline = if failures.is_empty() {
+            "❌ No container engine is installed. Building the agent-runner image needs one."
+        } else {
+            "❌ Docker is not running. Building the agent-runner image needs a container engine."
+        };
+        let found = match failures.as_slice() {
             [] => "Neither `docker` nor `podman` is installed.".to_owned(),
-            programs => format!("`{}` is installed, but no engine answers.", programs.join("`, `")),
+            failures => failures
+                .iter()
+                .map(|(program, failure)| format!("`{program} info`: {failure}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
         };
         bail!(
-            "❌ Docker is not running. Building the agent-runner image needs a container engine.\n\
+            "{headline}\n\
              {found}\n\n\
              Please start Docker Desktop or install Docker:\n  \
              - macOS:   brew install --cask docker, then open Docker Desktop\n  \
@@ -53,9 +96,39 @@ impl Engine {
         )
     }
 
-    fn answers(&self, sh: &Shell) -> bool {
+    /// `docker info`, asked up to three times over about two seconds: an engine that is
+    /// starting or busy answers late, and one slow answer must not read as "not running".
+    /// A CLI that cannot be started at all (seen: a working directory that no longer
+    /// exists) is reported as that, at once.
+    fn info(&self, sh: &Shell) -> Result<(), InfoFailure> {
         let program = self.program;
-        cmd!(sh, "{program} info").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+        let format = "{{.ServerVersion}}";
+        let mut last = String::new();
+        for attempt in 0..3 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(800));
+            }
+            let output = cmd!(sh, "{program} info --format {format}")
+                .quiet()
+                .ignore_status()
+                .output()
+                .map_err(|spawn| InfoFailure::NotRun(format!("{spawn:#}")))?;
+            if output.status.success() {
+                return Ok(());
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            last = stderr
+                .lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            if last.is_empty() {
+                last = format!("exited with {}", output.status);
+            }
+        }
+        Err(InfoFailure::Answered(last))
     }
 
     pub(crate) fn program(&self) -> &'static str {
@@ -64,12 +137,8 @@ impl Engine {
 
     /// Builds through the engine, its output streaming to the terminal; returns the
     /// image id. A Dockerfile with a `prepared` stage gets its platform's files
-    /// prepared on this machine (`prepare.rs`), so no step runs target-platform code.
-    pub(crate) fn build(&self, sh: &Shell, request: &BuildRequest<'_>) -> anyhow::Result<String> {
-        self.build_with(sh, request, DependencyPath::BuildPlatform)
-    }
-
-    /// `build`, choosing where the Dockerfile's `prepare` stage runs.
+    /// prepared on this machine (`prepare.rs`) by `DependencyPath::BuildPlatform`, so no
+    /// step runs target-platform code; `Emulated` is `--allow-emulation`.
     pub(crate) fn build_with(
         &self,
         sh: &Shell,

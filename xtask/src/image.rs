@@ -1,14 +1,9 @@
 //! `cargo xtask image`: builds the agent-runner image. `--local` builds one platform
 //! into the local engine and tags it `stigmer-agent-runner:local` and `:vX.Y.Z`, the
 //! names the `stigmer` CLI looks for first (`build_local`, which `release --snapshot`
-//! calls too); `--push` and `--merge` hand a `PublishPlan` to `publish.rs`. `build_platform_timed` is the cold build the bench compares across
-//! platforms and dependency paths.
+//! calls too); `--push` and `--merge` hand a `PublishPlan` to `publish.rs`.
 
-use std::{
-    io::Read,
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+use std::{io::Read, path::PathBuf, time::Instant};
 
 use anyhow::{bail, Context};
 use xshell::Shell;
@@ -234,37 +229,6 @@ impl flags::Image {
             DependencyPath::BuildPlatform
         }
     }
-}
-
-/// A cold build (`--no-cache`) of the agent-runner in `context` for `platform` into the
-/// engine, tagged `tag`, with its dependencies prepared by `path`; returns the wall time
-/// of the whole build, preparation included. The bench divides the arm64 time by the
-/// amd64 time for each path: the build-platform path should cost about the same for
-/// both, the emulated one several times more for arm64.
-pub(crate) fn build_platform_timed(
-    sh: &Shell,
-    context: &Path,
-    base_image: &str,
-    platform: Platform,
-    path: DependencyPath,
-    tag: &str,
-) -> anyhow::Result<Duration> {
-    let engine = Engine::connect(sh)?;
-    let build_args = [("BASE_IMAGE", base_image.to_owned()), ("VERSION", "bench".to_owned())];
-    let tags = [tag.to_owned()];
-    let request =
-        BuildRequest { context, platform, tags: &tags, build_args: &build_args, pull: false, no_cache: true };
-    let started = Instant::now();
-    let id = engine.build_with(sh, &request, path)?;
-    let elapsed = started.elapsed();
-    let built = engine.inspect(sh, &id)?.context("the image just built is not in the engine")?;
-    if built.architecture != platform.arch() {
-        bail!(
-            "the {platform} build of {tag} says {} in its config: pass a base image of that platform",
-            built.architecture
-        );
-    }
-    Ok(elapsed)
 }
 
 /// The Dockerfile's build arguments: base, version and provenance labels. CREATED is

@@ -181,4 +181,54 @@ mod tests {
         let order: Vec<String> = descriptors.iter().map(platform_of).collect();
         assert_eq!(order, ["linux/amd64", "linux/arm64", "unknown/unknown"]);
     }
+
+    /// The index we publish, byte for byte: its digest is what the CLI pins and a rerun
+    /// must reproduce, so any change to its spelling shows here first.
+    #[test]
+    fn the_assembled_index_bytes() {
+        let repository: oci::Repository = "ghcr.io/stigmer/agent-runner".parse().unwrap();
+        let version = semver::Version::new(1, 2, 3);
+        let release = crate::plan::compute(
+            &version,
+            crate::plan::Kind::Release,
+            false,
+            &repository,
+            &crate::plan::World::default(),
+        );
+        let plan = PublishPlan {
+            release,
+            repository,
+            platforms: crate::platform::Platform::ALL.to_vec(),
+            builder: crate::publish_plan::Builder::Engine,
+            builder_reason: String::new(),
+            base_image: "python:3.11-slim".into(),
+            build_args: vec![
+                ("REVISION", "0123456789abcdef0123456789abcdef01234567".to_owned()),
+                ("CREATED", "2026-12-02T00:00:00Z".to_owned()),
+            ],
+            context: "agent-runner".into(),
+            credentials_source: "anonymous".into(),
+            explicit_auth: None,
+            sbom_generator: None,
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
+        };
+        let config = |arch: &str| json!({ "architecture": arch, "os": "linux" });
+        let attestation: Value = serde_json::from_str(
+            r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json",
+                "digest":"sha256:b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c","size":840,
+                "annotations":{"vnd.docker.reference.digest":"sha256:7d865e959b2466918c9863afca942d0fb89d7c9ac0c99bafc3749504ded97730",
+                               "vnd.docker.reference.type":"attestation-manifest"},
+                "platform":{"architecture":"unknown","os":"unknown"}}"#,
+        )
+        .unwrap();
+        let descriptors = vec![
+            attestation,
+            manifest_descriptor(b"arm64 manifest", oci::OCI_MANIFEST, &config("arm64")),
+            manifest_descriptor(b"amd64 manifest", oci::DOCKER_MANIFEST, &config("amd64")),
+        ];
+        let bytes = assemble(&plan, descriptors).unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        insta::assert_snapshot!(format!("{}\n{text}", oci::sha256_digest(&bytes)));
+    }
 }

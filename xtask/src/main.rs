@@ -2,6 +2,7 @@
 //! maintainer and by GitHub Actions. `main` only parses flags and dispatches; each
 //! subcommand owns a module.
 
+#[cfg(feature = "test-env")]
 mod bench;
 mod buildx;
 mod changelog;
@@ -28,6 +29,7 @@ mod publish_plan;
 mod release;
 mod release_notes;
 mod snapshot;
+#[cfg(feature = "test-env")]
 mod test;
 mod verify;
 mod version;
@@ -67,7 +69,15 @@ fn run() -> anyhow::Result<()> {
         flags::Command::ReleaseNotes(cmd) => cmd.run(&sh),
         flags::Command::Homebrew(cmd) => cmd.run(&sh),
         flags::Command::GithubRelease(cmd) => cmd.run(&sh),
+        #[cfg(feature = "test-env")]
         flags::Command::Bench(cmd) => cmd.run(&sh),
+        #[cfg(feature = "test-env")]
         flags::Command::Test(cmd) => cmd.run(&sh),
+        #[cfg(not(feature = "test-env"))]
+        flags::Command::Bench(_) | flags::Command::Test(_) => anyhow::bail!(
+            "this xtask was built without the test environment (`cargo build -p xtask`, as \
+             release.yml builds it); run `cargo xtask test` or `cargo xtask bench`, which \
+             build it with `--features test-env`"
+        ),
     }
 }

@@ -228,6 +228,9 @@ impl Registry {
             read_timeout: Some(Duration::from_secs(120)),
             ..ClientConfig::default()
         };
+        // reqwest is built without a crypto provider (Cargo.toml: one TLS stack, no
+        // aws-lc); the first connect installs ring's. Err only means one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = Client::new(config);
         // Stored once; oci-client then authenticates each request (basic or token)
         // lazily, per operation.
@@ -445,6 +448,8 @@ fn is_not_found(err: &OciDistributionError) -> bool {
 fn is_transient(err: &OciDistributionError) -> bool {
     match err {
         OciDistributionError::ServerError { code, .. } => *code >= 500 || *code == 429,
+        // An untrusted certificate stays untrusted: asking again only delays the answer.
+        OciDistributionError::RequestError(err) if is_certificate_error(err) => false,
         OciDistributionError::RequestError(err) => {
             err.is_connect() || err.is_timeout() || err.is_request() || err.is_body()
         }
@@ -465,11 +470,38 @@ fn describe(err: OciDistributionError, repository: &Repository, credentials_sour
              with `docker login {}`, set GITHUB_TOKEN for ghcr.io, or pass --username with --password-stdin",
             repository.registry
         ),
+        OciDistributionError::RequestError(err) if is_certificate_error(&err) => anyhow::anyhow!(
+            "{} presented a TLS certificate this machine does not trust: {} (a private CA's \
+             certificate goes into the system's roots, or SSL_CERT_FILE names a file of them)",
+            repository.registry,
+            root_cause(&err)
+        ),
         OciDistributionError::RequestError(err) if err.is_connect() => {
             anyhow::anyhow!("cannot connect to {}: {}", repository.registry, root_cause(&err))
         }
         other => anyhow::Error::new(other),
     }
+}
+
+/// Whether rustls refused the registry's certificate, somewhere in the error's chain.
+/// hyper wraps it in `io::Error`s (nested), whose `source` skips what they wrap: so
+/// each link is also opened with `get_ref`.
+fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        let mut inner: &(dyn std::error::Error + 'static) = err;
+        loop {
+            if let Some(rustls::Error::InvalidCertificate(_)) = inner.downcast_ref::<rustls::Error>() {
+                return true;
+            }
+            match inner.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+                Some(wrapped) => inner = wrapped,
+                None => break,
+            }
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {

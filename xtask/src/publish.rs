@@ -36,11 +36,6 @@ use crate::{
 
 /// Runs the plan: builder (or merge), then verification, then aliases; or, by digest,
 /// only the build and the push of one platform.
-pub(crate) async fn publish(sh: &Shell, plan: &PublishPlan, registry: &Registry) -> anyhow::Result<()> {
-    publish_steps(sh, plan, &Steps::default(), registry).await
-}
-
-/// `publish` for any `Steps`.
 pub(crate) async fn publish_steps(
     sh: &Shell,
     plan: &PublishPlan,

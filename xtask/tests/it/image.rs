@@ -367,6 +367,30 @@ fn an_unreachable_engine_says_how_to_start_one() {
         cmd!(sh, "{XTASK} image --local --name never-built").env("DOCKER_HOST", "unix:///nonexistent.sock"),
     );
     assert!(output.contains("Docker is not running"), "{output}");
+    // What `docker info` itself said, not only our advice.
+    assert!(
+        output.contains("`docker info`: Cannot connect to the Docker daemon at unix:///nonexistent.sock"),
+        "{output}"
+    );
     assert!(output.contains("brew install --cask docker"), "{output}");
     assert!(output.contains("apt-get install docker.io"), "{output}");
+}
+
+/// Seen: a tool whose project root was deleted could not start `docker info` at all,
+/// and once said the engine was down while it answered.
+#[test]
+fn an_engine_cli_that_cannot_start_is_not_called_a_stopped_engine() {
+    let sh = shell();
+    let gone = tempfile::tempdir().unwrap().path().join("deleted");
+    let output =
+        run_err(cmd!(sh, "{XTASK} image --local --name never-built").env("XTASK_PROJECT_ROOT", &gone));
+    assert!(output.contains("could not be run"), "{output}");
+    assert!(
+        output.contains(&format!(
+            "`docker info`: could not be run: failed to get current directory `{}`",
+            gone.display()
+        )),
+        "{output}"
+    );
+    assert!(!output.contains("Docker is not running"), "{output}");
 }

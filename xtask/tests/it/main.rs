@@ -1,7 +1,6 @@
 //! Integration tests of `cargo xtask`: they run the real binary against a real engine,
 //! real registries and real git repositories (see `xtask/test-support`).
 
-mod bench;
 mod dist;
 mod help;
 mod image;

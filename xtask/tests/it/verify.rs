@@ -143,3 +143,77 @@ fn attestation_entries_are_reported_but_not_counted_as_platforms() {
     let table = run_ok(verify(&shell(), &registry, &[&attested]));
     assert!(table.contains("1 attestation manifest(s), not counted as platforms"), "{table}");
 }
+
+/// The registry client over TLS, as it talks to ghcr.io: rustls with ring (xtask's one
+/// TLS stack) and the system's roots, which `SSL_CERT_FILE` replaces here. A registry
+/// on this machine's first non-loopback address (a loopback one is spoken to in plain
+/// HTTP), with a certificate for that address: trusted, verify-image gets the
+/// registry's own answer; untrusted, it fails on the certificate.
+#[test]
+fn verify_image_speaks_tls_and_checks_the_certificate() {
+    let sh = shell();
+    let dir = tempfile::tempdir().unwrap();
+    let addresses = cmd!(sh, "hostname -I").read().unwrap();
+    let ip = addresses
+        .split_whitespace()
+        .find(|address| address.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback()))
+        .unwrap_or_else(|| {
+            panic!("this machine has no non-loopback IPv4 address for a TLS registry: {addresses}")
+        })
+        .to_owned();
+    // A CA and a server certificate it signs: webpki refuses a self-signed CA as a server's.
+    let path = |name: &str| dir.path().join(name);
+    let (ca_key, ca, key, request, cert, extensions) = (
+        path("ca.key"),
+        path("ca.pem"),
+        path("key.pem"),
+        path("server.csr"),
+        path("cert.pem"),
+        path("ext.cnf"),
+    );
+    std::fs::write(&extensions, format!("basicConstraints=CA:FALSE\nsubjectAltName=IP:{ip}\n")).unwrap();
+    for openssl in [
+        cmd!(sh, "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=stigmer-test-ca -keyout {ca_key} -out {ca}"),
+        cmd!(sh, "openssl req -newkey rsa:2048 -nodes -subj /CN=stigmer-test-registry -keyout {key} -out {request}"),
+        cmd!(sh, "openssl x509 -req -in {request} -CA {ca} -CAkey {ca_key} -CAcreateserial -days 1 -extfile {extensions} -out {cert}"),
+    ] {
+        openssl.quiet().ignore_stderr().run().expect("openssl makes the certificates: apt-get install openssl");
+    }
+    let port = std::net::TcpListener::bind((ip.as_str(), 0)).unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n\
+             http:\n  addr: {ip}:{port}\n  tls:\n    certificate: {cert}\n    key: {key}\n",
+            storage = dir.path().join("storage").display(),
+            cert = cert.display(),
+            key = key.display(),
+        ),
+    )
+    .unwrap();
+    let mut registry = std::process::Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("docker-registry: run `bash ci/setup.sh`");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::net::TcpStream::connect((ip.as_str(), port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the TLS registry did not listen on {ip}:{port}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let image = format!("{ip}:{port}/agent-runner:v0.0.1");
+    let trusted = run_err(cmd!(sh, "{XTASK} verify-image {image}").env("SSL_CERT_FILE", &ca));
+    let untrusted = run_err(cmd!(sh, "{XTASK} verify-image {image}").env("SSL_CERT_FILE", "/dev/null"));
+    registry.kill().unwrap();
+    registry.wait().unwrap();
+    assert!(trusted.contains(&format!("{ip}:{port}/agent-runner:v0.0.1 does not exist")), "{trusted}");
+    assert!(
+        untrusted.contains(&format!("{ip}:{port} presented a TLS certificate this machine does not trust")),
+        "{untrusted}"
+    );
+    // Not a transient failure: asked once.
+    assert!(!untrusted.contains("retrying"), "{untrusted}");
+}
