@@ -10,7 +10,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use xshell::Shell;
 
-use crate::{files, flags, platform::Target, version};
+use crate::{digest::hex, files, flags, platform::Target, version};
 
 pub(crate) const CHECKSUMS: &str = "checksums.txt";
 pub(crate) const MANIFEST: &str = "manifest.json";
@@ -144,8 +144,4 @@ pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
             _ => bail!("{}: not a `<sha256>  <file>` line: {line:?}", path.display()),
         })
         .collect()
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

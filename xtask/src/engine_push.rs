@@ -11,13 +11,14 @@ use std::{
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::json;
 use xshell::{cmd, Shell};
 
 use crate::{
+    digest::sha256_digest,
+    document::{self, manifest_descriptor, Descriptor, ImageConfiguration},
     engine::Engine,
     human::human_bytes,
-    index::manifest_descriptor,
     oci::{self, Registry},
     platform::Platform,
     prepare::BuildRequest,
@@ -33,7 +34,7 @@ pub(crate) async fn push_platform(
     steps: &Steps,
     registry: &Registry,
     platform: Platform,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Descriptor> {
     eprintln!("==> {platform}: building with {}", engine.program());
     let request = BuildRequest {
         context: &plan.context,
@@ -47,7 +48,7 @@ pub(crate) async fn push_platform(
     };
     let id = engine.build_with(sh, &request, steps.dependency_path)?;
     let image = save_image(sh, engine, &id)?;
-    let architecture = image.config_json["architecture"].as_str().unwrap_or_default();
+    let architecture = image.config_json.architecture().to_string();
     if architecture != platform.arch() {
         bail!("the {platform} build produced an image for {architecture}; the engine reused another platform's base");
     }
@@ -64,34 +65,33 @@ pub(crate) async fn push_platform(
             human_bytes(layer.size)
         );
     }
-    let config_digest = oci::sha256_digest(&image.config);
+    let config_digest = sha256_digest(&image.config);
     registry.push_blob_if_missing(&config_digest, image.config.clone()).await?;
     let manifest = Bytes::from(image_manifest(&config_digest, image.config.len(), &image.layers));
-    let descriptor = manifest_descriptor(&manifest, oci::OCI_MANIFEST, &image.config_json);
-    let manifest_digest = descriptor["digest"].as_str().context("a descriptor has a digest")?;
-    registry.push_manifest(manifest_digest, &manifest, oci::OCI_MANIFEST).await?;
+    let descriptor = manifest_descriptor(&manifest, oci::OCI_MANIFEST, &image.config_json)?;
+    let manifest_digest = descriptor.digest().to_string();
+    registry.push_manifest(&manifest_digest, &manifest, oci::OCI_MANIFEST).await?;
     eprintln!("    manifest {manifest_digest}");
     Ok(descriptor)
 }
 
-/// An OCI image manifest; serde_json orders keys, so equal inputs give equal bytes.
+/// An OCI image manifest, keys sorted (`document::to_bytes`): equal inputs give equal bytes.
 fn image_manifest(config_digest: &str, config_size: usize, layers: &[Layer]) -> Vec<u8> {
-    let layers: Vec<Value> = layers
+    let layers: Vec<_> = layers
         .iter()
         .map(|l| json!({ "mediaType": oci::OCI_LAYER_GZIP, "digest": l.digest, "size": l.size }))
         .collect();
-    serde_json::to_vec(&json!({
+    document::to_bytes(&json!({
         "schemaVersion": 2,
         "mediaType": oci::OCI_MANIFEST,
         "config": { "mediaType": oci::OCI_CONFIG, "digest": config_digest, "size": config_size },
         "layers": layers,
     }))
-    .expect("a JSON value serializes")
 }
 
 struct SavedImage {
     config: Bytes,
-    config_json: Value,
+    config_json: ImageConfiguration,
     layers: Vec<Layer>,
 }
 
@@ -113,24 +113,20 @@ fn save_image(sh: &Shell, engine: &Engine, id: &str) -> anyhow::Result<SavedImag
     tar::Archive::new(BufReader::new(std::fs::File::open(&archive)?))
         .unpack(&unpacked)
         .context("unpacking the saved image")?;
-    let manifest: Value = serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json"))?)?;
-    let entry = &manifest[0];
-    let config = Bytes::from(std::fs::read(
-        unpacked.join(entry["Config"].as_str().context("no Config in manifest.json")?),
-    )?);
-    let config_json: Value = serde_json::from_slice(&config)?;
-    let diff_ids: Vec<&str> = config_json["rootfs"]["diff_ids"]
-        .as_array()
-        .context("the image config has no rootfs.diff_ids")?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    let layer_paths: Vec<&str> = entry["Layers"]
-        .as_array()
-        .context("no Layers in manifest.json")?
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    // `docker save`'s own manifest.json (not an OCI document): one entry per image.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct SavedEntry {
+        config: String,
+        layers: Vec<String>,
+    }
+    let entries: Vec<SavedEntry> = serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json"))?)
+        .context("reading the saved image's manifest.json")?;
+    let entry = entries.first().context("the saved image's manifest.json lists no image")?;
+    let config = Bytes::from(std::fs::read(unpacked.join(&entry.config))?);
+    let config_json = document::config(&config, "the saved image's config")?;
+    let diff_ids = config_json.rootfs().diff_ids();
+    let layer_paths = &entry.layers;
     if diff_ids.len() != layer_paths.len() {
         bail!("the saved image has {} layers but its config lists {}", layer_paths.len(), diff_ids.len());
     }
@@ -143,7 +139,7 @@ fn save_image(sh: &Shell, engine: &Engine, id: &str) -> anyhow::Result<SavedImag
             gzip_reproducibly(&unpacked.join(path), &blob)?;
         }
         let data = std::fs::read(&blob)?;
-        layers.push(Layer { digest: oci::sha256_digest(&data), size: data.len() as u64, path: blob });
+        layers.push(Layer { digest: sha256_digest(&data), size: data.len() as u64, path: blob });
     }
     Ok(SavedImage { config, config_json, layers })
 }

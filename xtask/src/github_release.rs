@@ -7,11 +7,12 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::{
-    checksums, flags,
+    checksums,
+    digest::sha256_digest,
+    flags,
     plan::{self, ReleasePlan},
     release_notes, version,
 };
@@ -132,15 +133,12 @@ fn local_assets(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
     for (name, digest) in &assets {
         let bytes = std::fs::read(dir.join(name))
             .with_context(|| format!("reading {name}, listed in checksums.txt"))?;
-        if format!("sha256:{}", checksums::hex(&Sha256::digest(&bytes))) != *digest {
+        if sha256_digest(&bytes) != *digest {
             bail!("{name} does not match checksums.txt: run `cargo xtask checksums` again");
         }
     }
     let bytes = std::fs::read(&checksums_path)?;
-    assets.push((
-        checksums::CHECKSUMS.to_owned(),
-        format!("sha256:{}", checksums::hex(&Sha256::digest(&bytes))),
-    ));
+    assets.push((checksums::CHECKSUMS.to_owned(), sha256_digest(&bytes)));
     Ok(assets)
 }
 

@@ -5,34 +5,16 @@
 //! Architecture invariant: a published version tag never changes. `push_index`
 //! refuses to put an index under a version tag that names another digest.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::{
-    oci::{self, is_attestation, Registry},
+    digest::sha256_digest,
+    document::{self, is_attestation, manifest_descriptor, platform_of, Descriptor, Document},
+    oci::{self, Registry},
     publish_plan::PublishPlan,
 };
-
-/// An index entry for an image manifest, its platform taken from the image's config:
-/// the one spelling both the engine builder and `merge` use, so they agree byte for byte.
-pub(crate) fn manifest_descriptor(manifest: &[u8], media_type: &str, config: &Value) -> Value {
-    json!({
-        "mediaType": media_type,
-        "digest": oci::sha256_digest(manifest),
-        "size": manifest.len(),
-        "platform": { "architecture": config["architecture"], "os": config["os"] },
-    })
-}
-
-pub(crate) fn platform_of(descriptor: &Value) -> String {
-    let platform = &descriptor["platform"];
-    format!(
-        "{}/{}",
-        platform["os"].as_str().unwrap_or("unknown"),
-        platform["architecture"].as_str().unwrap_or("unknown")
-    )
-}
 
 /// The entries of the platform images pushed by digest: each image manifest becomes a
 /// descriptor exactly as the engine builder writes one; an index (buildx's image plus
@@ -41,7 +23,7 @@ pub(crate) async fn merge_entries(
     plan: &PublishPlan,
     registry: &Registry,
     digests: &[String],
-) -> anyhow::Result<Vec<Value>> {
+) -> anyhow::Result<Vec<Descriptor>> {
     let mut descriptors = Vec::new();
     for digest in digests {
         if !digest.starts_with("sha256:") {
@@ -53,17 +35,22 @@ pub(crate) async fn merge_entries(
         if actual != *digest {
             bail!("{}@{digest} hashes to {actual}", plan.repository);
         }
-        let manifest: Value = serde_json::from_slice(&bytes)?;
-        if let Some(entries) = manifest["manifests"].as_array() {
-            descriptors.extend(entries.iter().cloned());
-            continue;
-        }
-        let config = &manifest["config"];
-        let config_digest = config["digest"].as_str().with_context(|| format!("{digest} has no config"))?;
-        let config =
-            registry.pull_blob_checked(config_digest, config["size"].as_u64().unwrap_or_default()).await?;
-        let media_type = manifest["mediaType"].as_str().unwrap_or(oci::OCI_MANIFEST);
-        descriptors.push(manifest_descriptor(&bytes, media_type, &serde_json::from_slice(&config)?));
+        let what = format!("{}@{digest}", plan.repository);
+        let manifest = match Document::parse(&bytes, &what)? {
+            Document::Index(index) => {
+                descriptors.extend(index.manifests().iter().cloned());
+                continue;
+            }
+            Document::Image(manifest) => manifest,
+        };
+        let config = manifest.config();
+        let config = registry.pull_blob_checked(config.digest().as_ref(), config.size()).await?;
+        let config = document::config(&config, &format!("the config of {what}"))?;
+        let media_type = manifest
+            .media_type()
+            .as_ref()
+            .map_or(oci::OCI_MANIFEST.to_owned(), |media_type| media_type.to_string());
+        descriptors.push(manifest_descriptor(&bytes, &media_type, &config)?);
     }
     let mut platforms: Vec<String> =
         descriptors.iter().filter(|d| !is_attestation(d)).map(platform_of).collect();
@@ -79,17 +66,15 @@ pub(crate) async fn merge_entries(
 /// rerun of the merge job with the digests of the first run (or with the entries a
 /// rerun of `--by-digest` printed) names the index that is published already.
 pub(crate) async fn holds_all(registry: &Registry, index: &[u8], digests: &[String]) -> anyhow::Result<bool> {
-    let index: Value = serde_json::from_slice(index)?;
-    let entries: Vec<&str> =
-        index["manifests"].as_array().into_iter().flatten().filter_map(|d| d["digest"].as_str()).collect();
+    let index = document::index(index, "the published index")?;
+    let entries: Vec<String> = index.manifests().iter().map(|d| d.digest().to_string()).collect();
     for digest in digests {
-        if entries.contains(&digest.as_str()) {
+        if entries.contains(digest) {
             continue;
         }
         let Some((bytes, _)) = registry.manifest(digest).await? else { return Ok(false) };
-        let given: Value = serde_json::from_slice(&bytes)?;
-        let Some(inner) = given["manifests"].as_array() else { return Ok(false) };
-        if !inner.iter().all(|d| d["digest"].as_str().is_some_and(|inner| entries.contains(&inner))) {
+        let Document::Index(given) = Document::parse(&bytes, digest)? else { return Ok(false) };
+        if !given.manifests().iter().all(|d| entries.contains(&d.digest().to_string())) {
             return Ok(false);
         }
     }
@@ -98,14 +83,16 @@ pub(crate) async fn holds_all(registry: &Registry, index: &[u8], digests: &[Stri
 
 /// The index bytes for `descriptors`: images in platform order, then attestations,
 /// whatever the order they were built or given in.
-pub(crate) fn assemble(plan: &PublishPlan, mut descriptors: Vec<Value>) -> anyhow::Result<Bytes> {
+pub(crate) fn assemble(plan: &PublishPlan, mut descriptors: Vec<Descriptor>) -> anyhow::Result<Bytes> {
     descriptors.sort_by_key(|descriptor| (is_attestation(descriptor), platform_of(descriptor)));
-    Ok(Bytes::from(serde_json::to_vec(&json!({
+    // A Value, not oci-spec's `ImageIndex`: its annotations are ours, and serde_json
+    // sorts the keys of both, so the bytes stay what they were.
+    Ok(Bytes::from(document::to_bytes(&json!({
         "schemaVersion": 2,
         "mediaType": oci::OCI_INDEX,
         "manifests": descriptors,
         "annotations": annotations(plan),
-    }))?))
+    }))))
 }
 
 /// Pushes `index` under the version tag, unless that tag names another digest: a
@@ -115,7 +102,7 @@ pub(crate) async fn push_index(
     registry: &Registry,
     index: &Bytes,
 ) -> anyhow::Result<String> {
-    let index_digest = oci::sha256_digest(index);
+    let index_digest = sha256_digest(index);
     let tag = plan.version_tag();
     match registry.manifest(&tag).await? {
         Some((_, published)) if published == index_digest => {
@@ -145,47 +132,57 @@ pub(crate) fn write_once_refusal(plan: &PublishPlan, published: &str, new: &str)
     )
 }
 
+/// Our index annotations. OCI annotation values are strings: a build argument the plan
+/// lacks (the bench builds without provenance) is left out, never written as null.
 fn annotations(plan: &PublishPlan) -> Value {
     let arg = |name: &str| plan.build_args.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
-    json!({
+    let mut annotations = json!({
         "org.opencontainers.image.title": "stigmer-agent-runner",
         "org.opencontainers.image.version": plan.release.version.to_string(),
-        "org.opencontainers.image.revision": arg("REVISION"),
-        "org.opencontainers.image.created": arg("CREATED"),
         "org.opencontainers.image.source": "https://github.com/stigmer/stigmer",
-    })
+    });
+    for (key, arg_name) in
+        [("org.opencontainers.image.revision", "REVISION"), ("org.opencontainers.image.created", "CREATED")]
+    {
+        if let Some(value) = arg(arg_name) {
+            annotations[key] = Value::String(value);
+        }
+    }
+    annotations
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn config(arch: &str) -> document::ImageConfiguration {
+        let text =
+            format!(r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#);
+        document::config(text.as_bytes(), "a test config").unwrap()
+    }
+
+    fn attestation() -> Descriptor {
+        serde_json::from_str(
+            r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json",
+                "digest":"sha256:b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c","size":840,
+                "annotations":{"vnd.docker.reference.digest":"sha256:7d865e959b2466918c9863afca942d0fb89d7c9ac0c99bafc3749504ded97730",
+                               "vnd.docker.reference.type":"attestation-manifest"},
+                "platform":{"architecture":"unknown","os":"unknown"}}"#,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn the_index_lists_platforms_in_order_and_attestations_last() {
-        let attestation = json!({
-            "digest": "sha256:att", "platform": { "architecture": "unknown", "os": "unknown" },
-            "annotations": { "vnd.docker.reference.type": "attestation-manifest" },
-        });
-        let arm64 = manifest_descriptor(
-            b"arm",
-            oci::OCI_MANIFEST,
-            &json!({ "architecture": "arm64", "os": "linux" }),
-        );
-        let amd64 = manifest_descriptor(
-            b"amd",
-            oci::OCI_MANIFEST,
-            &json!({ "architecture": "amd64", "os": "linux" }),
-        );
-        let mut descriptors = [attestation, arm64, amd64];
+        let arm64 = manifest_descriptor(b"arm", oci::OCI_MANIFEST, &config("arm64")).unwrap();
+        let amd64 = manifest_descriptor(b"amd", oci::OCI_MANIFEST, &config("amd64")).unwrap();
+        let mut descriptors = [attestation(), arm64, amd64];
         descriptors.sort_by_key(|descriptor| (is_attestation(descriptor), platform_of(descriptor)));
         let order: Vec<String> = descriptors.iter().map(platform_of).collect();
         assert_eq!(order, ["linux/amd64", "linux/arm64", "unknown/unknown"]);
     }
 
-    /// The index we publish, byte for byte: its digest is what the CLI pins and a rerun
-    /// must reproduce, so any change to its spelling shows here first.
-    #[test]
-    fn the_assembled_index_bytes() {
+    fn plan(build_args: Vec<(&'static str, String)>) -> PublishPlan {
         let repository: oci::Repository = "ghcr.io/stigmer/agent-runner".parse().unwrap();
         let version = semver::Version::new(1, 2, 3);
         let release = crate::plan::compute(
@@ -195,40 +192,49 @@ mod tests {
             &repository,
             &crate::plan::World::default(),
         );
-        let plan = PublishPlan {
+        PublishPlan {
             release,
             repository,
             platforms: crate::platform::Platform::ALL.to_vec(),
             builder: crate::publish_plan::Builder::Engine,
             builder_reason: String::new(),
             base_image: "python:3.11-slim".into(),
-            build_args: vec![
-                ("REVISION", "0123456789abcdef0123456789abcdef01234567".to_owned()),
-                ("CREATED", "2026-12-02T00:00:00Z".to_owned()),
-            ],
+            build_args,
             context: "agent-runner".into(),
             credentials_source: "anonymous".into(),
             explicit_auth: None,
             sbom_generator: None,
             cache_from: Vec::new(),
             cache_to: Vec::new(),
-        };
-        let config = |arch: &str| json!({ "architecture": arch, "os": "linux" });
-        let attestation: Value = serde_json::from_str(
-            r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json",
-                "digest":"sha256:b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c","size":840,
-                "annotations":{"vnd.docker.reference.digest":"sha256:7d865e959b2466918c9863afca942d0fb89d7c9ac0c99bafc3749504ded97730",
-                               "vnd.docker.reference.type":"attestation-manifest"},
-                "platform":{"architecture":"unknown","os":"unknown"}}"#,
-        )
-        .unwrap();
+        }
+    }
+
+    /// OCI annotations are strings: a plan without provenance arguments (the bench's)
+    /// leaves those out rather than writing null, which no client can read.
+    #[test]
+    fn an_index_without_provenance_arguments_is_still_valid() {
+        let descriptor = manifest_descriptor(b"amd64", oci::OCI_MANIFEST, &config("amd64")).unwrap();
+        let bytes = assemble(&plan(Vec::new()), vec![descriptor]).unwrap();
+        let index = document::index(&bytes, "the index").unwrap();
+        let annotations = index.annotations().clone().unwrap();
+        assert!(!annotations.contains_key("org.opencontainers.image.revision"), "{annotations:?}");
+    }
+
+    /// The index we publish, byte for byte: its digest is what the CLI pins and a rerun
+    /// must reproduce, so any change to its spelling shows here first.
+    #[test]
+    fn the_assembled_index_bytes() {
+        let plan = plan(vec![
+            ("REVISION", "0123456789abcdef0123456789abcdef01234567".to_owned()),
+            ("CREATED", "2026-12-02T00:00:00Z".to_owned()),
+        ]);
         let descriptors = vec![
-            attestation,
-            manifest_descriptor(b"arm64 manifest", oci::OCI_MANIFEST, &config("arm64")),
-            manifest_descriptor(b"amd64 manifest", oci::DOCKER_MANIFEST, &config("amd64")),
+            attestation(),
+            manifest_descriptor(b"arm64 manifest", oci::OCI_MANIFEST, &config("arm64")).unwrap(),
+            manifest_descriptor(b"amd64 manifest", oci::DOCKER_MANIFEST, &config("amd64")).unwrap(),
         ];
         let bytes = assemble(&plan, descriptors).unwrap();
         let text = String::from_utf8(bytes.to_vec()).unwrap();
-        insta::assert_snapshot!(format!("{}\n{text}", oci::sha256_digest(&bytes)));
+        insta::assert_snapshot!(format!("{}\n{text}", sha256_digest(&bytes)));
     }
 }

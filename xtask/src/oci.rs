@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use crate::document::{self, is_attestation, Document};
 use anyhow::{bail, Context};
 use oci_client::{
     client::{ClientConfig, ClientProtocol},
@@ -20,7 +21,6 @@ use oci_client::{
     secrets::RegistryAuth,
     Client, Reference,
 };
-use sha2::{Digest, Sha256};
 
 pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub(crate) const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -40,12 +40,6 @@ pub(crate) const VERSION_KEY: &str = "org.opencontainers.image.version";
 const ACCEPTED_MANIFESTS: [&str; 4] = [OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
 
 /// `sha256:<64 hex>` of `bytes`.
-pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
 /// Runs a registry future to completion on xtask's one runtime. xtask is a
 /// sequential program; the runtime is made once and never dropped, so no command
 /// needs one of its own.
@@ -69,13 +63,6 @@ pub(crate) fn connect(
     Ok(block_on(Registry::connect(repository.clone(), auth, source, RetryPolicy::default())))
 }
 
-/// Whether an index entry is an attestation (BuildKit's provenance and SBOM manifests,
-/// marked by annotation, or listed as unknown/unknown) rather than a platform's image.
-pub(crate) fn is_attestation(descriptor: &serde_json::Value) -> bool {
-    descriptor["annotations"]["vnd.docker.reference.type"] == "attestation-manifest"
-        || (descriptor["platform"]["os"] == "unknown" && descriptor["platform"]["architecture"] == "unknown")
-}
-
 /// The version an index (or image manifest) was published as: the index annotation
 /// our builders write, else the first image's config label (buildx writes no index
 /// annotations). `None` when neither says.
@@ -83,23 +70,31 @@ pub(crate) async fn version_of(
     registry: &Registry,
     manifest: &[u8],
 ) -> anyhow::Result<Option<semver::Version>> {
-    let mut document: serde_json::Value = serde_json::from_slice(manifest)?;
-    if let Some(text) = document["annotations"][VERSION_KEY].as_str() {
-        return Ok(semver::Version::parse(text.trim_start_matches('v')).ok());
+    let parse = |text: &str| semver::Version::parse(text.trim_start_matches('v')).ok();
+    let manifest = match Document::parse(manifest, "a published manifest")? {
+        Document::Index(index) => {
+            if let Some(text) = index.annotations().as_ref().and_then(|a| a.get(VERSION_KEY)) {
+                return Ok(parse(text));
+            }
+            let Some(entry) = index.manifests().iter().find(|d| !is_attestation(d)) else { return Ok(None) };
+            let digest = entry.digest().to_string();
+            let Some((bytes, _)) = registry.manifest(&digest).await? else { return Ok(None) };
+            document::manifest(&bytes, &digest)?
+        }
+        Document::Image(manifest) => manifest,
+    };
+    if let Some(text) = manifest.annotations().as_ref().and_then(|a| a.get(VERSION_KEY)) {
+        return Ok(parse(text));
     }
-    if let Some(entry) = document["manifests"].as_array().and_then(|m| m.iter().find(|d| !is_attestation(d)))
-    {
-        let digest = entry["digest"].as_str().unwrap_or_default().to_owned();
-        let Some((bytes, _)) = registry.manifest(&digest).await? else { return Ok(None) };
-        document = serde_json::from_slice(&bytes)?;
-    }
-    let config = &document["config"];
-    let Some(digest) = config["digest"].as_str() else { return Ok(None) };
-    let config = registry.pull_blob_checked(digest, config["size"].as_u64().unwrap_or_default()).await?;
-    let config: serde_json::Value = serde_json::from_slice(&config)?;
-    Ok(config["config"]["Labels"][VERSION_KEY]
-        .as_str()
-        .and_then(|text| semver::Version::parse(text.trim_start_matches('v')).ok()))
+    let descriptor = manifest.config();
+    let config = registry.pull_blob_checked(descriptor.digest().as_ref(), descriptor.size()).await?;
+    let config = document::config(&config, &format!("config {}", descriptor.digest()))?;
+    Ok(config
+        .config()
+        .as_ref()
+        .and_then(|config| config.labels().as_ref())
+        .and_then(|labels| labels.get(VERSION_KEY))
+        .and_then(|text| parse(text)))
 }
 
 /// `registry/name` without tag or digest, e.g. `ghcr.io/stigmer/agent-runner`.
@@ -324,7 +319,7 @@ impl Registry {
         if data.len() as u64 != size {
             bail!("blob {digest} has {} bytes, its descriptor says {size}", data.len());
         }
-        let actual = sha256_digest(&data);
+        let actual = crate::digest::sha256_digest(&data);
         if actual != digest {
             bail!("blob {digest} hashes to {actual}");
         }
@@ -346,7 +341,7 @@ impl Registry {
             })
             .await?;
         Ok(fetched.map(|(bytes, _header_digest)| {
-            let digest = sha256_digest(&bytes);
+            let digest = crate::digest::sha256_digest(&bytes);
             (bytes, digest)
         }))
     }
@@ -540,7 +535,7 @@ mod tests {
     #[test]
     fn digests_are_sha256_of_the_bytes() {
         assert_eq!(
-            sha256_digest(b""),
+            crate::digest::sha256_digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
     }

@@ -192,7 +192,7 @@ fn install_dependencies(sh: &Shell, platform: Platform, lock: &Path, target: &Pa
     let mut key = sha2::Sha256::new();
     key.update(fs::read(lock).with_context(|| format!("reading {}", lock.display()))?);
     key.update(wheels.join("\n"));
-    let key = crate::checksums::hex(&key.finalize()[..16]);
+    let key = crate::digest::hex(&key.finalize()[..16]);
     let cache = crate::project::root().join("target/prepared-dependencies");
     let prepared = cache.join(format!("{platform}-{key}").replace('/', "-"));
     if prepared.is_dir() {

@@ -27,6 +27,8 @@ use xshell::Shell;
 
 use crate::{
     buildx,
+    digest::sha256_digest,
+    document::{self, is_attestation, platform_of, Document},
     engine::Engine,
     engine_push, index,
     oci::{self, Registry},
@@ -55,11 +57,10 @@ pub(crate) async fn publish_steps(
                         let [platform] = plan.platforms[..] else {
                             bail!("--by-digest pushes one platform; give --platform once");
                         };
-                        engine_push::push_platform(sh, &engine, plan, steps, registry, platform).await?
-                            ["digest"]
-                            .as_str()
-                            .context("a descriptor has a digest")?
-                            .to_owned()
+                        engine_push::push_platform(sh, &engine, plan, steps, registry, platform)
+                            .await?
+                            .digest()
+                            .to_string()
                     }
                     Builder::Buildx => buildx::build(sh, plan, &steps.mode)?,
                 };
@@ -122,14 +123,13 @@ async fn reuse_published(plan: &PublishPlan, steps: &Steps, registry: &Registry)
             verify::verify(registry, &tag, &plan.release.platforms()?, &[]).await.with_context(|| {
                 format!("{}:{tag} is published but fails verification; a published version is never replaced: find out why, or cut the next patch", plan.repository)
             })?;
-            let index: serde_json::Value = serde_json::from_slice(&bytes)?;
+            let index = document::index(&bytes, &format!("{}:{tag}", plan.repository))?;
             for platform in &plan.platforms {
-                let entry = index["manifests"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|d| !oci::is_attestation(d) && index::platform_of(d) == platform.to_string())
-                    .and_then(|d| d["digest"].as_str())
+                let entry = index
+                    .manifests()
+                    .iter()
+                    .find(|d| !is_attestation(d) && platform_of(d) == platform.to_string())
+                    .map(|d| d.digest().to_string())
                     .with_context(|| format!("{}:{tag} has no {platform} image", plan.repository))?;
                 eprintln!("==> {platform} of {tag} is {entry}");
                 println!("{entry}");
@@ -138,7 +138,7 @@ async fn reuse_published(plan: &PublishPlan, steps: &Steps, registry: &Registry)
         }
         PublishMode::Merge(digests) if !index::holds_all(registry, &bytes, digests).await? => {
             let entries = index::merge_entries(plan, registry, digests).await?;
-            let merged = oci::sha256_digest(&index::assemble(plan, entries)?);
+            let merged = sha256_digest(&index::assemble(plan, entries)?);
             bail!(index::write_once_refusal(plan, &digest, &merged))
         }
         PublishMode::Merge(_) | PublishMode::Index => Ok(Reuse::Index(digest)),
@@ -174,10 +174,10 @@ async fn move_pointers(
     index_digest: &str,
 ) -> anyhow::Result<Vec<String>> {
     let (index_bytes, _) = registry.manifest(index_digest).await?.context("the verified index vanished")?;
-    let media_type = serde_json::from_slice::<serde_json::Value>(&index_bytes)?["mediaType"]
-        .as_str()
-        .unwrap_or(oci::OCI_INDEX)
-        .to_owned();
+    let media_type = match Document::parse(&index_bytes, index_digest)?.media_type() {
+        declared if declared.is_empty() => oci::OCI_INDEX.to_owned(),
+        declared => declared,
+    };
     let version = &plan.release.version;
     let mut moved = Vec::new();
     for pointer in &plan.release.image.pointers {

@@ -77,9 +77,10 @@ fn pytest(sh: &Shell) -> bool {
 /// of the tool with the test environment, not a Rust test, so that the tests run the
 /// release tool as release.yml builds it.
 fn quick_bench(sh: &Shell) -> bool {
-    let Ok(xtask) = std::env::current_exe() else { return false };
+    // Through cargo, not this process's own binary: the Rust tests just rebuilt
+    // target/debug/xtask without `test-env`, so the file this process runs is gone.
     let out = crate::project::root().join("target/bench/quick");
-    step(cmd!(sh, "{xtask} bench --quick --no-fail --out {out}"))
+    step(cmd!(sh, "cargo xtask bench --quick --no-fail --out {out}"))
 }
 
 fn has_nextest(sh: &Shell) -> bool {

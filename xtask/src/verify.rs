@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use xshell::Shell;
 
 use crate::{
+    document::{self, is_attestation, platform_of, Document, ImageManifest},
     flags,
     human::human_bytes,
     oci::{self, ImageRef, Registry},
@@ -110,13 +111,22 @@ pub(crate) async fn verify(
     let Some((index_bytes, index_digest)) = registry.manifest(target).await? else {
         bail!("{repository}:{target} does not exist");
     };
-    let index: Value = serde_json::from_slice(&index_bytes)?;
-    let media_type = index["mediaType"].as_str().unwrap_or_default().to_owned();
+    let what = format!("{repository}:{target}");
+    let index = match Document::parse(&index_bytes, &what)? {
+        Document::Index(index) => index,
+        image => bail!(
+            "{what} is a {} rather than a multi-platform index (an OCI image index or Docker manifest list)",
+            match image.media_type() {
+                media_type if media_type.is_empty() => "manifest without a media type".to_owned(),
+                media_type => media_type,
+            }
+        ),
+    };
+    let media_type = index.media_type().as_ref().map(ToString::to_string).unwrap_or_default();
     if media_type != oci::OCI_INDEX && media_type != oci::DOCKER_MANIFEST_LIST {
         bail!(
-            "{repository}:{target} is a {} rather than a multi-platform index \
-             (an OCI image index or Docker manifest list)",
-            if media_type.is_empty() { "manifest without a media type" } else { &media_type }
+            "{what} declares {} rather than an OCI image index or Docker manifest list",
+            if media_type.is_empty() { "no media type".to_owned() } else { media_type }
         );
     }
 
@@ -124,30 +134,33 @@ pub(crate) async fn verify(
     let mut platforms = Vec::new();
     let mut attestations = 0;
     let mut seen = Vec::new();
-    for descriptor in index["manifests"].as_array().map(Vec::as_slice).unwrap_or_default() {
-        let digest = descriptor["digest"].as_str().unwrap_or_default();
-        let declared_size = descriptor["size"].as_u64().unwrap_or_default();
-        let os = descriptor["platform"]["os"].as_str().unwrap_or("unknown");
-        let arch = descriptor["platform"]["architecture"].as_str().unwrap_or("unknown");
-        let is_attestation = oci::is_attestation(descriptor);
-        let Some((bytes, actual)) = registry.manifest(digest).await? else {
-            problems.push(format!("manifest {digest} ({os}/{arch}) is listed in the index but missing"));
+    for descriptor in index.manifests() {
+        let digest = descriptor.digest().to_string();
+        let declared_size = descriptor.size();
+        let platform = platform_of(descriptor);
+        let Some((bytes, actual)) = registry.manifest(&digest).await? else {
+            problems.push(format!("manifest {digest} ({platform}) is listed in the index but missing"));
             continue;
         };
         if actual != digest {
-            problems.push(format!("manifest {digest} ({os}/{arch}) hashes to {actual}"));
+            problems.push(format!("manifest {digest} ({platform}) hashes to {actual}"));
         }
         if bytes.len() as u64 != declared_size {
             problems
                 .push(format!("manifest {digest} has {} bytes, the index says {declared_size}", bytes.len()));
         }
-        let manifest: Value = serde_json::from_slice(&bytes)?;
+        let manifest = match document::manifest(&bytes, &format!("manifest {digest} ({platform})")) {
+            Ok(manifest) => manifest,
+            Err(err) => {
+                problems.push(format!("{err:#}"));
+                continue;
+            }
+        };
         let (size, config) = check_blobs(registry, &manifest, &mut problems).await;
-        if is_attestation {
+        if is_attestation(descriptor) {
             attestations += 1;
             continue;
         }
-        let platform = format!("{os}/{arch}");
         if seen.contains(&platform) {
             problems.push(format!("{platform} is listed twice"));
         }
@@ -158,20 +171,21 @@ pub(crate) async fn verify(
 
         let mut created = String::new();
         if let Some(config) = config {
-            let config: Value = serde_json::from_slice(&config)?;
-            let (config_os, config_arch) = (
-                config["os"].as_str().unwrap_or_default(),
-                config["architecture"].as_str().unwrap_or_default(),
-            );
-            if (config_os, config_arch) != (os, arch) {
-                problems.push(format!(
-                    "the manifest listed as {platform} has a config for {config_os}/{config_arch}"
-                ));
+            match document::config(&config, &format!("the config of {platform}")) {
+                Ok(config) => {
+                    let config_platform = format!("{}/{}", config.os(), config.architecture());
+                    if config_platform != platform {
+                        problems.push(format!(
+                            "the manifest listed as {platform} has a config for {config_platform}"
+                        ));
+                    }
+                    created = config.created().clone().unwrap_or_default();
+                }
+                Err(err) => problems.push(format!("{err:#}")),
             }
-            created = config["created"].as_str().unwrap_or_default().to_owned();
         }
-        let layers = manifest["layers"].as_array().map_or(0, Vec::len);
-        platforms.push(PlatformReport { platform, digest: digest.to_owned(), size, layers, created });
+        let layers = manifest.layers().len();
+        platforms.push(PlatformReport { platform, digest, size, layers, created });
     }
     for platform in expected {
         if !seen.contains(&platform.to_string()) {
@@ -210,18 +224,17 @@ pub(crate) async fn tags_elsewhere(
 /// problems are recorded, not returned, so that one run reports all of them.
 async fn check_blobs(
     registry: &Registry,
-    manifest: &Value,
+    manifest: &ImageManifest,
     problems: &mut Vec<String>,
 ) -> (u64, Option<Vec<u8>>) {
-    let mut descriptors = vec![&manifest["config"]];
-    descriptors.extend(manifest["layers"].as_array().map(|layers| layers.iter()).into_iter().flatten());
     let mut total = 0;
     let mut config = None;
-    for (position, descriptor) in descriptors.into_iter().enumerate() {
-        let digest = descriptor["digest"].as_str().unwrap_or_default();
-        let size = descriptor["size"].as_u64().unwrap_or_default();
+    let descriptors = std::iter::once(manifest.config()).chain(manifest.layers());
+    for (position, descriptor) in descriptors.enumerate() {
+        let digest = descriptor.digest().to_string();
+        let size = descriptor.size();
         total += size;
-        match registry.pull_blob_checked(digest, size).await {
+        match registry.pull_blob_checked(&digest, size).await {
             Ok(bytes) if position == 0 => config = Some(bytes),
             Ok(_) => {}
             Err(err) => problems.push(format!("blob {digest}: {err:#}")),

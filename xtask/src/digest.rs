@@ -1,0 +1,13 @@
+//! Digests as registries and checksum files spell them: lowercase hex, and
+//! `sha256:<hex>` for blobs and documents. The one hex encoder in xtask.
+
+use sha2::{Digest, Sha256};
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// `sha256:<hex>` of `bytes`: the digest of a blob or a document.
+pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
