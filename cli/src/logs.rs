@@ -1,6 +1,7 @@
 //! `stigmer server logs`: the container's output, stdout to stdout and stderr to
 //! stderr (no TTY, so the engine keeps them apart), from the last N lines or a time,
-//! optionally following until Ctrl-C, which ends it cleanly.
+//! optionally following until Ctrl-C, which ends it cleanly. The container is the one
+//! `server::find` names (name and labels), never merely one with our name.
 
 use std::io::Write;
 
@@ -8,7 +9,11 @@ use anyhow::{bail, Context};
 use bollard::{container::LogOutput, query_parameters::LogsOptionsBuilder};
 use futures_util::StreamExt;
 
-use crate::{engine::Engine, server::container_name};
+use crate::{
+    engine::Engine,
+    home::Home,
+    server::{container_name, find},
+};
 
 pub(crate) struct LogsRequest {
     pub(crate) follow: bool,
@@ -16,14 +21,12 @@ pub(crate) struct LogsRequest {
     pub(crate) since: Option<String>,
 }
 
-pub(crate) async fn logs(engine: &Engine, request: LogsRequest) -> anyhow::Result<()> {
+pub(crate) async fn logs(engine: &Engine, home: &Home, request: LogsRequest) -> anyhow::Result<()> {
     let name = container_name();
-    if let Err(err) = engine.docker.inspect_container(&name, None).await {
-        if crate::engine::is_not_found(&err) {
-            bail!("there is no agent-runner container ({name}): start it with `stigmer server start`");
-        }
-        return Err(err.into());
-    }
+    let Some(container) = find(engine, home, &name).await? else {
+        bail!("there is no agent-runner container ({name}): start it with `stigmer server start`");
+    };
+    let id = container.id.unwrap_or_default();
     let since = match &request.since {
         Some(text) => parse_since(text, chrono::Utc::now())?,
         None => 0,
@@ -39,7 +42,7 @@ pub(crate) async fn logs(engine: &Engine, request: LogsRequest) -> anyhow::Resul
         .tail(&tail)
         .since(since as i32)
         .build();
-    let mut stream = engine.docker.logs(&name, Some(options));
+    let mut stream = engine.docker.logs(&id, Some(options));
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
     let ctrl_c = tokio::signal::ctrl_c();

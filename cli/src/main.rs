@@ -56,7 +56,7 @@ async fn run(flags: flags::Stigmer) -> anyhow::Result<ExitCode> {
         Server::Logs(logs) => {
             let flags::Component::AgentRunner = logs.component;
             let request = logs::LogsRequest { follow: logs.follow, tail: logs.tail, since: logs.since };
-            logs::logs(&engine, request).await?;
+            logs::logs(&engine, &home, request).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -270,7 +270,11 @@ fn write_id_file(home: &Home, id: &str) -> anyhow::Result<()> {
 /// Our container: the one the id file names if it still exists and is ours, else the
 /// one with our name and labels. A container of that name without our labels is an
 /// error, not ours to touch.
-async fn find(engine: &Engine, home: &Home, name: &str) -> anyhow::Result<Option<ContainerInspectResponse>> {
+pub(crate) async fn find(
+    engine: &Engine,
+    home: &Home,
+    name: &str,
+) -> anyhow::Result<Option<ContainerInspectResponse>> {
     let cached = std::fs::read_to_string(home.id_file()).ok().map(|id| id.trim().to_owned());
     for key in cached.iter().map(String::as_str).chain([name]) {
         match engine.docker.inspect_container(key, None).await {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use serde_json::Value;
-use test_support::{registry::TestRegistry, shell};
+use test_support::{engine::ContainerGuard, registry::TestRegistry, shell};
 use xshell::cmd;
 
 use crate::{run, run_ok, text, Instance};
@@ -70,6 +70,62 @@ fn logs_follow_streams_until_interrupted() {
     let mut stdout = String::new();
     follow.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
     assert!(stdout.contains("GET /version"), "{stdout}");
+}
+
+/// Regression: `logs` looked the container up by name only, so it showed the output of
+/// whatever container had that name, another installation's included.
+#[test]
+fn logs_never_show_a_container_of_that_name_that_is_not_ours() {
+    let base = test_support::base_image::require("amd64");
+    let instance = Instance::without_image();
+    let sh = shell();
+    let name = &instance.name;
+    let _container = ContainerGuard { name: name.clone() };
+    let someone_elses: [(&str, &[&str]); 2] = [
+        ("unlabelled", &[]),
+        // Made by a stigmer, but for another home: another installation's.
+        (
+            "another-home",
+            &["--label", "dev.stigmer.managed-by=stigmer-cli", "--label", "dev.stigmer.home=/elsewhere"],
+        ),
+    ];
+    for (whose, labels) in someone_elses {
+        let line = format!("output of a container that is not ours ({whose})");
+        cmd!(sh, "docker rm --force {name}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .ignore_status()
+            .run()
+            .unwrap();
+        cmd!(sh, "docker run --name {name} {labels...} {base} echo {line}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .unwrap();
+        // Without an id file, and with one naming that container: neither makes it ours.
+        for id_file in [false, true] {
+            if id_file {
+                let format = "{{.Id}}";
+                let id = cmd!(sh, "docker inspect --format {format} {name}").read().unwrap();
+                std::fs::create_dir_all(instance.id_file().parent().unwrap()).unwrap();
+                std::fs::write(instance.id_file(), format!("{id}\n")).unwrap();
+            }
+            let output = run(instance.stigmer(&["server", "logs", "--tail", "all"]));
+            let output_text = text(&output);
+            assert_eq!(output.status.code(), Some(1), "{whose}, id file {id_file}: {output_text}");
+            assert!(
+                !output_text.contains(&line),
+                "{whose}, id file {id_file}: showed its logs: {output_text}"
+            );
+            assert!(
+                output_text
+                    .contains(&format!("a container named {name} exists that this stigmer did not create")),
+                "{whose}, id file {id_file}: {output_text}"
+            );
+        }
+        let _ = std::fs::remove_file(instance.id_file());
+    }
 }
 
 #[test]
