@@ -4,8 +4,9 @@
 //! orphans and never another installation's (or another test's).
 //!
 //! Secrets never go into the container's environment, where `docker inspect` shows
-//! them: each set API key is written to a file under `data/secrets/` and mounted
-//! read-only, and the agent-runner reads `<NAME>_FILE`.
+//! them: each set API key is written to a file under `data/secrets/` (0600, in a 0700
+//! directory) and mounted read-only, and the agent-runner reads `<NAME>_FILE`. The files
+//! go when the containers of this home go (`stop`, and the cleanup before a start).
 
 use std::{
     collections::HashMap,
@@ -102,17 +103,29 @@ pub(crate) async fn start(engine: &Engine, home: &Home, options: StartOptions) -
         eprintln!("removed a stopped {name} container left from an earlier run");
     }
     remove_orphans(engine, home, None, false).await?;
+    // The keys of the containers just removed; the new container gets its own below, and
+    // a start that fails before that (a failed pull) leaves none behind.
+    remove_secrets(home)?;
 
     let image = image::ensure(engine, &name, options.image, options.pinned_digest).await?;
     let body = container_body(home, &image, options.port)?;
     let create = CreateContainerOptionsBuilder::new().name(&name).build();
-    let created = engine.docker.create_container(Some(create), body).await.map_err(|err| match err {
-        bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => anyhow::anyhow!(
-            "a container named {name} exists that this stigmer did not create: remove it \
-             (`docker rm -f {name}`), or set STIGMER_AGENT_RUNNER_NAME to run beside it"
-        ),
-        other => anyhow::Error::new(other).context("creating the agent-runner container"),
-    })?;
+    let created = match engine.docker.create_container(Some(create), body).await {
+        Ok(created) => created,
+        Err(err) => {
+            // No container mounts the keys just written.
+            remove_secrets(home)?;
+            return Err(match err {
+                bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => {
+                    anyhow::anyhow!(
+                        "a container named {name} exists that this stigmer did not create: remove it \
+                         (`docker rm -f {name}`), or set STIGMER_AGENT_RUNNER_NAME to run beside it"
+                    )
+                }
+                other => anyhow::Error::new(other).context("creating the agent-runner container"),
+            });
+        }
+    };
     write_id_file(home, &created.id)?;
     engine.docker.start_container(&created.id, None).await.map_err(|err| {
         let message = crate::engine::root_cause(&err);
@@ -202,26 +215,47 @@ fn container_body(home: &Home, image: &str, port: u16) -> anyhow::Result<Contain
     })
 }
 
-/// Writes each set API key to its own file (0400, in a 0700 directory) and returns
+/// Writes each set API key to its own file (0600, in a 0700 directory) and returns
 /// the names written. Old files go first, so an unset key is not passed on.
 fn write_secrets(home: &Home) -> anyhow::Result<Vec<&'static str>> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    remove_secrets(home)?;
     let dir = home.secrets_dir();
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
     let mut written = Vec::new();
     for name in SECRETS {
         let Ok(value) = std::env::var(name) else { continue };
         if written.is_empty() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            // The umask can only take bits away, but say exactly what we mean.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         }
         let path = dir.join(name);
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         file.write_all(value.as_bytes())?;
         written.push(name);
     }
     Ok(written)
+}
+
+/// The API-key files live only as long as a container that mounts them: a key left on
+/// disk after `stop` is a key nobody meant to keep.
+fn remove_secrets(home: &Home) -> anyhow::Result<()> {
+    let dir = home.secrets_dir();
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("removing {}", dir.display())),
+    }
 }
 
 /// Who the container runs as, and making its directories writable for that user. On
@@ -448,6 +482,9 @@ pub(crate) async fn stop(engine: &Engine, home: &Home, timeout: Duration) -> any
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).context("removing the container id file"),
     }
+    // Every container of this home is gone, so are the keys they mounted (also those an
+    // older stigmer, which kept them, left behind).
+    remove_secrets(home)?;
     if !did_something {
         eprintln!("agent-runner is not running");
     }

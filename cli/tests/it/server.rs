@@ -284,6 +284,39 @@ fn api_keys_reach_the_service_as_files_and_never_appear_in_inspect() {
     assert!(!text(&logs).contains(canary), "the key was logged");
 }
 
+/// Regression: the key files stayed in `data/secrets/` after `stop`.
+#[test]
+fn api_key_files_are_private_and_go_with_the_container() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let instance = Instance::new();
+    let secrets = instance.home.path().join("data/secrets");
+    run_ok(
+        instance
+            .stigmer(&["server", "start"])
+            .env("STIGMER_LLM_PROVIDER", "openai")
+            .env("OPENAI_API_KEY", "sk-openai-canary")
+            .env("ANTHROPIC_API_KEY", "sk-anthropic-canary"),
+    );
+    assert_eq!(mode(&secrets), 0o700, "{}", secrets.display());
+    for (name, key) in [("OPENAI_API_KEY", "sk-openai-canary"), ("ANTHROPIC_API_KEY", "sk-anthropic-canary")]
+    {
+        let file = secrets.join(name);
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), key);
+    }
+    assert!(!secrets.join("GEMINI_API_KEY").exists(), "an unset key got a file");
+
+    run_ok(instance.stigmer(&["server", "stop"]));
+    assert!(!secrets.exists(), "the key files outlived the container");
+
+    // What an older stigmer left behind goes at the next stop too, container or not.
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("OPENAI_API_KEY"), "sk-left-behind").unwrap();
+    assert!(run_ok(instance.stigmer(&["server", "stop"])).contains("agent-runner is not running"));
+    assert!(!secrets.exists(), "stop left an older run's key files");
+}
+
 #[test]
 fn a_local_image_of_another_version_is_reported() {
     let sh = shell();
