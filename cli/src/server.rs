@@ -279,14 +279,23 @@ fn container_user(dirs: &[&std::path::Path]) -> anyhow::Result<Option<String>> {
     Ok((uid != IMAGE_UID).then(|| format!("{uid}:{gid}")))
 }
 
-fn chown_tree(path: &std::path::Path, uid: u32) -> anyhow::Result<()> {
-    std::os::unix::fs::chown(path, Some(uid), Some(uid))
-        .with_context(|| format!("chown {}", path.display()))?;
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            let entry = entry?;
-            if !entry.file_type()?.is_symlink() && entry.file_type()?.is_file() {
-                std::os::unix::fs::chown(entry.path(), Some(uid), Some(uid))?;
+/// Hands `root` and everything below it to `uid`, at any depth: a workspace from an
+/// older run (or an older stigmer, which went one level deep) can hold root-owned
+/// directories the container could not write in. `root` itself is followed, as the bind
+/// mount follows it; links below it are re-owned themselves and never followed, since
+/// one in the workspace may point anywhere on the host.
+fn chown_tree(root: &std::path::Path, uid: u32) -> anyhow::Result<()> {
+    std::os::unix::fs::chown(root, Some(uid), Some(uid))
+        .with_context(|| format!("chown {}", root.display()))?;
+    let mut dirs = vec![root.to_path_buf()];
+    // A stack, not recursion: the depth of a user's tree is not ours to bound.
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            std::os::unix::fs::lchown(&path, Some(uid), Some(uid))
+                .with_context(|| format!("chown {}", path.display()))?;
+            if std::fs::symlink_metadata(&path)?.is_dir() {
+                dirs.push(path);
             }
         }
     }

@@ -317,6 +317,50 @@ fn api_key_files_are_private_and_go_with_the_container() {
     assert!(!secrets.exists(), "stop left an older run's key files");
 }
 
+/// Regression: the ownership fix went one level deep, so directories an older run left
+/// deeper in the workspace stayed root's and the agent-runner could not write there.
+#[test]
+fn the_workspace_is_handed_to_the_container_user_at_every_depth() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let instance = Instance::new();
+    let workspace = instance.home.path().join("workspace");
+    let nested = workspace.join("older-run/a/b");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(nested.join("notes.txt"), "from an older run").unwrap();
+    for dir in [workspace.join("older-run"), workspace.join("older-run/a"), nested.clone()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // A link in the workspace to a file outside it: its target is not the workspace's.
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::os::unix::fs::symlink(outside.path(), workspace.join("older-run/a/outside")).unwrap();
+    let me = std::fs::metadata("/proc/self").unwrap().uid();
+
+    run_ok(instance.stigmer(&["server", "start"]));
+    // Root hands the workspace to the image's UID 1000; anyone else runs the container
+    // as themselves, so it stays theirs.
+    let owner = if me == 0 { 1000 } else { me };
+    for path in [
+        &workspace,
+        &workspace.join("older-run"),
+        &workspace.join("older-run/a"),
+        &nested,
+        &nested.join("notes.txt"),
+    ] {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (owner, owner), "{}", path.display());
+    }
+    assert_eq!(
+        std::fs::metadata(outside.path()).unwrap().uid(),
+        me,
+        "the link was followed out of the workspace"
+    );
+    // The container can write at the bottom of that tree.
+    let sh = shell();
+    let name = &instance.name;
+    cmd!(sh, "docker exec {name} sh -c 'echo written > /workspace/older-run/a/b/new.txt'").run().unwrap();
+    assert_eq!(std::fs::read_to_string(nested.join("new.txt")).unwrap(), "written\n");
+}
+
 #[test]
 fn a_local_image_of_another_version_is_reported() {
     let sh = shell();
