@@ -472,7 +472,10 @@ pub(crate) async fn stop(engine: &Engine, home: &Home, timeout: Duration) -> any
     let mut did_something = false;
     if let Some(container) = &current {
         let id = container.id.clone().unwrap_or_default();
-        let stop = StopContainerOptionsBuilder::new().t(timeout.as_secs() as i32).build();
+        // bollard takes i32 seconds; `as i32` would turn a huge --timeout into -1, which
+        // the engine reads as "no timeout". 68 years is as good as forever.
+        let seconds = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let stop = StopContainerOptionsBuilder::new().t(seconds).build();
         match engine.docker.stop_container(&id, Some(stop)).await {
             Ok(()) => {}
             Err(err) if is_not_found(&err) => {}

@@ -37,6 +37,11 @@ fn start_status_logs_stop_leave_nothing_behind() {
     assert!(stdout.contains("\"msg\": \"starting agent-runner\""), "{}", text(&logs));
     let tail = run_ok(instance.stigmer(&["server", "logs", "--tail", "1"]));
     assert_eq!(tail.lines().count(), 1, "{tail}");
+    let recent = run_ok(instance.stigmer(&["server", "logs", "--since", "1h"]));
+    assert!(recent.contains("\"msg\": \"starting agent-runner\""), "{recent}");
+    let after_2038 = run(instance.stigmer(&["server", "logs", "--since", "2100-01-01T00:00:00Z"]));
+    assert_eq!(after_2038.status.code(), Some(1), "{}", text(&after_2038));
+    assert!(text(&after_2038).contains("is after 2038-01-19T03:14:07Z"), "{}", text(&after_2038));
 
     run_ok(instance.stigmer(&["server", "stop"]));
     assert_eq!(instance.containers(), vec![]);
