@@ -182,6 +182,10 @@ fn a_failed_pull_names_the_reference_and_how_to_build_locally() {
     );
     assert!(output.contains("cargo xtask image --local"), "{output}");
     assert_eq!(instance.containers(), vec![]);
+    // One version everywhere: what --version says the CLI runs is what it pulled.
+    let version = run_ok(instance.stigmer(&["--version"]));
+    let shown = version.lines().find_map(|line| line.strip_prefix("agent-runner:")).unwrap().trim();
+    assert_eq!(shown, format!("ghcr.io/stigmer/agent-runner:v{}", env!("CARGO_PKG_VERSION")), "{version}");
 }
 
 #[test]
