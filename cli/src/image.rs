@@ -81,43 +81,24 @@ pub(crate) async fn labels(
     }
 }
 
-/// Pulls one reference (never a whole repository), showing progress per layer summed
-/// into one bar.
+/// Pulls one reference (never a whole repository), showing progress per layer
+/// (`progress`).
 async fn pull(engine: &Engine, reference: &str) -> anyhow::Result<()> {
     let (repository, tag) = split_reference(reference);
     let options = CreateImageOptionsBuilder::new().from_image(repository).tag(tag).build();
     let mut stream = engine.docker.create_image(Some(options), None, docker_login(registry_of(repository)));
-    let bar = indicatif::ProgressBar::new(0).with_message(format!("pulling {reference}"));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    let mut layers: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut progress = crate::progress::PullProgress::for_stderr();
     let mut failure = None;
     while let Some(item) = stream.next().await {
         match item {
-            Ok(info) => {
-                if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                    failure = Some(detail);
-                    continue;
-                }
-                if let (Some(id), Some(progress)) = (info.id, info.progress_detail) {
-                    let entry = layers.entry(id).or_default();
-                    if let Some(total) = progress.total.filter(|t| *t > 0) {
-                        entry.1 = total as u64;
-                    }
-                    if let Some(current) = progress.current {
-                        entry.0 = current as u64;
-                    }
-                    bar.set_length(layers.values().map(|l| l.1).sum());
-                    bar.set_position(layers.values().map(|l| l.0.min(l.1)).sum());
-                }
-            }
+            Ok(info) => match info.error_detail.as_ref().and_then(|d| d.message.clone()) {
+                Some(message) => failure = Some(message),
+                None => progress.show(&info),
+            },
             Err(err) => failure = Some(root_cause(&err)),
         }
     }
-    bar.finish_and_clear();
+    progress.finish();
     // bollard 0.21 can end a good pull with a spurious stream error: the engine's own
     // word (does it have the image now?) decides.
     if exists(engine, reference).await? {
