@@ -1,6 +1,7 @@
 //! Integration tests of `stigmer`: the real binary against the real engine, the real
 //! agent-runner image built from the test base, and a real registry for pulls.
 
+mod engine;
 mod progress;
 mod server;
 

@@ -199,7 +199,7 @@ fn an_unreachable_engine_says_so_exits_3_and_writes_nothing() {
     assert_eq!(output.status.code(), Some(3), "{}", text(&output));
     let output = text(&output);
     assert!(output.contains("❌ Docker is not running. Agent-runner requires Docker."), "{output}");
-    assert!(output.contains("unix:///nonexistent.sock: no such socket"), "{output}");
+    assert!(output.contains("unix:///nonexistent.sock (DOCKER_HOST): no such socket"), "{output}");
     assert!(output.contains("brew install --cask docker"), "{output}");
     assert!(!home.exists(), "state was written without an engine");
 }
