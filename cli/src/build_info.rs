@@ -19,14 +19,31 @@ pub(crate) const IMAGE_DIGEST: Option<&str> = option_env!("STIGMER_IMAGE_DIGEST"
 /// Where released agent-runner images live (`STIGMER_REGISTRY` overrides it at run time).
 pub(crate) const DEFAULT_REGISTRY: &str = "ghcr.io/stigmer";
 
+/// The published agent-runner image a build of `version` runs from `repository`: the
+/// pinned digest when the build has one (a moved tag cannot change what runs), else the
+/// tag of the stamped version, the one `--version` prints. A snapshot so asks for its
+/// own tag (`v0.2.1-snapshot-abc1234`), never for the release it was built after.
+pub(crate) fn published_image(repository: &str, version: &str, digest: Option<&str>) -> String {
+    match digest {
+        Some(digest) => format!("{repository}@{digest}"),
+        None => format!("{repository}:v{version}"),
+    }
+}
+
+/// Whether `version` is a snapshot's (`X.Y.Z-snapshot-<sha>`, what `cargo xtask release
+/// --snapshot` stamps): its image is built locally and never published.
+pub(crate) fn is_snapshot(version: &str) -> bool {
+    version.split_once('-').is_some_and(|(_, pre)| pre.starts_with("snapshot-"))
+}
+
 /// `stigmer --version`: the version, revision, build date and the image this CLI runs.
 pub(crate) fn long_version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| {
-        let repository = format!("{DEFAULT_REGISTRY}/agent-runner");
+        let image = published_image(&format!("{DEFAULT_REGISTRY}/agent-runner"), VERSION, IMAGE_DIGEST);
         let image = match IMAGE_DIGEST {
-            Some(digest) => format!("{repository}@{digest} (v{VERSION}, pinned)"),
-            None => format!("{repository}:v{VERSION}"),
+            Some(_) => format!("{image} (v{VERSION}, pinned)"),
+            None => image,
         };
         format!(
             "{VERSION}\nrevision:      {}\nbuilt:         {}\nagent-runner:  {image}",
@@ -34,4 +51,53 @@ pub(crate) fn long_version() -> &'static str {
             DATE.unwrap_or("unknown"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPOSITORY: &str = "ghcr.io/stigmer/agent-runner";
+    const DIGEST: &str = "sha256:4c3a0e4c1b1f8c6a4d3b2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b";
+
+    #[test]
+    fn an_unstamped_build_runs_the_image_of_its_cargo_version() {
+        // `cargo test` stamps nothing: the version is Cargo.toml's.
+        assert_eq!(VERSION, env!("CARGO_PKG_VERSION"));
+        assert_eq!(IMAGE_DIGEST, None);
+        assert_eq!(
+            published_image(REPOSITORY, VERSION, IMAGE_DIGEST),
+            format!("{REPOSITORY}:v{}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn a_stamped_build_runs_the_image_of_its_stamped_version() {
+        assert_eq!(published_image(REPOSITORY, "0.2.0", None), format!("{REPOSITORY}:v0.2.0"));
+    }
+
+    /// The stamped version, not Cargo.toml's: a snapshot of 0.1.0 is 0.1.1-snapshot-<sha>,
+    /// and must not run the 0.1.0 release's image.
+    #[test]
+    fn a_snapshot_build_asks_for_its_own_tag_never_a_releases() {
+        for version in ["0.1.1-snapshot-abc1234", "1.3.0-snapshot-abc1234.dirty"] {
+            let image = published_image(REPOSITORY, version, None);
+            assert_eq!(image, format!("{REPOSITORY}:v{version}"));
+            assert!(is_snapshot(version), "{version}");
+            // A valid tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+            let tag = image.rsplit_once(':').unwrap().1;
+            assert!(
+                tag.len() <= 128 && tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+                "{tag}"
+            );
+        }
+        assert!(!is_snapshot("0.1.0") && !is_snapshot("1.3.0-rc.1"));
+    }
+
+    #[test]
+    fn a_pinned_digest_wins_over_any_version() {
+        for version in ["0.1.0", "0.2.0", "0.1.1-snapshot-abc1234"] {
+            assert_eq!(published_image(REPOSITORY, version, Some(DIGEST)), format!("{REPOSITORY}@{DIGEST}"));
+        }
+    }
 }

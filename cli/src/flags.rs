@@ -116,16 +116,48 @@ pub(crate) enum Component {
     AgentRunner,
 }
 
-/// `500ms`, `90s`, `10m`, `2h`, or a bare number of seconds.
+/// `500ms`, `90s`, `10m`, `2h`, or a bare number of seconds. (Ours, not `humantime`:
+/// that crate is not in the lock file, and these four units are all the flags take.)
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 90s or 10m"))?;
+    let seconds = |per_unit: u64| {
+        number.checked_mul(per_unit).map(Duration::from_secs).ok_or_else(|| format!("{text:?} is too long"))
+    };
     match unit {
         "ms" => Ok(Duration::from_millis(number)),
-        "" | "s" => Ok(Duration::from_secs(number)),
-        "m" => Ok(Duration::from_secs(number * 60)),
-        "h" => Ok(Duration::from_secs(number * 3600)),
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
         _ => Err(format!("{text:?} is not a duration like 90s or 10m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_four_units_or_bare_seconds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        for bad in ["", "m", "1.5s", "10 m", "-1s", "3d", "1h30m"] {
+            assert!(parse_duration(bad).unwrap_err().contains("is not a duration"), "{bad:?}");
+        }
+    }
+
+    /// Regression: `number * 3600` overflowed (a panic in a debug build, a wrong value
+    /// in a release build).
+    #[test]
+    fn a_duration_too_long_for_u64_seconds_is_an_error() {
+        assert_eq!(
+            parse_duration("18446744073709551615h"),
+            Err("\"18446744073709551615h\" is too long".to_owned())
+        );
+        assert!(parse_duration("18446744073709551615s").is_ok());
     }
 }

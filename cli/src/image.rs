@@ -1,8 +1,9 @@
 //! Which agent-runner image runs, and getting it into the engine. In order: `--image`
 //! or `STIGMER_AGENT_RUNNER_IMAGE` (pulled when missing); the locally built
 //! `<name>:local` (what `cargo xtask image --local` makes); else the published
-//! `<registry>/agent-runner:v<cli version>` (the stamped one), pinned by the digest this CLI was built with
-//! when it has one, pulled with progress and tagged `<name>:local`.
+//! `<registry>/agent-runner:v<version>` (`build_info::published_image`: the stamped
+//! version `--version` prints, or the digest this CLI was built with when it has one),
+//! pulled with progress and tagged `<name>:local`.
 //! `STIGMER_REGISTRY` points at another registry (tests use their own). A registry that
 //! needs a login gets the one `docker login` wrote into the Docker config.
 
@@ -27,7 +28,7 @@ pub(crate) async fn ensure(
 ) -> anyhow::Result<String> {
     if let Some(reference) = explicit {
         if !exists(engine, &reference).await? {
-            pull(engine, &reference).await.map_err(|err| pull_failed(&reference, err))?;
+            pull(engine, &reference).await.map_err(|err| pull_failed(&reference, err, None))?;
         }
         return Ok(reference);
     }
@@ -47,12 +48,18 @@ pub(crate) async fn ensure(
     let registry =
         std::env::var("STIGMER_REGISTRY").unwrap_or_else(|_| crate::build_info::DEFAULT_REGISTRY.to_owned());
     let repository = format!("{}/agent-runner", registry.trim_end_matches('/'));
-    let published = match pinned_digest {
-        Some(digest) => format!("{repository}@{digest}"),
-        None => format!("{repository}:v{}", crate::build_info::VERSION),
-    };
+    let published =
+        crate::build_info::published_image(&repository, crate::build_info::VERSION, pinned_digest);
     eprintln!("{local} not found; pulling {published}");
-    pull(engine, &published).await.map_err(|err| pull_failed(&published, err))?;
+    // A snapshot's tag is never pushed: say so rather than leave the user to wonder.
+    let why =
+        (pinned_digest.is_none() && crate::build_info::is_snapshot(crate::build_info::VERSION)).then(|| {
+            format!(
+                "This CLI is a snapshot build ({}): snapshot images are never published.\n",
+                crate::build_info::VERSION
+            )
+        });
+    pull(engine, &published).await.map_err(|err| pull_failed(&published, err, why.as_deref()))?;
     let options = TagImageOptionsBuilder::new().repo(name).tag("local").build();
     engine.docker.tag_image(&published, Some(options)).await?;
     Ok(local)
@@ -74,43 +81,24 @@ pub(crate) async fn labels(
     }
 }
 
-/// Pulls one reference (never a whole repository), showing progress per layer summed
-/// into one bar.
+/// Pulls one reference (never a whole repository), showing progress per layer
+/// (`progress`).
 async fn pull(engine: &Engine, reference: &str) -> anyhow::Result<()> {
     let (repository, tag) = split_reference(reference);
     let options = CreateImageOptionsBuilder::new().from_image(repository).tag(tag).build();
     let mut stream = engine.docker.create_image(Some(options), None, docker_login(registry_of(repository)));
-    let bar = indicatif::ProgressBar::new(0).with_message(format!("pulling {reference}"));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    let mut layers: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut progress = crate::progress::PullProgress::for_stderr();
     let mut failure = None;
     while let Some(item) = stream.next().await {
         match item {
-            Ok(info) => {
-                if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                    failure = Some(detail);
-                    continue;
-                }
-                if let (Some(id), Some(progress)) = (info.id, info.progress_detail) {
-                    let entry = layers.entry(id).or_default();
-                    if let Some(total) = progress.total.filter(|t| *t > 0) {
-                        entry.1 = total as u64;
-                    }
-                    if let Some(current) = progress.current {
-                        entry.0 = current as u64;
-                    }
-                    bar.set_length(layers.values().map(|l| l.1).sum());
-                    bar.set_position(layers.values().map(|l| l.0.min(l.1)).sum());
-                }
-            }
+            Ok(info) => match info.error_detail.as_ref().and_then(|d| d.message.clone()) {
+                Some(message) => failure = Some(message),
+                None => progress.show(&info),
+            },
             Err(err) => failure = Some(root_cause(&err)),
         }
     }
-    bar.finish_and_clear();
+    progress.finish();
     // bollard 0.21 can end a good pull with a spurious stream error: the engine's own
     // word (does it have the image now?) decides.
     if exists(engine, reference).await? {
@@ -147,14 +135,15 @@ fn docker_login(registry: &str) -> Option<DockerCredentials> {
     })
 }
 
-fn pull_failed(reference: &str, err: anyhow::Error) -> anyhow::Error {
+fn pull_failed(reference: &str, err: anyhow::Error, why: Option<&str>) -> anyhow::Error {
     anyhow::anyhow!(
         "❌ Docker image not found locally and pull from registry failed.\n\n\
          Registry pull attempted: {reference}\n\
-         Error: {err:#}\n\n\
+         Error: {err:#}\n\n{}\
          To fix this, build the image locally, in a checkout of github.com/stigmer/stigmer:\n  \
          cargo xtask image --local        (or: make build-agent-runner-image)\n\n\
-         After building, restart Stigmer server: stigmer server start"
+         After building, restart Stigmer server: stigmer server start",
+        why.unwrap_or("")
     )
 }
 

@@ -1,7 +1,8 @@
 //! `stigmer`: the runtime CLI. It runs the agent-runner container on this machine:
-//! engine discovery (`engine`), image resolution (`image`), container lifecycle
-//! (`server`), logs (`logs`), state on disk (`home`), build stamps (`build_info`). This module only parses flags,
-//! dispatches, and maps errors to the exit codes `--help` documents.
+//! engine discovery (`engine`), image resolution (`image`) and pull progress
+//! (`progress`), container lifecycle (`server`), logs (`logs`), state on disk (`home`),
+//! build stamps (`build_info`). This module only parses flags, dispatches, and maps
+//! errors to the exit codes `--help` documents.
 
 mod build_info;
 mod engine;
@@ -9,6 +10,7 @@ mod flags;
 mod home;
 mod image;
 mod logs;
+mod progress;
 mod server;
 
 use std::process::ExitCode;
@@ -56,7 +58,7 @@ async fn run(flags: flags::Stigmer) -> anyhow::Result<ExitCode> {
         Server::Logs(logs) => {
             let flags::Component::AgentRunner = logs.component;
             let request = logs::LogsRequest { follow: logs.follow, tail: logs.tail, since: logs.since };
-            logs::logs(&engine, request).await?;
+            logs::logs(&engine, &home, request).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -4,8 +4,9 @@
 //! orphans and never another installation's (or another test's).
 //!
 //! Secrets never go into the container's environment, where `docker inspect` shows
-//! them: each set API key is written to a file under `data/secrets/` and mounted
-//! read-only, and the agent-runner reads `<NAME>_FILE`.
+//! them: each set API key is written to a file under `data/secrets/` (0600, in a 0700
+//! directory) and mounted read-only, and the agent-runner reads `<NAME>_FILE`. The files
+//! go when the containers of this home go (`stop`, and the cleanup before a start).
 
 use std::{
     collections::HashMap,
@@ -102,17 +103,29 @@ pub(crate) async fn start(engine: &Engine, home: &Home, options: StartOptions) -
         eprintln!("removed a stopped {name} container left from an earlier run");
     }
     remove_orphans(engine, home, None, false).await?;
+    // The keys of the containers just removed; the new container gets its own below, and
+    // a start that fails before that (a failed pull) leaves none behind.
+    remove_secrets(home)?;
 
     let image = image::ensure(engine, &name, options.image, options.pinned_digest).await?;
     let body = container_body(home, &image, options.port)?;
     let create = CreateContainerOptionsBuilder::new().name(&name).build();
-    let created = engine.docker.create_container(Some(create), body).await.map_err(|err| match err {
-        bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => anyhow::anyhow!(
-            "a container named {name} exists that this stigmer did not create: remove it \
-             (`docker rm -f {name}`), or set STIGMER_AGENT_RUNNER_NAME to run beside it"
-        ),
-        other => anyhow::Error::new(other).context("creating the agent-runner container"),
-    })?;
+    let created = match engine.docker.create_container(Some(create), body).await {
+        Ok(created) => created,
+        Err(err) => {
+            // No container mounts the keys just written.
+            remove_secrets(home)?;
+            return Err(match err {
+                bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => {
+                    anyhow::anyhow!(
+                        "a container named {name} exists that this stigmer did not create: remove it \
+                         (`docker rm -f {name}`), or set STIGMER_AGENT_RUNNER_NAME to run beside it"
+                    )
+                }
+                other => anyhow::Error::new(other).context("creating the agent-runner container"),
+            });
+        }
+    };
     write_id_file(home, &created.id)?;
     engine.docker.start_container(&created.id, None).await.map_err(|err| {
         let message = crate::engine::root_cause(&err);
@@ -202,26 +215,47 @@ fn container_body(home: &Home, image: &str, port: u16) -> anyhow::Result<Contain
     })
 }
 
-/// Writes each set API key to its own file (0400, in a 0700 directory) and returns
+/// Writes each set API key to its own file (0600, in a 0700 directory) and returns
 /// the names written. Old files go first, so an unset key is not passed on.
 fn write_secrets(home: &Home) -> anyhow::Result<Vec<&'static str>> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    remove_secrets(home)?;
     let dir = home.secrets_dir();
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
-    }
     let mut written = Vec::new();
     for name in SECRETS {
         let Ok(value) = std::env::var(name) else { continue };
         if written.is_empty() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            // The umask can only take bits away, but say exactly what we mean.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         }
         let path = dir.join(name);
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         file.write_all(value.as_bytes())?;
         written.push(name);
     }
     Ok(written)
+}
+
+/// The API-key files live only as long as a container that mounts them: a key left on
+/// disk after `stop` is a key nobody meant to keep.
+fn remove_secrets(home: &Home) -> anyhow::Result<()> {
+    let dir = home.secrets_dir();
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("removing {}", dir.display())),
+    }
 }
 
 /// Who the container runs as, and making its directories writable for that user. On
@@ -245,14 +279,23 @@ fn container_user(dirs: &[&std::path::Path]) -> anyhow::Result<Option<String>> {
     Ok((uid != IMAGE_UID).then(|| format!("{uid}:{gid}")))
 }
 
-fn chown_tree(path: &std::path::Path, uid: u32) -> anyhow::Result<()> {
-    std::os::unix::fs::chown(path, Some(uid), Some(uid))
-        .with_context(|| format!("chown {}", path.display()))?;
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            let entry = entry?;
-            if !entry.file_type()?.is_symlink() && entry.file_type()?.is_file() {
-                std::os::unix::fs::chown(entry.path(), Some(uid), Some(uid))?;
+/// Hands `root` and everything below it to `uid`, at any depth: a workspace from an
+/// older run (or an older stigmer, which went one level deep) can hold root-owned
+/// directories the container could not write in. `root` itself is followed, as the bind
+/// mount follows it; links below it are re-owned themselves and never followed, since
+/// one in the workspace may point anywhere on the host.
+fn chown_tree(root: &std::path::Path, uid: u32) -> anyhow::Result<()> {
+    std::os::unix::fs::chown(root, Some(uid), Some(uid))
+        .with_context(|| format!("chown {}", root.display()))?;
+    let mut dirs = vec![root.to_path_buf()];
+    // A stack, not recursion: the depth of a user's tree is not ours to bound.
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            std::os::unix::fs::lchown(&path, Some(uid), Some(uid))
+                .with_context(|| format!("chown {}", path.display()))?;
+            if std::fs::symlink_metadata(&path)?.is_dir() {
+                dirs.push(path);
             }
         }
     }
@@ -270,7 +313,11 @@ fn write_id_file(home: &Home, id: &str) -> anyhow::Result<()> {
 /// Our container: the one the id file names if it still exists and is ours, else the
 /// one with our name and labels. A container of that name without our labels is an
 /// error, not ours to touch.
-async fn find(engine: &Engine, home: &Home, name: &str) -> anyhow::Result<Option<ContainerInspectResponse>> {
+pub(crate) async fn find(
+    engine: &Engine,
+    home: &Home,
+    name: &str,
+) -> anyhow::Result<Option<ContainerInspectResponse>> {
     let cached = std::fs::read_to_string(home.id_file()).ok().map(|id| id.trim().to_owned());
     for key in cached.iter().map(String::as_str).chain([name]) {
         match engine.docker.inspect_container(key, None).await {
@@ -425,7 +472,10 @@ pub(crate) async fn stop(engine: &Engine, home: &Home, timeout: Duration) -> any
     let mut did_something = false;
     if let Some(container) = &current {
         let id = container.id.clone().unwrap_or_default();
-        let stop = StopContainerOptionsBuilder::new().t(timeout.as_secs() as i32).build();
+        // bollard takes i32 seconds; `as i32` would turn a huge --timeout into -1, which
+        // the engine reads as "no timeout". 68 years is as good as forever.
+        let seconds = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let stop = StopContainerOptionsBuilder::new().t(seconds).build();
         match engine.docker.stop_container(&id, Some(stop)).await {
             Ok(()) => {}
             Err(err) if is_not_found(&err) => {}
@@ -444,6 +494,9 @@ pub(crate) async fn stop(engine: &Engine, home: &Home, timeout: Duration) -> any
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(err).context("removing the container id file"),
     }
+    // Every container of this home is gone, so are the keys they mounted (also those an
+    // older stigmer, which kept them, left behind).
+    remove_secrets(home)?;
     if !did_something {
         eprintln!("agent-runner is not running");
     }

@@ -1,6 +1,8 @@
 //! Integration tests of `stigmer`: the real binary against the real engine, the real
 //! agent-runner image built from the test base, and a real registry for pulls.
 
+mod engine;
+mod progress;
 mod server;
 
 use std::{
@@ -45,7 +47,13 @@ impl Instance {
     }
 
     pub(crate) fn stigmer(&self, args: &[&str]) -> Cmd<'_> {
-        let mut cmd = cmd!(self.sh, "{STIGMER} {args...}")
+        self.env(cmd!(self.sh, "{STIGMER} {args...}"))
+    }
+
+    /// This instance's environment on a command that runs stigmer (through another
+    /// program, such as a pseudo-terminal or a change of user).
+    pub(crate) fn env<'a>(&self, cmd: Cmd<'a>) -> Cmd<'a> {
+        let mut cmd = cmd
             .env("STIGMER_HOME", self.home.path())
             .env("STIGMER_AGENT_RUNNER_NAME", &self.name)
             .env("STIGMER_AGENT_RUNNER_PORT", self.port.to_string())

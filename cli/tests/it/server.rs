@@ -7,7 +7,7 @@ use std::{
 };
 
 use serde_json::Value;
-use test_support::{registry::TestRegistry, shell};
+use test_support::{engine::ContainerGuard, registry::TestRegistry, shell};
 use xshell::cmd;
 
 use crate::{run, run_ok, text, Instance};
@@ -37,6 +37,11 @@ fn start_status_logs_stop_leave_nothing_behind() {
     assert!(stdout.contains("\"msg\": \"starting agent-runner\""), "{}", text(&logs));
     let tail = run_ok(instance.stigmer(&["server", "logs", "--tail", "1"]));
     assert_eq!(tail.lines().count(), 1, "{tail}");
+    let recent = run_ok(instance.stigmer(&["server", "logs", "--since", "1h"]));
+    assert!(recent.contains("\"msg\": \"starting agent-runner\""), "{recent}");
+    let after_2038 = run(instance.stigmer(&["server", "logs", "--since", "2100-01-01T00:00:00Z"]));
+    assert_eq!(after_2038.status.code(), Some(1), "{}", text(&after_2038));
+    assert!(text(&after_2038).contains("is after 2038-01-19T03:14:07Z"), "{}", text(&after_2038));
 
     run_ok(instance.stigmer(&["server", "stop"]));
     assert_eq!(instance.containers(), vec![]);
@@ -70,6 +75,62 @@ fn logs_follow_streams_until_interrupted() {
     let mut stdout = String::new();
     follow.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
     assert!(stdout.contains("GET /version"), "{stdout}");
+}
+
+/// Regression: `logs` looked the container up by name only, so it showed the output of
+/// whatever container had that name, another installation's included.
+#[test]
+fn logs_never_show_a_container_of_that_name_that_is_not_ours() {
+    let base = test_support::base_image::require("amd64");
+    let instance = Instance::without_image();
+    let sh = shell();
+    let name = &instance.name;
+    let _container = ContainerGuard { name: name.clone() };
+    let someone_elses: [(&str, &[&str]); 2] = [
+        ("unlabelled", &[]),
+        // Made by a stigmer, but for another home: another installation's.
+        (
+            "another-home",
+            &["--label", "dev.stigmer.managed-by=stigmer-cli", "--label", "dev.stigmer.home=/elsewhere"],
+        ),
+    ];
+    for (whose, labels) in someone_elses {
+        let line = format!("output of a container that is not ours ({whose})");
+        cmd!(sh, "docker rm --force {name}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .ignore_status()
+            .run()
+            .unwrap();
+        cmd!(sh, "docker run --name {name} {labels...} {base} echo {line}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .unwrap();
+        // Without an id file, and with one naming that container: neither makes it ours.
+        for id_file in [false, true] {
+            if id_file {
+                let format = "{{.Id}}";
+                let id = cmd!(sh, "docker inspect --format {format} {name}").read().unwrap();
+                std::fs::create_dir_all(instance.id_file().parent().unwrap()).unwrap();
+                std::fs::write(instance.id_file(), format!("{id}\n")).unwrap();
+            }
+            let output = run(instance.stigmer(&["server", "logs", "--tail", "all"]));
+            let output_text = text(&output);
+            assert_eq!(output.status.code(), Some(1), "{whose}, id file {id_file}: {output_text}");
+            assert!(
+                !output_text.contains(&line),
+                "{whose}, id file {id_file}: showed its logs: {output_text}"
+            );
+            assert!(
+                output_text
+                    .contains(&format!("a container named {name} exists that this stigmer did not create")),
+                "{whose}, id file {id_file}: {output_text}"
+            );
+        }
+        let _ = std::fs::remove_file(instance.id_file());
+    }
 }
 
 #[test]
@@ -121,6 +182,10 @@ fn a_failed_pull_names_the_reference_and_how_to_build_locally() {
     );
     assert!(output.contains("cargo xtask image --local"), "{output}");
     assert_eq!(instance.containers(), vec![]);
+    // One version everywhere: what --version says the CLI runs is what it pulled.
+    let version = run_ok(instance.stigmer(&["--version"]));
+    let shown = version.lines().find_map(|line| line.strip_prefix("agent-runner:")).unwrap().trim();
+    assert_eq!(shown, format!("ghcr.io/stigmer/agent-runner:v{}", env!("CARGO_PKG_VERSION")), "{version}");
 }
 
 #[test]
@@ -134,7 +199,7 @@ fn an_unreachable_engine_says_so_exits_3_and_writes_nothing() {
     assert_eq!(output.status.code(), Some(3), "{}", text(&output));
     let output = text(&output);
     assert!(output.contains("❌ Docker is not running. Agent-runner requires Docker."), "{output}");
-    assert!(output.contains("unix:///nonexistent.sock: no such socket"), "{output}");
+    assert!(output.contains("unix:///nonexistent.sock (DOCKER_HOST): no such socket"), "{output}");
     assert!(output.contains("brew install --cask docker"), "{output}");
     assert!(!home.exists(), "state was written without an engine");
 }
@@ -226,6 +291,83 @@ fn api_keys_reach_the_service_as_files_and_never_appear_in_inspect() {
     assert!(inspect.contains("STIGMER_LLM_PROVIDER=openai"));
     let logs = run(instance.stigmer(&["server", "logs"]));
     assert!(!text(&logs).contains(canary), "the key was logged");
+}
+
+/// Regression: the key files stayed in `data/secrets/` after `stop`.
+#[test]
+fn api_key_files_are_private_and_go_with_the_container() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let instance = Instance::new();
+    let secrets = instance.home.path().join("data/secrets");
+    run_ok(
+        instance
+            .stigmer(&["server", "start"])
+            .env("STIGMER_LLM_PROVIDER", "openai")
+            .env("OPENAI_API_KEY", "sk-openai-canary")
+            .env("ANTHROPIC_API_KEY", "sk-anthropic-canary"),
+    );
+    assert_eq!(mode(&secrets), 0o700, "{}", secrets.display());
+    for (name, key) in [("OPENAI_API_KEY", "sk-openai-canary"), ("ANTHROPIC_API_KEY", "sk-anthropic-canary")]
+    {
+        let file = secrets.join(name);
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), key);
+    }
+    assert!(!secrets.join("GEMINI_API_KEY").exists(), "an unset key got a file");
+
+    run_ok(instance.stigmer(&["server", "stop"]));
+    assert!(!secrets.exists(), "the key files outlived the container");
+
+    // What an older stigmer left behind goes at the next stop too, container or not.
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("OPENAI_API_KEY"), "sk-left-behind").unwrap();
+    assert!(run_ok(instance.stigmer(&["server", "stop"])).contains("agent-runner is not running"));
+    assert!(!secrets.exists(), "stop left an older run's key files");
+}
+
+/// Regression: the ownership fix went one level deep, so directories an older run left
+/// deeper in the workspace stayed root's and the agent-runner could not write there.
+#[test]
+fn the_workspace_is_handed_to_the_container_user_at_every_depth() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let instance = Instance::new();
+    let workspace = instance.home.path().join("workspace");
+    let nested = workspace.join("older-run/a/b");
+    std::fs::create_dir_all(&nested).unwrap();
+    std::fs::write(nested.join("notes.txt"), "from an older run").unwrap();
+    for dir in [workspace.join("older-run"), workspace.join("older-run/a"), nested.clone()] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // A link in the workspace to a file outside it: its target is not the workspace's.
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::os::unix::fs::symlink(outside.path(), workspace.join("older-run/a/outside")).unwrap();
+    let me = std::fs::metadata("/proc/self").unwrap().uid();
+
+    run_ok(instance.stigmer(&["server", "start"]));
+    // Root hands the workspace to the image's UID 1000; anyone else runs the container
+    // as themselves, so it stays theirs.
+    let owner = if me == 0 { 1000 } else { me };
+    for path in [
+        &workspace,
+        &workspace.join("older-run"),
+        &workspace.join("older-run/a"),
+        &nested,
+        &nested.join("notes.txt"),
+    ] {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (owner, owner), "{}", path.display());
+    }
+    assert_eq!(
+        std::fs::metadata(outside.path()).unwrap().uid(),
+        me,
+        "the link was followed out of the workspace"
+    );
+    // The container can write at the bottom of that tree.
+    let sh = shell();
+    let name = &instance.name;
+    cmd!(sh, "docker exec {name} sh -c 'echo written > /workspace/older-run/a/b/new.txt'").run().unwrap();
+    assert_eq!(std::fs::read_to_string(nested.join("new.txt")).unwrap(), "written\n");
 }
 
 #[test]
