@@ -23,9 +23,12 @@
 //!   a registry that the builder's configuration names as Docker Hub's mirror.
 //! - GitHub's cache service: `type=gha` caches become `type=registry` caches in the
 //!   registry, the one other change made to a command.
-//! - `cargo xtask`: the xtask binary of this test run, run with the job's checkout as
+//! - The release tool: the xtask binary of this test run, run with the job's checkout as
 //!   its project root (the tag's xtask sources are this tree's: the test checks that the
-//!   release commit changed none of them). Cargo's target directory is shared between the
+//!   release commit changed none of them). Where a job builds it (ci/release-tool.sh's
+//!   `cargo build --locked --package xtask`: the plan job, and jobs on runners other than
+//!   Linux x64), a wrapper of that binary takes the built one's place; the plan job's is
+//!   handed to the Linux x64 jobs as an artifact, as on GitHub. Cargo's target directory is shared between the
 //!   jobs, so the four CLI targets compile once; the rerun checks the archives do not
 //!   depend on it.
 //! - The CLI runners: the linux and macOS targets cross-build here (cargo-zigbuild),
@@ -50,7 +53,7 @@ use crate::{run_ok, XTASK};
 /// What is rewritten in the scripts, and why: each must be found in release.yml.
 const REWRITES: [(&str, &str, &str); 3] = [
     // GitHub's API cannot be reached from here.
-    ("cargo xtask github-release ", "cargo xtask github-release --dry-run ", "GitHub's API"),
+    (r#""$XTASK" github-release "#, r#""$XTASK" github-release --dry-run "#, "GitHub's API"),
     // GitHub's cache service does not exist here; the registry keeps the cache instead.
     ("type=gha,scope=", "type=registry,ref=$REGISTRY/agent-runner-cache:", "GitHub's cache service"),
     (
@@ -148,7 +151,7 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
         image_job.log
     );
 
-    // Everything the workflow calls went through `cargo xtask`, job by job.
+    // Everything the workflow calls went through the release tool, job by job.
     let called: Vec<String> =
         first.xtask_calls.iter().map(|(job, args)| format!("{job}: {}", args[0])).collect();
     assert_eq!(
@@ -169,6 +172,12 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
             "homebrew: homebrew",
         ],
         "the jobs' xtask calls, in order"
+    );
+    // The tool is built once for Linux x64 and handed down; other platforms build their own.
+    assert_eq!(
+        first.tool_builds,
+        ["plan", "image-platform (arm64)", "cli (darwin-arm64)", "cli (darwin-amd64)", "cli (linux-arm64)"],
+        "the jobs that built xtask"
     );
 
     // What was published: the version and the pointers the plan moves, on one index.
@@ -350,6 +359,8 @@ struct WorkflowRun {
     outputs: BTreeMap<String, BTreeMap<String, String>>,
     /// Every `cargo xtask` call: the job (and matrix entry) and its arguments.
     xtask_calls: Vec<(String, Vec<String>)>,
+    /// The jobs that built the release tool (ci/release-tool.sh) rather than download it.
+    tool_builds: Vec<String>,
 }
 
 struct JobRun {
@@ -389,6 +400,8 @@ impl WorkflowRun {
 /// What an expression sees in one job.
 struct Context<'a> {
     matrix: &'a BTreeMap<String, String>,
+    /// `runner.os` and `runner.arch` of the job's `runs-on` label, as GitHub names them.
+    runner: (&'static str, &'static str),
     /// The outputs of the jobs this one needs, and of no other.
     needs: BTreeMap<String, BTreeMap<String, String>>,
     steps: BTreeMap<String, BTreeMap<String, String>>,
@@ -408,6 +421,7 @@ impl Rehearsal<'_> {
         let cargo_target = runner.join("cargo-target");
         let shim = dir.path().join("bin");
         let calls = dir.path().join("xtask-calls");
+        let tool_builds = dir.path().join("tool-builds");
         write_cargo_shim(&shim);
 
         let workflow_text = {
@@ -436,6 +450,7 @@ impl Rehearsal<'_> {
             jobs: Vec::new(),
             outputs: BTreeMap::new(),
             xtask_calls: Vec::new(),
+            tool_builds: Vec::new(),
         };
         let jobs = workflow["jobs"].as_mapping().expect("release.yml has jobs");
         for (job_id, job) in in_needs_order(jobs) {
@@ -450,8 +465,20 @@ impl Rehearsal<'_> {
                 let runner_temp = runner.join("temp");
                 let _ = std::fs::remove_dir_all(&runner_temp);
                 std::fs::create_dir_all(&runner_temp).unwrap();
+                let label = interpolate(
+                    job["runs-on"].as_str().expect("a job has runs-on"),
+                    &Context {
+                        matrix: entry,
+                        runner: ("", ""),
+                        needs: BTreeMap::new(),
+                        steps: BTreeMap::new(),
+                        runner_temp: &runner_temp,
+                        workspace: &workspace,
+                    },
+                );
                 let mut context = Context {
                     matrix: entry,
+                    runner: runner_of(&label),
                     needs: needs.iter().map(|n| (n.clone(), run.outputs[n].clone())).collect(),
                     steps: BTreeMap::new(),
                     runner_temp: &runner_temp,
@@ -473,6 +500,9 @@ impl Rehearsal<'_> {
                 let mut builders = Vec::new();
                 let mut env = workflow_env.clone();
                 env.extend(self.runner_env(&name, &runner_temp, &workspace, &shim, &calls, &cargo_target));
+                env.insert("REHEARSAL_TOOL_BUILDS".into(), tool_builds.display().to_string());
+                env.insert("RUNNER_OS".into(), context.runner.0.to_owned());
+                env.insert("RUNNER_ARCH".into(), context.runner.1.to_owned());
                 env.insert("DOCKER_HOST".into(), buildx.docker_host().to_owned());
                 env.insert("DOCKER_CONFIG".into(), buildx.docker_config().display().to_string());
                 env.extend(evaluated_map(&job["env"], &context));
@@ -501,11 +531,15 @@ impl Rehearsal<'_> {
                             .iter()
                             .fold(script.to_owned(), |script, (from, to, _)| script.replace(from, to));
                         let output_file = runner_temp.join(format!("output-{index}"));
+                        let env_file = runner_temp.join(format!("env-{index}"));
                         step_env.insert("GITHUB_OUTPUT".into(), output_file.display().to_string());
+                        step_env.insert("GITHUB_ENV".into(), env_file.display().to_string());
                         step_env.insert("GITHUB_STEP_SUMMARY".into(), summary.display().to_string());
                         let text =
                             run_script(&script, &step_env, &workspace, &format!("{name}: {step_name}"));
                         log.push_str(&format!("--- {step_name}\n{text}"));
+                        // GITHUB_ENV: set for the job's later steps.
+                        env.extend(read_outputs(&env_file));
                         read_outputs(&output_file)
                     };
                     if let Some(id) = step["id"].as_str() {
@@ -523,6 +557,8 @@ impl Rehearsal<'_> {
             }
             run.outputs.entry(job_id.clone()).or_default();
         }
+        run.tool_builds =
+            std::fs::read_to_string(&tool_builds).unwrap_or_default().lines().map(str::to_owned).collect();
         if let Ok(text) = std::fs::read_to_string(&calls) {
             for line in text.lines() {
                 let mut fields = line.split('\t').map(str::to_owned);
@@ -562,7 +598,6 @@ impl Rehearsal<'_> {
             ("GITHUB_ACTOR", "stigmer-release".to_owned()),
             ("GITHUB_WORKSPACE", workspace.display().to_string()),
             ("RUNNER_TEMP", runner_temp.display().to_string()),
-            ("RUNNER_OS", "Linux".to_owned()),
             ("CARGO_TARGET_DIR", cargo_target.display().to_string()),
             ("REHEARSAL_JOB", job.to_owned()),
             ("REHEARSAL_CALLS", calls.display().to_string()),
@@ -660,7 +695,11 @@ impl Rehearsal<'_> {
                 for artifact in chosen {
                     for file in std::fs::read_dir(artifact).unwrap() {
                         let file = file.unwrap();
-                        std::fs::copy(file.path(), into.join(file.file_name())).unwrap();
+                        let to = into.join(file.file_name());
+                        std::fs::copy(file.path(), &to).unwrap();
+                        // An artifact is a zip: it does not keep the executable bit.
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644)).unwrap();
                     }
                 }
             }
@@ -754,8 +793,8 @@ fn interpolate(text: &str, context: &Context<'_>) -> String {
     out
 }
 
-/// The expressions release.yml uses: a context's value, or `a == 'b'`, `a != 'b'` and
-/// `||` of those. Anything else fails: teach it here first.
+/// The expressions release.yml uses: a context's value, or `a == 'b'`, `a != 'b'`, and
+/// `||` of `&&` of those. Anything else fails: teach it here first.
 fn value_of(expression: &str, context: &Context<'_>) -> String {
     let parts: Vec<&str> = expression.split('.').collect();
     match parts[..] {
@@ -772,6 +811,8 @@ fn value_of(expression: &str, context: &Context<'_>) -> String {
         // (their stand-ins are the Docker config and the tap's bare repository).
         ["inputs", _] | ["secrets", _] => String::new(),
         ["runner", "temp"] => context.runner_temp.display().to_string(),
+        ["runner", "os"] => context.runner.0.to_owned(),
+        ["runner", "arch"] => context.runner.1.to_owned(),
         ["github", "repository"] => "stigmer/stigmer".to_owned(),
         _ => panic!("the rehearsal cannot evaluate `{expression}`: teach it"),
     }
@@ -779,20 +820,33 @@ fn value_of(expression: &str, context: &Context<'_>) -> String {
 
 fn truthy(condition: &str, context: &Context<'_>) -> bool {
     let condition = condition.trim().trim_start_matches("${{").trim_end_matches("}}");
-    condition.split("||").any(|term| {
-        let term = term.trim();
-        let (left, equal, right) = match (term.split_once("!="), term.split_once("==")) {
-            (Some((l, r)), _) => (l, false, r),
-            (None, Some((l, r))) => (l, true, r),
-            (None, None) => return !value_of(term, context).is_empty(),
-        };
-        let right = right.trim();
-        let literal = right
-            .strip_prefix('\'')
-            .and_then(|r| r.strip_suffix('\''))
-            .unwrap_or_else(|| panic!("the rehearsal compares with quoted literals only: {term}"));
-        (value_of(left.trim(), context) == literal) == equal
+    condition.split("||").any(|alternative| {
+        alternative.split("&&").all(|term| {
+            let term = term.trim();
+            let (left, equal, right) = match (term.split_once("!="), term.split_once("==")) {
+                (Some((l, r)), _) => (l, false, r),
+                (None, Some((l, r))) => (l, true, r),
+                (None, None) => return !value_of(term, context).is_empty(),
+            };
+            let right = right.trim();
+            let literal = right
+                .strip_prefix('\'')
+                .and_then(|r| r.strip_suffix('\''))
+                .unwrap_or_else(|| panic!("the rehearsal compares with quoted literals only: {term}"));
+            (value_of(left.trim(), context) == literal) == equal
+        })
     })
+}
+
+/// `runner.os` and `runner.arch` of a GitHub-hosted runner label.
+fn runner_of(label: &str) -> (&'static str, &'static str) {
+    match label {
+        "ubuntu-24.04" => ("Linux", "X64"),
+        "ubuntu-24.04-arm" => ("Linux", "ARM64"),
+        "macos-15" => ("macOS", "ARM64"),
+        "macos-15-intel" => ("macOS", "X64"),
+        other => panic!("the rehearsal does not know the runner {other}: teach runner_of its os and arch"),
+    }
 }
 
 /// A `run:` step as a runner runs it: `bash --noprofile --norc -eo pipefail`, in the
@@ -855,23 +909,37 @@ fn which(program: &str) -> PathBuf {
     PathBuf::from(cmd!(sh, "which {program}").read().unwrap_or_else(|_| panic!("{program} is not on PATH")))
 }
 
-/// `cargo` on the jobs' PATH: `cargo xtask ...` runs this test's xtask on the job's
-/// checkout (and is logged), anything else the real cargo, found once here.
+/// `cargo` on the jobs' PATH, found once here: `cargo xtask ...` runs this test's xtask
+/// on the job's checkout (and is logged); `cargo build --locked --package xtask` (what
+/// ci/release-tool.sh runs where no built tool was handed down) is logged and, in place
+/// of a second build of the same sources, puts `xtask-wrapper` where cargo would put
+/// the binary; anything else is the real cargo. The wrapper runs this test's xtask and
+/// logs each call as `cargo xtask` does (the project root comes from GITHUB_ENV).
 fn write_cargo_shim(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join("cargo");
-    let script = format!(
+    let log_call = "printf '%s\\t' \"$REHEARSAL_JOB\" \"$@\" >>\"$REHEARSAL_CALLS\"\n\
+                    printf '\\n' >>\"$REHEARSAL_CALLS\"\n";
+    let wrapper = dir.join("xtask-wrapper");
+    let shim = format!(
         "#!/bin/sh\n\
          if [ \"$1\" = xtask ]; then\n\
-         \x20 shift\n\
-         \x20 printf '%s\\t' \"$REHEARSAL_JOB\" \"$@\" >>\"$REHEARSAL_CALLS\"\n\
-         \x20 printf '\\n' >>\"$REHEARSAL_CALLS\"\n\
-         \x20 XTASK_PROJECT_ROOT=\"$GITHUB_WORKSPACE\" exec \"$REHEARSAL_XTASK\" \"$@\"\n\
+         shift\n\
+         {log_call}\
+         XTASK_PROJECT_ROOT=\"$GITHUB_WORKSPACE\" exec \"$REHEARSAL_XTASK\" \"$@\"\n\
          fi\n\
-         exec {} \"$@\"\n",
-        which("cargo").display()
+         if [ \"$*\" = 'build --locked --package xtask' ]; then\n\
+         printf '%s\\n' \"$REHEARSAL_JOB\" >>\"$REHEARSAL_TOOL_BUILDS\"\n\
+         mkdir -p \"${{CARGO_TARGET_DIR:-target}}/debug\"\n\
+         exec cp {wrapper} \"${{CARGO_TARGET_DIR:-target}}/debug/xtask\"\n\
+         fi\n\
+         exec {cargo} \"$@\"\n",
+        wrapper = wrapper.display(),
+        cargo = which("cargo").display()
     );
-    std::fs::write(&path, script).unwrap();
+    let wrapper_script = format!("#!/bin/sh\n{log_call}exec \"$REHEARSAL_XTASK\" \"$@\"\n");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (path, script) in [(dir.join("cargo"), shim), (wrapper, wrapper_script)] {
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
 }

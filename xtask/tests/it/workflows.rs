@@ -154,8 +154,9 @@ struct Invocation {
     args: Vec<String>,
 }
 
-/// How scripts call xtask: through cargo, or as the built binary (CI runs that as root).
-const XTASK_COMMANDS: [&str; 2] = ["cargo xtask", "target/debug/xtask"];
+/// How scripts call xtask: through cargo, as the built binary (CI runs that as root),
+/// or as release.yml's `$XTASK`, the tool ci/release-tool.sh hands each job.
+const XTASK_COMMANDS: [&str; 3] = ["cargo xtask", "target/debug/xtask", "\"$XTASK\""];
 
 /// The xtask calls of a script whose first line is line `start` of `file`, its `\`
 /// continuations joined.
@@ -468,12 +469,12 @@ fn the_cli_jobs_wait_for_the_verified_image_and_pin_its_digest() {
     let release = read(&project_root().join(".github/workflows/release.yml"));
     let image = job(&release, "image");
     assert!(image.contains("digest: ${{ steps.verify.outputs.digest }}"), "{image}");
-    assert!(image.contains("id: verify") && image.contains("cargo xtask verify-image"), "{image}");
+    assert!(image.contains("id: verify") && image.contains("\"$XTASK\" verify-image"), "{image}");
     let cli = job(&release, "cli");
     assert!(cli.contains("needs: [plan, image]"), "the CLI jobs must wait for the image:\n{cli}");
     assert!(cli.contains("IMAGE_DIGEST: ${{ needs.image.outputs.digest }}"), "{cli}");
     assert!(
-        cli.contains("cargo xtask dist --plan") && cli.contains("--image-digest \"$IMAGE_DIGEST\""),
+        cli.contains("\"$XTASK\" dist --plan") && cli.contains("--image-digest \"$IMAGE_DIGEST\""),
         "{cli}"
     );
     let notes = job(&release, "release");
@@ -484,12 +485,49 @@ fn the_cli_jobs_wait_for_the_verified_image_and_pin_its_digest() {
     );
 }
 
+/// The release tool is compiled once for Linux x64, by the plan job, and every other
+/// job runs it through ci/release-tool.sh: downloaded on Linux x64, built elsewhere.
+#[test]
+fn release_yml_builds_the_release_tool_once_and_hands_it_down() {
+    let release = read(&project_root().join(".github/workflows/release.yml"));
+    let plan = job(&release, "plan");
+    assert!(
+        plan.contains("run: bash ci/release-tool.sh") && plan.contains("name: xtask-linux-x64"),
+        "{plan}"
+    );
+    assert!(
+        plan.find("release-tool.sh") < plan.find("\"$XTASK\" plan"),
+        "the plan job plans before it builds the tool:\n{plan}"
+    );
+    for name in ["image-platform", "image", "cli", "release", "homebrew"] {
+        let body = job(&release, name);
+        let download = body
+            .find("name: xtask-linux-x64")
+            .unwrap_or_else(|| panic!("{name} does not download the tool:\n{body}"));
+        let tool = body
+            .find("run: bash ci/release-tool.sh")
+            .unwrap_or_else(|| panic!("{name} does not run ci/release-tool.sh:\n{body}"));
+        let first_call =
+            body.find("\"$XTASK\" ").unwrap_or_else(|| panic!("{name} never runs the tool:\n{body}"));
+        assert!(
+            download < tool && tool < first_call,
+            "{name}: download, ci/release-tool.sh, then the tool:\n{body}"
+        );
+        assert!(
+            body.contains("if: runner.os == 'Linux' && runner.arch == 'X64'"),
+            "{name} downloads the Linux x64 tool on any runner:\n{body}"
+        );
+    }
+    let script_calls =
+        release.lines().filter(|line| !line.trim_start().starts_with('#') && line.contains("cargo xtask"));
+    assert_eq!(script_calls.count(), 0, "release.yml compiles the tool again with `cargo xtask`");
+}
+
 #[test]
 fn every_release_job_reads_the_one_plan_and_releases_never_race() {
     let release = read(&project_root().join(".github/workflows/release.yml"));
-    assert!(job(&release, "plan").contains(
-        "cargo xtask plan --github --registry \"$REGISTRY\" --out \"$RUNNER_TEMP/plan/plan.json\""
-    ));
+    assert!(job(&release, "plan")
+        .contains("\"$XTASK\" plan --github --registry \"$REGISTRY\" --out \"$RUNNER_TEMP/plan/plan.json\""));
     for name in ["image-platform", "image", "cli", "release", "homebrew"] {
         let body = job(&release, name);
         assert!(
