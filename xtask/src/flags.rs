@@ -127,7 +127,7 @@ pub struct Bench {
 /// candidate releases it (1.3.0-rc.2 with `minor` or `patch` gives 1.3.0).
 ///
 /// `--snapshot` runs the whole pipeline locally and publishes nothing: version
-/// X.Y.Z-snapshot+<short sha>, the agent-runner image for this machine into the local
+/// X.Y.(Z+1)-snapshot-<short sha>, the agent-runner image for this machine into the local
 /// engine, CLI tarballs (this machine's target, every target with --all-targets),
 /// checksums, release notes and the Homebrew formula, all in dist/.
 #[derive(Args)]

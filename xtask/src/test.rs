@@ -116,6 +116,8 @@ fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
         ("file", "apt-get install file"),
         ("curl", "apt-get install curl"),
         ("openssl", "apt-get install openssl"),
+        // The CLI's discovery tests connect as `nobody` (root ignores a socket's mode).
+        ("setpriv", "apt-get install util-linux"),
         // actionlint runs it on every `run:` script, and without it checks none.
         ("shellcheck", "apt-get install shellcheck"),
         ("uv", "pip install uv (the agent-runner's lock tool)"),
