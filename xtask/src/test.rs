@@ -35,10 +35,13 @@ impl flags::Test {
             ));
         }
         let test_args = &self.test_args;
+        // With this binary's features: the tests run `xtask test` too (its prerequisite
+        // check), and the same features mean target/debug/xtask is not relinked under
+        // this process. The release tool's own build (no test-env) is clippy's second run.
         let rust_tests = if has_nextest(sh) {
-            cmd!(sh, "cargo nextest run --workspace --no-fail-fast {test_args...}")
+            cmd!(sh, "cargo nextest run --workspace --features xtask/test-env --no-fail-fast {test_args...}")
         } else {
-            cmd!(sh, "cargo test --workspace --no-fail-fast {test_args...}")
+            cmd!(sh, "cargo test --workspace --features xtask/test-env --no-fail-fast {test_args...}")
         };
         results.push(("rust tests", step(rust_tests)));
         if !filtered {
@@ -77,8 +80,8 @@ fn pytest(sh: &Shell) -> bool {
 /// of the tool with the test environment, not a Rust test, so that the tests run the
 /// release tool as release.yml builds it.
 fn quick_bench(sh: &Shell) -> bool {
-    // Through cargo, not this process's own binary: the Rust tests just rebuilt
-    // target/debug/xtask without `test-env`, so the file this process runs is gone.
+    // Through cargo, not this process's own binary (`current_exe`): a build while this
+    // process runs may have relinked the file it was started from.
     let out = crate::project::root().join("target/bench/quick");
     step(cmd!(sh, "cargo xtask bench --quick --no-fail --out {out}"))
 }

@@ -15,6 +15,11 @@ fn missing_prerequisites_are_all_named_with_their_fix() {
             .env("STIGMER_BUILDX_DOCKER_HOST", "unix:///nonexistent.sock")
             .env("STIGMER_BUILDX_PLUGINS", empty.path()),
     );
+    assert!(
+        !output.contains("built without the test environment"),
+        "run the tests with `cargo xtask test`: it builds them with `--features xtask/test-env`, \
+         which `xtask test` needs:\n{output}"
+    );
     for expected in [
         "run `bash ci/setup.sh`",
         "`docker-registry` is not on PATH: apt-get install docker-registry",
