@@ -164,8 +164,8 @@ if ! { command -v uv && command -v cargo-zigbuild && command -v actionlint && co
   command -v pyenv >/dev/null 2>&1 && pyenv rehash
 fi
 
-targets=(aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-gnu
-  x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
+targets=(aarch64-apple-darwin x86_64-apple-darwin x86_64-unknown-linux-musl
+  aarch64-unknown-linux-musl)
 installed_targets=$(rustup target list --installed)
 for target in "${targets[@]}"; do
   grep -qx "$target" <<<"$installed_targets" || { log "adding rustup target $target"; rustup target add "$target" >/dev/null; }

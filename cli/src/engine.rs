@@ -159,7 +159,7 @@ impl fmt::Display for EngineUnreachable {
 
 pub(crate) async fn connect() -> Result<Engine, EngineUnreachable> {
     let mut tried = Vec::new();
-    for candidate in candidates(&|name| std::env::var(name).ok().filter(|value| !value.is_empty())) {
+    for candidate in candidates(&process_env) {
         match try_endpoint(&candidate.endpoint).await {
             Ok(docker) => {
                 // A no-op on bollard 0.21 for some engines (bollard#736), but cheap.
@@ -319,9 +319,14 @@ fn first_then_sorted(first: &str, names: impl Iterator<Item = String>) -> Vec<St
     all
 }
 
+/// A variable of this process, unset and empty alike `None` (the docker CLI's reading).
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
 /// `$DOCKER_CONFIG`, else `~/.docker`: where the docker CLI keeps contexts and logins.
 pub(crate) fn docker_config_dir() -> Option<PathBuf> {
-    config_dir(&|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+    config_dir(&process_env)
 }
 
 fn config_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {

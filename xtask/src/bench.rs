@@ -168,7 +168,7 @@ impl flags::Bench {
         results.extend(measure_publish(sh, &context, runs)?);
 
         eprintln!("==> arm64 build time over amd64, build-platform and emulated dependencies ({runs}x)");
-        results.extend(measure_arm64_ratio(sh, &context, runs)?);
+        results.extend(measure_arm64_ratio(sh, &engine, &context, runs)?);
 
         eprintln!("==> release --snapshot: CLI sizes per target, then warm wall time ({runs}x)");
         results.extend(measure_release(sh, &base, runs, self.quick)?);
@@ -259,7 +259,12 @@ fn measure_server(sh: &Shell, image: &str, runs: usize) -> anyhow::Result<Vec<Me
 /// Cold builds of both platforms by both dependency paths in the same run: arm64 time
 /// over amd64 time. The build-platform path must cost about the same for both; the
 /// emulated path is what it replaced, measured beside it.
-fn measure_arm64_ratio(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Vec<Measurement>> {
+fn measure_arm64_ratio(
+    sh: &Shell,
+    engine: &Engine,
+    context: &Path,
+    runs: usize,
+) -> anyhow::Result<Vec<Measurement>> {
     let tag = test_support::unique_name("stigmer-bench-ratio");
     let mut ratios = [Vec::new(), Vec::new()];
     for _ in 0..runs {
@@ -269,7 +274,8 @@ fn measure_arm64_ratio(sh: &Shell, context: &Path, runs: usize) -> anyhow::Resul
             for (slot, platform) in Platform::ALL.into_iter().enumerate() {
                 let base = test_support::base_image::tag(platform.arch());
                 let tag = format!("{tag}:{}", platform.arch());
-                seconds[slot] = build_platform_timed(sh, context, &base, platform, path, &tag)?.as_secs_f64();
+                seconds[slot] =
+                    build_platform_timed(sh, engine, context, &base, platform, path, &tag)?.as_secs_f64();
             }
             ratios[index].push(seconds[1] / seconds[0]);
         }
@@ -363,13 +369,13 @@ fn measure_release(sh: &Shell, base: &str, runs: usize, quick: bool) -> anyhow::
 /// both, the emulated one several times more for arm64.
 fn build_platform_timed(
     sh: &Shell,
+    engine: &Engine,
     context: &Path,
     base_image: &str,
     platform: Platform,
     path: DependencyPath,
     tag: &str,
 ) -> anyhow::Result<Duration> {
-    let engine = Engine::connect(sh)?;
     let build_args = [("BASE_IMAGE", base_image.to_owned()), ("VERSION", "bench".to_owned())];
     let tags = [tag.to_owned()];
     let request =
@@ -426,21 +432,15 @@ fn measure_publish(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Ve
         cache_from: Vec::new(),
         cache_to: Vec::new(),
     };
-    let first = connect();
-    oci::block_on(publish::publish_steps(
-        sh,
-        &plan_for(&semver::Version::new(0, 0, 0)),
-        &Steps::default(),
-        &first,
-    ))?;
+    let publish = |patch: u64| -> anyhow::Result<Registry> {
+        let client = connect();
+        let plan = plan_for(&semver::Version::new(0, 0, patch));
+        oci::block_on(publish::publish_steps(sh, &plan, &Steps::default(), &client))?;
+        Ok(client)
+    };
+    publish(0)?;
     let uploads_before = registry.blob_uploads();
-    let again = connect();
-    oci::block_on(publish::publish_steps(
-        sh,
-        &plan_for(&semver::Version::new(0, 0, 1)),
-        &Steps::default(),
-        &again,
-    ))?;
+    let again = publish(1)?;
     if registry.blob_uploads() != uploads_before {
         bail!("the registry saw blob uploads during an unchanged re-push");
     }

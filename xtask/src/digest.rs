@@ -11,3 +11,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub(crate) fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn digests_are_sha256_of_the_bytes() {
+        assert_eq!(
+            super::sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

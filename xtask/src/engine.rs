@@ -59,29 +59,24 @@ impl Engine {
                 Err(failure) => failures.push((program, failure)),
             }
         }
+        let reported: Vec<String> =
+            failures.iter().map(|(program, failure)| format!("`{program} info`: {failure}")).collect();
+        let reported = reported.join("\n");
         if !failures.is_empty()
             && failures.iter().all(|(_, failure)| matches!(failure, InfoFailure::NotRun(_)))
         {
-            let why: Vec<String> =
-                failures.iter().map(|(program, failure)| format!("`{program} info`: {failure}")).collect();
             bail!(
                 "❌ The container engine's CLI could not be run, so whether an engine answers is \
-                 unknown.\n{}\n\nFix that, then run this command again.",
-                why.join("\n")
+                 unknown.\n{reported}\n\nFix that, then run this command again."
             );
         }
-        let headline = if failures.is_empty() {
-            "❌ No container engine is installed. Building the agent-runner image needs one."
+        let (headline, found) = if failures.is_empty() {
+            (
+                "❌ No container engine is installed. Building the agent-runner image needs one.",
+                "Neither `docker` nor `podman` is installed.".to_owned(),
+            )
         } else {
-            "❌ Docker is not running. Building the agent-runner image needs a container engine."
-        };
-        let found = match failures.as_slice() {
-            [] => "Neither `docker` nor `podman` is installed.".to_owned(),
-            failures => failures
-                .iter()
-                .map(|(program, failure)| format!("`{program} info`: {failure}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            ("❌ Docker is not running. Building the agent-runner image needs a container engine.", reported)
         };
         bail!(
             "{headline}\n\

@@ -68,7 +68,7 @@ pub(crate) async fn push_platform(
     let config_digest = sha256_digest(&image.config);
     registry.push_blob_if_missing(&config_digest, image.config.clone()).await?;
     let manifest = Bytes::from(image_manifest(&config_digest, image.config.len(), &image.layers));
-    let descriptor = manifest_descriptor(&manifest, oci::OCI_MANIFEST, &image.config_json)?;
+    let descriptor = manifest_descriptor(&manifest, oci::OCI_MANIFEST, &image.config_json);
     let manifest_digest = descriptor.digest().to_string();
     registry.push_manifest(&manifest_digest, &manifest, oci::OCI_MANIFEST).await?;
     eprintln!("    manifest {manifest_digest}");

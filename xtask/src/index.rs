@@ -50,7 +50,7 @@ pub(crate) async fn merge_entries(
             .media_type()
             .as_ref()
             .map_or(oci::OCI_MANIFEST.to_owned(), |media_type| media_type.to_string());
-        descriptors.push(manifest_descriptor(&bytes, &media_type, &config)?);
+        descriptors.push(manifest_descriptor(&bytes, &media_type, &config));
     }
     let mut platforms: Vec<String> =
         descriptors.iter().filter(|d| !is_attestation(d)).map(platform_of).collect();
@@ -83,16 +83,14 @@ pub(crate) async fn holds_all(registry: &Registry, index: &[u8], digests: &[Stri
 
 /// The index bytes for `descriptors`: images in platform order, then attestations,
 /// whatever the order they were built or given in.
-pub(crate) fn assemble(plan: &PublishPlan, mut descriptors: Vec<Descriptor>) -> anyhow::Result<Bytes> {
+pub(crate) fn assemble(plan: &PublishPlan, mut descriptors: Vec<Descriptor>) -> Bytes {
     descriptors.sort_by_key(|descriptor| (is_attestation(descriptor), platform_of(descriptor)));
-    // A Value, not oci-spec's `ImageIndex`: its annotations are ours, and serde_json
-    // sorts the keys of both, so the bytes stay what they were.
-    Ok(Bytes::from(document::to_bytes(&json!({
+    Bytes::from(document::to_bytes(&json!({
         "schemaVersion": 2,
         "mediaType": oci::OCI_INDEX,
         "manifests": descriptors,
         "annotations": annotations(plan),
-    }))))
+    })))
 }
 
 /// Pushes `index` under the version tag, unless that tag names another digest: a
@@ -174,8 +172,8 @@ mod tests {
 
     #[test]
     fn the_index_lists_platforms_in_order_and_attestations_last() {
-        let arm64 = manifest_descriptor(b"arm", oci::OCI_MANIFEST, &config("arm64")).unwrap();
-        let amd64 = manifest_descriptor(b"amd", oci::OCI_MANIFEST, &config("amd64")).unwrap();
+        let arm64 = manifest_descriptor(b"arm", oci::OCI_MANIFEST, &config("arm64"));
+        let amd64 = manifest_descriptor(b"amd", oci::OCI_MANIFEST, &config("amd64"));
         let mut descriptors = [attestation(), arm64, amd64];
         descriptors.sort_by_key(|descriptor| (is_attestation(descriptor), platform_of(descriptor)));
         let order: Vec<String> = descriptors.iter().map(platform_of).collect();
@@ -213,8 +211,8 @@ mod tests {
     /// leaves those out rather than writing null, which no client can read.
     #[test]
     fn an_index_without_provenance_arguments_is_still_valid() {
-        let descriptor = manifest_descriptor(b"amd64", oci::OCI_MANIFEST, &config("amd64")).unwrap();
-        let bytes = assemble(&plan(Vec::new()), vec![descriptor]).unwrap();
+        let descriptor = manifest_descriptor(b"amd64", oci::OCI_MANIFEST, &config("amd64"));
+        let bytes = assemble(&plan(Vec::new()), vec![descriptor]);
         let index = document::index(&bytes, "the index").unwrap();
         let annotations = index.annotations().clone().unwrap();
         assert!(!annotations.contains_key("org.opencontainers.image.revision"), "{annotations:?}");
@@ -230,10 +228,10 @@ mod tests {
         ]);
         let descriptors = vec![
             attestation(),
-            manifest_descriptor(b"arm64 manifest", oci::OCI_MANIFEST, &config("arm64")).unwrap(),
-            manifest_descriptor(b"amd64 manifest", oci::DOCKER_MANIFEST, &config("amd64")).unwrap(),
+            manifest_descriptor(b"arm64 manifest", oci::OCI_MANIFEST, &config("arm64")),
+            manifest_descriptor(b"amd64 manifest", oci::DOCKER_MANIFEST, &config("amd64")),
         ];
-        let bytes = assemble(&plan, descriptors).unwrap();
+        let bytes = assemble(&plan, descriptors);
         let text = String::from_utf8(bytes.to_vec()).unwrap();
         insta::assert_snapshot!(format!("{}\n{text}", sha256_digest(&bytes)));
     }

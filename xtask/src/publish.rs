@@ -74,7 +74,7 @@ pub(crate) async fn publish_steps(
             }
             (PublishMode::Merge(digests), _) => {
                 let entries = index::merge_entries(plan, registry, digests).await?;
-                index::push_index(plan, registry, &index::assemble(plan, entries)?).await?
+                index::push_index(plan, registry, &index::assemble(plan, entries)).await?
             }
             (PublishMode::Index, Builder::Engine) => {
                 let engine = Engine::connect(sh)?;
@@ -84,7 +84,7 @@ pub(crate) async fn publish_steps(
                         engine_push::push_platform(sh, &engine, plan, steps, registry, platform).await?,
                     );
                 }
-                index::push_index(plan, registry, &index::assemble(plan, entries)?).await?
+                index::push_index(plan, registry, &index::assemble(plan, entries)).await?
             }
             (PublishMode::Index, Builder::Buildx) => buildx::build(sh, plan, &steps.mode)?,
         },
@@ -138,7 +138,7 @@ async fn reuse_published(plan: &PublishPlan, steps: &Steps, registry: &Registry)
         }
         PublishMode::Merge(digests) if !index::holds_all(registry, &bytes, digests).await? => {
             let entries = index::merge_entries(plan, registry, digests).await?;
-            let merged = sha256_digest(&index::assemble(plan, entries)?);
+            let merged = sha256_digest(&index::assemble(plan, entries));
             bail!(index::write_once_refusal(plan, &digest, &merged))
         }
         PublishMode::Merge(_) | PublishMode::Index => Ok(Reuse::Index(digest)),

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::bail;
 use xshell::{cmd, Shell};
 
-use crate::flags;
+use crate::{flags, platform::Target};
 
 impl flags::Test {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
@@ -90,16 +90,6 @@ fn has_nextest(sh: &Shell) -> bool {
     cmd!(sh, "cargo nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
 }
 
-/// The rustup targets the release rehearsal cross-builds (`dist`'s targets but this
-/// machine's, and the musl one the CLI's static build uses).
-const RUSTUP_TARGETS: [&str; 5] = [
-    "aarch64-apple-darwin",
-    "x86_64-apple-darwin",
-    "aarch64-unknown-linux-gnu",
-    "x86_64-unknown-linux-musl",
-    "aarch64-unknown-linux-musl",
-];
-
 /// Every missing part at once, each with how to get it: one round trip, not five. This
 /// is README.md's prerequisite list; the tidy test `readme_prerequisites_are_checked`
 /// keeps the two alike.
@@ -135,9 +125,13 @@ fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
     if cmd!(sh, "python3 -m ziglang version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
         missing.push("zig (cargo-zigbuild's linker) is missing: pip install ziglang".to_owned());
     }
+    // Every target `dist` builds: the release rehearsal builds them all.
     let installed = cmd!(sh, "rustup target list --installed").quiet().read().unwrap_or_default();
-    let targets: Vec<&str> =
-        RUSTUP_TARGETS.into_iter().filter(|target| !installed.lines().any(|line| line == *target)).collect();
+    let targets: Vec<&str> = Target::ALL
+        .iter()
+        .map(|target| target.triple())
+        .filter(|triple| !installed.lines().any(|line| line == *triple))
+        .collect();
     if !targets.is_empty() {
         missing.push(format!("rustup targets missing: rustup target add {}", targets.join(" ")));
     }

@@ -112,23 +112,17 @@ pub(crate) async fn verify(
         bail!("{repository}:{target} does not exist");
     };
     let what = format!("{repository}:{target}");
-    let index = match Document::parse(&index_bytes, &what)? {
-        Document::Index(index) => index,
-        image => bail!(
+    let document = Document::parse(&index_bytes, &what)?;
+    let media_type = document.media_type();
+    let index = match document {
+        Document::Index(index) if media_type == oci::OCI_INDEX || media_type == oci::DOCKER_MANIFEST_LIST => {
+            index
+        }
+        _ => bail!(
             "{what} is a {} rather than a multi-platform index (an OCI image index or Docker manifest list)",
-            match image.media_type() {
-                media_type if media_type.is_empty() => "manifest without a media type".to_owned(),
-                media_type => media_type,
-            }
+            if media_type.is_empty() { "manifest without a media type" } else { &media_type }
         ),
     };
-    let media_type = index.media_type().as_ref().map(ToString::to_string).unwrap_or_default();
-    if media_type != oci::OCI_INDEX && media_type != oci::DOCKER_MANIFEST_LIST {
-        bail!(
-            "{what} declares {} rather than an OCI image index or Docker manifest list",
-            if media_type.is_empty() { "no media type".to_owned() } else { media_type }
-        );
-    }
 
     let mut problems = Vec::new();
     let mut platforms = Vec::new();

@@ -28,9 +28,9 @@
 //!   release commit changed none of them). Where a job builds it (ci/release-tool.sh's
 //!   `cargo build --locked --package xtask`: the plan job, and jobs on runners other than
 //!   Linux x64), a wrapper of that binary takes the built one's place; the plan job's is
-//!   handed to the Linux x64 jobs as an artifact, as on GitHub. Cargo's target directory is shared between the
-//!   jobs, so the four CLI targets compile once; the rerun checks the archives do not
-//!   depend on it.
+//!   handed to the Linux x64 jobs as an artifact, as on GitHub. Cargo's target directory
+//!   is shared between the jobs, so the four CLI targets compile once; the rerun checks
+//!   the archives do not depend on it.
 //! - The CLI runners: the linux and macOS targets cross-build here (cargo-zigbuild),
 //!   where GitHub builds each natively.
 //! - GitHub's API: `github-release` runs with `--dry-run`, the one change made to a
@@ -465,25 +465,16 @@ impl Rehearsal<'_> {
                 let runner_temp = runner.join("temp");
                 let _ = std::fs::remove_dir_all(&runner_temp);
                 std::fs::create_dir_all(&runner_temp).unwrap();
-                let label = interpolate(
-                    job["runs-on"].as_str().expect("a job has runs-on"),
-                    &Context {
-                        matrix: entry,
-                        runner: ("", ""),
-                        needs: BTreeMap::new(),
-                        steps: BTreeMap::new(),
-                        runner_temp: &runner_temp,
-                        workspace: &workspace,
-                    },
-                );
                 let mut context = Context {
                     matrix: entry,
-                    runner: runner_of(&label),
+                    runner: ("", ""),
                     needs: needs.iter().map(|n| (n.clone(), run.outputs[n].clone())).collect(),
                     steps: BTreeMap::new(),
                     runner_temp: &runner_temp,
                     workspace: &workspace,
                 };
+                context.runner =
+                    runner_of(&interpolate(job["runs-on"].as_str().expect("a job has runs-on"), &context));
                 let name = match entry.values().next() {
                     Some(first) => format!("{job_id} ({first})"),
                     None => job_id.clone(),
