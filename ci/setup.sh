@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine for `cargo xtask test`: installs what the tests run
-# against (Docker Engine, a real OCI registry, skopeo, qemu for arm64, debootstrap for
-# the test base images, ruby for `ruby -c` on the Homebrew formula), the PyPI tools
-# (cargo-zigbuild with zig, actionlint, zizmor) and the rustup cross targets, then
-# starts dockerd; and for the buildx builder, Debian 13's dockerd 26 and docker-buildx
-# (with cosign and oras), unpacked into a private prefix, with a second dockerd beside
-# the first, and a BuildKit image for its docker-container driver. Idempotent: every
-# step checks first, so a second run takes seconds.
+# against (Docker Engine, Podman, a real OCI registry, skopeo, qemu for arm64,
+# debootstrap for the test base images, ruby for `ruby -c` on the Homebrew formula), the
+# PyPI tools (cargo-zigbuild with zig, actionlint, zizmor) and the rustup cross targets,
+# then starts dockerd and Podman's Docker API service; and for the buildx builder,
+# Debian 13's dockerd 26 and docker-buildx (with cosign and oras), unpacked into a
+# private prefix, with a second dockerd beside the first, and a BuildKit image for its
+# docker-container driver. Idempotent: every step checks first, so a second run takes
+# seconds.
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }
 
 apt_packages=(
-  docker.io docker-registry skopeo
+  docker.io docker-registry skopeo podman
   qemu-user-static binfmt-support
   debootstrap ruby file curl openssl shellcheck strace
 )
@@ -45,6 +46,41 @@ if ! docker info >/dev/null 2>&1; then
     sleep 0.5
   done
   docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /tmp/dockerd.log"; tail -20 /tmp/dockerd.log >&2; exit 1; }
+fi
+
+# Podman, configured for the whole machine as a user's would be, serving the Docker API
+# on its rootful socket (where systemd's podman.socket listens on a user's machine).
+# default_ulimits: the capability bounding set here lacks CAP_SYS_RESOURCE, so no hard
+# limit may be raised (hard nofile is 20000; podman asks for more). runc: crun refuses
+# this host's hybrid cgroups. The tests' registries are plain HTTP on 127.0.0.1 with
+# any port; registries.conf takes no port wildcard, but a "*." prefix matches a host's
+# tail, so "*.0.0.1" covers 127.0.0.1:<port>. The service reads both files at start.
+podman_conf='[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"'
+podman_registries='[[registry]]
+prefix = "*.0.0.1"
+insecure = true'
+podman_host=unix:///run/podman/podman.sock
+podman_changed=false
+write_if_changed() {
+  [[ "$(cat "$1" 2>/dev/null)" == "$2" ]] && return
+  mkdir -p "$(dirname "$1")" && printf '%s\n' "$2" >"$1" && podman_changed=true
+}
+write_if_changed /etc/containers/containers.conf "$podman_conf"
+write_if_changed /etc/containers/registries.conf.d/50-stigmer-test-registries.conf "$podman_registries"
+if $podman_changed; then pkill -f "podman system service" || true; sleep 1; fi
+if ! docker -H "$podman_host" info >/dev/null 2>&1; then
+  log "starting podman system service on $podman_host (log: /tmp/podman.log)"
+  mkdir -p /run/podman
+  setsid podman system service --time=0 "$podman_host" >/tmp/podman.log 2>&1 </dev/null &
+  for _ in $(seq 1 60); do
+    docker -H "$podman_host" info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker -H "$podman_host" info >/dev/null 2>&1 || { log "podman did not come up; see /tmp/podman.log"; tail -20 /tmp/podman.log >&2; exit 1; }
 fi
 
 # A second engine for the buildx builder, beside the first: Docker Engine 26 with the

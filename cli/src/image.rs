@@ -65,6 +65,15 @@ pub(crate) async fn ensure(
     Ok(local)
 }
 
+/// A reference as Docker shows it: Podman's Docker API reports the names it normalised
+/// (`docker.io/library/stigmer:local` for `stigmer:local`).
+pub(crate) fn familiar(reference: &str) -> &str {
+    reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .unwrap_or(reference)
+}
+
 async fn exists(engine: &Engine, reference: &str) -> anyhow::Result<bool> {
     Ok(labels(engine, reference).await?.is_some())
 }
@@ -162,6 +171,14 @@ fn split_reference(reference: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalised_names_are_shown_as_docker_shows_them() {
+        assert_eq!(familiar("docker.io/library/stigmer-1:local"), "stigmer-1:local");
+        assert_eq!(familiar("docker.io/stigmer/agent-runner:v1"), "stigmer/agent-runner:v1");
+        assert_eq!(familiar("ghcr.io/stigmer/agent-runner:v1"), "ghcr.io/stigmer/agent-runner:v1");
+        assert_eq!(familiar("stigmer-1:local"), "stigmer-1:local");
+    }
 
     #[test]
     fn references_split_into_repository_and_tag_or_digest() {

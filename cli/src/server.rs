@@ -406,7 +406,20 @@ async fn wait_healthy(engine: &Engine, id: &str, port: u16, timeout: Duration) -
                 maximum_retry_count: None,
             };
             let update = ContainerUpdateBody { restart_policy: Some(policy), ..Default::default() };
-            engine.docker.update_container(id, update).await.context("setting the restart policy")?;
+            match engine.docker.update_container(id, update).await {
+                Ok(_) => {}
+                // Podman before 5 has no update endpoint (404 for a container that is
+                // there): the container keeps the policy it was created with, "no".
+                Err(err) if is_not_found(&err) && engine.docker.inspect_container(id, None).await.is_ok() => {
+                    eprintln!(
+                        "note: the engine at {} cannot change a container's restart policy (Podman before 5 \
+                         cannot), so the agent-runner will not come back by itself after a crash or a \
+                         reboot: run `stigmer server start` again then",
+                        engine.endpoint
+                    )
+                }
+                Err(err) => return Err(anyhow::Error::new(err).context("setting the restart policy")),
+            }
             eprintln!(
                 "agent-runner is healthy after {:.1} s: http://127.0.0.1:{port} ({})",
                 started.elapsed().as_secs_f64(),
@@ -518,9 +531,11 @@ pub(crate) async fn status(engine: &Engine, home: &Home, as_json: bool) -> anyho
     let running = state.running.unwrap_or(false);
     let port = container_port(&container);
     let ready = running && port.is_some_and(probe);
+    let checks_run = state.health.as_ref().and_then(|h| h.log.as_ref()).is_some_and(|log| !log.is_empty());
     let health =
         state.health.and_then(|h| h.status).map(|s| s.to_string()).unwrap_or_else(|| "none".to_owned());
-    let image = container.config.as_ref().and_then(|c| c.image.clone()).unwrap_or_default();
+    let image =
+        container.config.as_ref().and_then(|c| c.image.as_deref()).map(image::familiar).unwrap_or_default();
     let image_id = container.image.clone().unwrap_or_default();
     let image_labels = image::labels(engine, &image_id).await?.unwrap_or_default();
     let version = image_labels.get(image::VERSION_LABEL).cloned().unwrap_or_else(|| "unknown".to_owned());
@@ -548,8 +563,15 @@ pub(crate) async fn status(engine: &Engine, home: &Home, as_json: bool) -> anyho
         if let Some(uptime) = uptime {
             println!("  uptime     {}", human_duration(uptime));
         }
+        // Docker runs the image's first check after its 30 s interval. Podman runs
+        // checks from systemd timers: without systemd it never does, and says "starting".
+        let engine_health = if health == "starting" && !checks_run && uptime.is_some_and(|up| up > 45) {
+            "never checked by the engine (Podman runs health checks from systemd timers)".to_owned()
+        } else {
+            format!("{health} (engine)")
+        };
         println!(
-            "  health     {health} (docker), {} (GET /healthz)",
+            "  health     {engine_health}, {} (GET /healthz)",
             if ready { "ready" } else { "not answering" }
         );
         if let Some(port) = port {

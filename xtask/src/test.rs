@@ -100,6 +100,7 @@ fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
         ("docker", "apt-get install docker.io"),
         ("docker-registry", "apt-get install docker-registry"),
         ("skopeo", "apt-get install skopeo"),
+        ("podman", "apt-get install podman"),
         ("debootstrap", "apt-get install debootstrap"),
         ("python3", "apt-get install python3 python3-venv"),
         // The agent-runner's durability test watches its system calls.
@@ -151,6 +152,15 @@ fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
     // The buildx builder's engine: on our machines dockerd 26 beside the default one,
     // from Debian 13's packages, which ci/setup.sh unpacks.
     missing.extend(test_support::buildx::missing());
+    // The CLI's lifecycle tests run on each engine; Podman through its Docker API.
+    let podman = test_support::engine::Engine::Podman;
+    if !test_support::engine::engine_answers(podman) {
+        let podman = podman.host();
+        missing.push(format!(
+            "Podman does not answer `docker --host {podman} info`: {setup} (it writes \
+             /etc/containers/containers.conf and starts `podman system service`; log: /tmp/podman.log)"
+        ));
+    }
     if !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
         missing.push(
             "no qemu binfmt handler for arm64: apt-get install qemu-user-static binfmt-support \

@@ -14,7 +14,7 @@ use std::{
 };
 
 use serde_json::Value;
-use test_support::shell;
+use test_support::{engine::Engine, shell};
 use xshell::{cmd, Cmd};
 
 use crate::{run, run_ok, text, Instance, STIGMER};
@@ -96,7 +96,7 @@ fn status_json(output: &std::process::Output) -> Value {
 
 #[test]
 fn the_sockets_of_colima_orbstack_rancher_desktop_and_podman_machines_are_found() {
-    let instance = Instance::new();
+    let instance = Instance::new(Engine::Docker20);
     run_ok(instance.stigmer(&["server", "start"]));
     let sh = shell();
     // Each where its tool puts it, relative to HOME; XDG_RUNTIME_DIR is HOME/run and
@@ -131,7 +131,7 @@ fn the_sockets_of_colima_orbstack_rancher_desktop_and_podman_machines_are_found(
 
 #[test]
 fn the_current_docker_context_is_used_before_the_default_socket() {
-    let instance = Instance::new();
+    let instance = Instance::new(Engine::Docker20);
     run_ok(instance.stigmer(&["server", "start"]));
     let sh = shell();
     let dir = tempfile::tempdir().unwrap();
@@ -168,7 +168,7 @@ fn the_current_docker_context_is_used_before_the_default_socket() {
 
 #[test]
 fn container_host_is_used_when_docker_host_is_not_set() {
-    let instance = Instance::new();
+    let instance = Instance::new(Engine::Docker20);
     run_ok(instance.stigmer(&["server", "start"]));
     let dir = tempfile::tempdir().unwrap();
     let socket: PathBuf = dir.path().join("podman.sock");
@@ -200,7 +200,7 @@ fn permission_denied_on_the_engine_socket_names_the_group_to_join() {
         "{ENGINE_SOCKET} has mode {mode}: this test needs it closed to others (0660, as dockerd makes it)"
     );
     let group = cmd!(sh, "stat --dereference --format %G {ENGINE_SOCKET}").read().unwrap();
-    let instance = Instance::without_image();
+    let instance = Instance::without_image(Engine::Docker20);
     let home = open_home();
     let output = run(as_nobody(&instance, &sh, &["server", "status"]).env("HOME", home.path()));
     assert_eq!(output.status.code(), Some(3), "{}", text(&output));

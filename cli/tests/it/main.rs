@@ -1,4 +1,4 @@
-//! Integration tests of `stigmer`: the real binary against the real engine, the real
+//! Integration tests of `stigmer`: the real binary against each real engine, the real
 //! agent-runner image built from the test base, and a real registry for pulls.
 
 mod engine;
@@ -11,38 +11,41 @@ use std::{
     process::Output,
 };
 
-use test_support::{shell, unique_name};
+use test_support::{engine::Engine, unique_name};
 use xshell::{cmd, Cmd, Shell};
 
 const STIGMER: &str = env!("CARGO_BIN_EXE_stigmer");
 
-/// One isolated agent-runner installation: its own home, container name and port, so
-/// tests run in parallel. Dropping it removes whatever it left in the engine.
+/// One isolated agent-runner installation on one engine: its own home, container name
+/// and port, so tests run in parallel. Dropping it removes whatever it left in the
+/// engine.
 pub(crate) struct Instance {
     pub(crate) home: tempfile::TempDir,
     pub(crate) name: String,
     pub(crate) port: u16,
     pub(crate) image: Option<String>,
-    sh: Shell,
+    /// Its `docker` commands, and the `stigmer` it runs, reach `engine`.
+    pub(crate) sh: Shell,
 }
 
 impl Instance {
     /// Runs the agent-runner test image.
-    pub(crate) fn new() -> Instance {
-        let mut instance = Instance::without_image();
-        instance.image = Some(test_support::base_image::agent_runner_image(env!("CARGO_PKG_VERSION")));
+    pub(crate) fn new(engine: Engine) -> Instance {
+        let mut instance = Instance::without_image(engine);
+        let image = test_support::base_image::agent_runner_image(env!("CARGO_PKG_VERSION"));
+        engine.provide(&image);
+        instance.image = Some(image);
         instance
     }
 
     /// Leaves the image to the CLI's own choice (local, then registry).
-    pub(crate) fn without_image() -> Instance {
-        test_support::engine::require_engine();
+    pub(crate) fn without_image(engine: Engine) -> Instance {
         Instance {
             home: tempfile::tempdir().unwrap(),
             name: unique_name("stigmer-it"),
             port: free_port(),
             image: None,
-            sh: shell(),
+            sh: engine.shell(),
         }
     }
 
@@ -91,7 +94,12 @@ impl Drop for Instance {
         let sh = &self.sh;
         let label = format!("label=dev.stigmer.home={}", self.home.path().display());
         let ids = cmd!(sh, "docker ps --all --quiet --filter {label}").read().unwrap_or_default();
-        let ids: Vec<&str> = ids.lines().collect();
+        // And whatever a test ran under this instance's (unique) name itself.
+        let name = format!("name=^{}$", self.name);
+        let named = cmd!(sh, "docker ps --all --quiet --filter {name}").read().unwrap_or_default();
+        let mut ids: Vec<&str> = ids.lines().chain(named.lines()).collect();
+        ids.sort_unstable();
+        ids.dedup();
         if !ids.is_empty() {
             let _ = cmd!(sh, "docker rm --force --volumes {ids...}").quiet().ignore_stdout().run();
         }
@@ -99,6 +107,27 @@ impl Drop for Instance {
         let _ = cmd!(sh, "docker image rm --no-prune {local}").quiet().ignore_stdout().ignore_stderr().run();
     }
 }
+
+/// Declares each test function, which takes the engine, once per engine: in modules
+/// `docker20`, `docker26` and `podman`, so `-E 'test(podman::)'` runs one engine's.
+macro_rules! on_every_engine {
+    ($($test:ident),* $(,)?) => {
+        on_every_engine!(@on docker20 Docker20 $($test),*);
+        on_every_engine!(@on docker26 Docker26 $($test),*);
+        on_every_engine!(@on podman Podman $($test),*);
+    };
+    (@on $module:ident $engine:ident $($test:ident),*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $test() {
+                    super::$test(test_support::engine::Engine::$engine)
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_every_engine;
 
 fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()

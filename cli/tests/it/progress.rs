@@ -4,7 +4,11 @@
 use std::io::Read;
 
 use serde_json::Value;
-use test_support::{engine::ImageGuard, registry::TestRegistry, shell, unique_name};
+use test_support::{
+    engine::{Engine, ImageGuard},
+    registry::TestRegistry,
+    shell, unique_name,
+};
 use xshell::cmd;
 
 use crate::{run, run_ok, text, Instance};
@@ -52,7 +56,7 @@ impl Pull {
         let digest = manifest["layers"].as_array().unwrap().last().unwrap()["digest"].as_str().unwrap();
         let layer = digest.strip_prefix("sha256:").unwrap()[..12].to_owned();
 
-        let mut instance = Instance::without_image();
+        let mut instance = Instance::without_image(Engine::Docker20);
         instance.image = Some(image.clone());
         Pull { _registry: registry, _image: guard, image, layer, instance }
     }
