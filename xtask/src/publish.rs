@@ -46,6 +46,9 @@ pub(crate) async fn publish_steps(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     registry.check_push_access().await?;
+    if let Some(signer) = &plan.signer {
+        sign::check_signer(sh, signer)?;
+    }
     let index_digest = match reuse_published(plan, steps, registry).await? {
         Reuse::Printed => return Ok(()),
         Reuse::Index(digest) => digest,

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
 /// The bundle `checksums --cosign-key/--keyless` writes beside checksums.txt, uploaded
@@ -90,6 +90,25 @@ fn registry_args(reference: &str) -> Option<&'static str> {
     let host = reference.split('/').next().unwrap_or_default();
     let host = host.rsplit_once(':').map_or(host, |(host, _)| host);
     matches!(host, "127.0.0.1" | "localhost" | "[::1]").then_some("--allow-insecure-registry")
+}
+
+/// Refuses, before anything is built or pushed, a signer that cannot sign here: no
+/// cosign, or a key that cosign cannot open (a missing file, a wrong COSIGN_PASSWORD).
+pub(crate) fn check_signer(sh: &Shell, signer: &Signer) -> anyhow::Result<()> {
+    let output = match signer {
+        Signer::Key(key) => cmd!(sh, "cosign public-key --key {key}").quiet().ignore_status().output(),
+        Signer::Keyless => cmd!(sh, "cosign version").quiet().ignore_status().output(),
+    }
+    .context("running cosign: install cosign 2 (Debian 13 packages it; ci/setup.sh unpacks it)")?;
+    match (output.status.success(), signer) {
+        (true, _) => Ok(()),
+        (false, Signer::Key(key)) => bail!(
+            "cosign cannot open the key {}: {} (set COSIGN_PASSWORD to its password); nothing was built or pushed",
+            key.display(),
+            failure(&output)
+        ),
+        (false, Signer::Keyless) => bail!("cosign does not run: {}; install cosign 2", failure(&output)),
+    }
 }
 
 /// The public half of a key signer, to see what a rerun signed already; `None` for

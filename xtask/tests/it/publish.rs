@@ -143,8 +143,9 @@ fn a_release_is_verified_then_aliased_and_a_re_push_uploads_nothing() {
 }
 
 /// `--cosign-key`: the verified index is signed by digest after verification and
-/// before any pointer moves; a failed signature (a wrong key password) moves nothing,
-/// and the rerun signs and moves.
+/// before any pointer moves; a signature that fails then (cosign cannot store it:
+/// `COSIGN_REPOSITORY` names a registry that is down) moves nothing, and the rerun signs
+/// and moves; a key cosign cannot open is refused before anything is pushed.
 #[test]
 fn a_signed_release_is_signed_after_verification_and_a_failed_signature_moves_no_pointer() {
     let fixture = Fixture::new(TestRegistry::start_with_auth());
@@ -178,8 +179,10 @@ fn a_signed_release_is_signed_after_verification_and_a_failed_signature_moves_no
     assert!(rerun.contains("signed with this key already"), "a rerun signed again:\n{rerun}");
 
     fixture.set_app("the next patch");
-    let failed = run_err(signed("v1.2.4", "not-the-password"));
-    assert!(failed.contains("no pointer was moved"), "{failed}");
+    let failed = run_err(
+        signed("v1.2.4", test_support::cosign::PASSWORD).env("COSIGN_REPOSITORY", "127.0.0.1:9/signatures"),
+    );
+    assert!(failed.contains("==> verifying") && failed.contains("no pointer was moved"), "{failed}");
     assert!(failed.contains("signing 127.0.0.1:"), "{failed}");
     for pointer in ["latest", "v1.2", "v1"] {
         assert_eq!(digest_of(&fixture.raw(pointer).unwrap()), digest, "{pointer} moved without a signature");
@@ -191,6 +194,15 @@ fn a_signed_release_is_signed_after_verification_and_a_failed_signature_moves_no
     assert!(rerun.contains("is published already as"), "{rerun}");
     assert!(verify(&next), "the rerun did not sign v1.2.4");
     assert_eq!(digest_of(&fixture.raw("latest").unwrap()), next);
+
+    let writes = fixture.registry.writes();
+    let refused = run_err(signed("v1.2.5", "not-the-password"));
+    assert!(
+        refused.contains("cosign cannot open the key") && refused.contains("COSIGN_PASSWORD"),
+        "{refused}"
+    );
+    assert!(refused.contains("nothing was built or pushed"), "{refused}");
+    assert_eq!(fixture.registry.writes(), writes, "a refused signer pushed");
 }
 
 #[test]

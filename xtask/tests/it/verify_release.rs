@@ -385,3 +385,13 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+#[test]
+fn a_dry_runs_version_is_refused_before_anything_is_read() {
+    let sh = shell();
+    let refused = run_err(cmd!(sh, "{XTASK} verify-release v1.3.1-snapshot-abc1234 --registry 127.0.0.1:9"));
+    assert!(refused.contains("is a dry run's version: nothing was published to verify"), "{refused}");
+    assert!(!refused.contains("127.0.0.1:9"), "it reached for the registry:\n{refused}");
+    let neither = run_err(cmd!(sh, "{XTASK} verify-release"));
+    assert!(neither.contains("<vX.Y.Z>"), "{neither}");
+}
