@@ -507,7 +507,9 @@ async fn check_pointers(
             plan::compute(&release.version, kind, false, &release.repository, &world)
         }
     };
-    for pointer in version::Pointer::of(&release.version) {
+    // A pre-release's lines too: none of their tags may name it.
+    let (major, minor, patch) = (release.version.major, release.version.minor, release.version.patch);
+    for pointer in version::Pointer::of(&semver::Version::new(major, minor, patch)) {
         let tag = pointer.tag();
         let subject = format!("{}:{tag}", release.repository);
         let current = registry.manifest(&tag).await?;
