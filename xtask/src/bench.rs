@@ -447,6 +447,7 @@ fn measure_publish(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Ve
         sbom_generator: None,
         cache_from: Vec::new(),
         cache_to: Vec::new(),
+        signer: None,
     };
     let publish = |patch: u64| -> anyhow::Result<Registry> {
         let client = connect();

@@ -147,7 +147,7 @@ pub(crate) fn args(plan: &PublishPlan, mode: &PublishMode, metadata_file: &Path)
 /// `registry` in its `auths` (and no credential store or helper that would win over
 /// it), and every other entry of the user's config directory (`cli-plugins`, `buildx`
 /// with its builders, `contexts`) linked in, so the same buildx and builder run.
-fn private_docker_config(
+pub(crate) fn private_docker_config(
     sh: &Shell,
     registry: &str,
     auth: &RegistryAuth,

@@ -10,7 +10,13 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use xshell::Shell;
 
-use crate::{digest::hex, files, flags, platform::Target, version};
+use crate::{
+    digest::hex,
+    files, flags,
+    platform::Target,
+    sign::{self, Signer},
+    version,
+};
 
 pub(crate) const CHECKSUMS: &str = "checksums.txt";
 pub(crate) const MANIFEST: &str = "manifest.json";
@@ -20,6 +26,16 @@ impl flags::Checksums {
         let dir = sh.current_dir().join(&self.dir);
         let archives = write(&dir)?;
         println!("wrote {CHECKSUMS} and {MANIFEST} for {} archive(s) in {}", archives.len(), dir.display());
+        if let Some(signer) =
+            Signer::from_flags(self.cosign_key.map(|key| sh.current_dir().join(key)), self.keyless)
+        {
+            let bundle = dir.join(sign::CHECKSUMS_BUNDLE);
+            // Signed beside, then renamed: a failed signature leaves no bundle at all.
+            let partial = dir.join(format!(".{}.partial", sign::CHECKSUMS_BUNDLE));
+            sign::sign_blob(sh, &signer, &dir.join(CHECKSUMS), &partial)?;
+            std::fs::rename(&partial, &bundle).with_context(|| format!("writing {}", bundle.display()))?;
+            println!("signed {CHECKSUMS} ({}): {}", signer.describe(), bundle.display());
+        }
         Ok(())
     }
 }
@@ -124,6 +140,11 @@ pub(crate) fn write(dir: &Path) -> anyhow::Result<Vec<Archive>> {
         }));
     }
     let manifest = json!({ "version": version.to_string(), "artifacts": artifacts });
+    // A signature of other checksums must not sit beside these.
+    let bundle = dir.join(sign::CHECKSUMS_BUNDLE);
+    if bundle.exists() && std::fs::read(dir.join(CHECKSUMS)).ok().as_deref() != Some(checksums.as_bytes()) {
+        std::fs::remove_file(&bundle).with_context(|| format!("removing the stale {}", bundle.display()))?;
+    }
     files::write_atomically(&dir.join(CHECKSUMS), checksums.as_bytes())?;
     files::write_atomically(
         &dir.join(MANIFEST),

@@ -24,6 +24,7 @@ pub enum Command {
     Plan(Plan),
     Image(Image),
     VerifyImage(VerifyImage),
+    VerifyRelease(VerifyRelease),
     Dist(Dist),
     Checksums(Checksums),
     Release(Release),
@@ -282,6 +283,16 @@ pub struct Image {
     #[arg(long, value_name = "REF", requires = "push")]
     pub sbom_generator: Option<String>,
 
+    /// Sign the verified index by digest with this cosign private key (password in
+    /// COSIGN_PASSWORD), with no transparency log, before any floating tag moves
+    #[arg(long, value_name = "FILE", requires = "publishing", conflicts_with = "keyless")]
+    pub cosign_key: Option<PathBuf>,
+
+    /// Sign the verified index by digest keyless (in GitHub Actions: the workflow's OIDC
+    /// identity, which needs `id-token: write`), before any floating tag moves
+    #[arg(long, requires = "publishing")]
+    pub keyless: bool,
+
     /// Print the plan (tags, platforms, builder, credentials source) and change nothing
     #[arg(long, requires = "publishing")]
     pub dry_run: bool,
@@ -315,6 +326,78 @@ pub struct VerifyImage {
     /// (repeatable), e.g. ghcr.io/stigmer/agent-runner:latest
     #[arg(long, value_name = "REF")]
     pub same_digest_as: Vec<String>,
+
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Check a published release as a whole, as a user can: assets, signatures, image,
+/// CLI pins, formula, notes and floating tags agree.
+///
+/// Reads the assets from --dir (the tarballs, checksums.txt and its sigstore bundle
+/// checksums.txt.sigstore.json, as downloaded from the GitHub release, and
+/// RELEASE_NOTES.md) or from --url, the image from the registry and the formula from the tap, and
+/// checks that: every tarball matches checksums.txt and checksums.txt's signature is
+/// from the expected identity (this repository's release workflow, keyless; or --key);
+/// REGISTRY/agent-runner:vX.Y.Z verifies as `verify-image` checks it, is signed by
+/// that identity, and has an SBOM and a provenance (in the index, or as cosign
+/// attestations); the `stigmer` binary in each tarball pins that index digest (read
+/// from the binary, which is not run); the tap's formula names the same URLs and
+/// sha256s as checksums.txt; the notes name the same digest; and `latest`, `vX.Y` and
+/// `vX` are where the release plan puts them. Prints one table (check, subject,
+/// result), or --json, and exits non-zero naming each failed check. Writes nothing.
+#[derive(Args)]
+pub struct VerifyRelease {
+    /// The release to check, vX.Y.Z
+    #[arg(value_name = "vX.Y.Z", required_unless_present = "plan")]
+    pub version: Option<String>,
+
+    /// The release plan (`cargo xtask plan --out`): version, repository and where each
+    /// floating tag should be come from it [default: computed from the registry]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["version", "registry"])]
+    pub plan: Option<PathBuf>,
+
+    /// The directory holding the downloaded release assets
+    #[arg(long, value_name = "DIR", default_value = "dist")]
+    pub dir: PathBuf,
+
+    /// Download the assets from this URL instead (the release's download URL,
+    /// https://github.com/OWNER/NAME/releases/download/vX.Y.Z): checksums.txt, its
+    /// bundle and every file it lists, into a temporary directory
+    #[arg(long, value_name = "URL", conflicts_with = "dir")]
+    pub url: Option<String>,
+
+    /// The release notes [default: DIR/RELEASE_NOTES.md; with --url, none unless given]
+    #[arg(long, value_name = "FILE")]
+    pub notes: Option<PathBuf>,
+
+    /// The registry and namespace the image is published to
+    #[arg(long, value_name = "REGISTRY", default_value = "ghcr.io/stigmer")]
+    pub registry: String,
+
+    /// The Homebrew tap, a git URL or path (its default branch is cloned)
+    #[arg(long, value_name = "GIT", default_value = "https://github.com/stigmer/homebrew-tap")]
+    pub tap: String,
+
+    /// The GitHub repository whose releases hold the assets (the formula's URLs) and
+    /// whose release workflow signs
+    #[arg(long, value_name = "OWNER/NAME", default_value = "stigmer/stigmer")]
+    pub repo: String,
+
+    /// Accept signatures by this cosign public key instead of a keyless identity (for
+    /// releases signed with `--cosign-key`, which have no transparency-log entry)
+    #[arg(long, value_name = "FILE", conflicts_with = "certificate_identity")]
+    pub key: Option<PathBuf>,
+
+    /// The keyless signer to accept [default:
+    /// https://github.com/OWNER/NAME/.github/workflows/release.yml@refs/tags/vX.Y.Z]
+    #[arg(long, value_name = "IDENTITY")]
+    pub certificate_identity: Option<String>,
+
+    /// The OIDC issuer of the keyless signer's certificate
+    #[arg(long, value_name = "URL", default_value = "https://token.actions.githubusercontent.com")]
+    pub certificate_oidc_issuer: String,
 
     /// Print the report as JSON
     #[arg(long)]
@@ -375,12 +458,24 @@ pub struct Dist {
 /// Write checksums.txt and manifest.json for the archives in a directory.
 ///
 /// For a release whose targets were built on separate runners: gather the archives in
-/// one directory, then run this.
+/// one directory, then run this. With --cosign-key or --keyless it also signs
+/// checksums.txt into checksums.txt.sigstore.json (a sigstore bundle, uploaded with the
+/// release); new checksums remove a bundle that signed other ones.
 #[derive(Args)]
 pub struct Checksums {
     /// The directory holding stigmer-*.tar.gz
     #[arg(value_name = "DIR", default_value = "dist")]
     pub dir: PathBuf,
+
+    /// Sign checksums.txt with this cosign private key (password in COSIGN_PASSWORD),
+    /// with no transparency log
+    #[arg(long, value_name = "FILE", conflicts_with = "keyless")]
+    pub cosign_key: Option<PathBuf>,
+
+    /// Sign checksums.txt keyless (in GitHub Actions: the workflow's OIDC identity,
+    /// which needs `id-token: write`)
+    #[arg(long)]
+    pub keyless: bool,
 }
 
 /// Write DIR/RELEASE_NOTES.md for a version.

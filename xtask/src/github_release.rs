@@ -14,7 +14,7 @@ use crate::{
     digest::sha256_digest,
     flags,
     plan::{self, ReleasePlan},
-    release_notes, version,
+    release_notes, sign, version,
 };
 
 impl flags::GithubRelease {
@@ -33,6 +33,15 @@ impl flags::GithubRelease {
             bail!("{} is missing: run `cargo xtask release-notes --version {tag}` first", notes.display());
         }
         let local = local_assets(&dir)?;
+        if !dry_run && !local.iter().any(|(name, _)| name == sign::CHECKSUMS_BUNDLE) {
+            bail!(
+                "{} has no {}: a release publishes signed checksums; run `cargo xtask checksums {} --keyless` \
+                 (or --cosign-key FILE) first",
+                dir.display(),
+                sign::CHECKSUMS_BUNDLE,
+                self.dir.display()
+            );
+        }
         let existing = match existing_release(sh, &tag) {
             Ok(existing) => existing,
             // GitHub's API cannot be reached from our machines: a dry run there still
@@ -123,7 +132,8 @@ struct Release {
     assets: Vec<(String, String)>,
 }
 
-/// The archives in checksums.txt and checksums.txt itself, with their digests.
+/// The archives in checksums.txt, checksums.txt itself and its signature (when signed),
+/// with their digests.
 fn local_assets(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let checksums_path = dir.join(checksums::CHECKSUMS);
     let mut assets: Vec<(String, String)> = checksums::read(&checksums_path)?
@@ -139,6 +149,10 @@ fn local_assets(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
     }
     let bytes = std::fs::read(&checksums_path)?;
     assets.push((checksums::CHECKSUMS.to_owned(), sha256_digest(&bytes)));
+    // The signature of checksums.txt, when it was signed (`checksums --keyless`).
+    if let Ok(bundle) = std::fs::read(dir.join(sign::CHECKSUMS_BUNDLE)) {
+        assets.push((sign::CHECKSUMS_BUNDLE.to_owned(), sha256_digest(&bundle)));
+    }
     Ok(assets)
 }
 
@@ -181,6 +195,9 @@ fn plan(local: &[(String, String)], existing: Option<&Release>) -> anyhow::Resul
         let remote = existing.and_then(|release| release.assets.iter().find(|(remote, _)| remote == name));
         let action = match remote {
             Some((_, remote_digest)) if remote_digest == digest => Action::Keep,
+            // A keyless signature differs each time it is made: any published bundle
+            // signs the same checksums.txt, whose own digest is compared.
+            Some(_) if name == sign::CHECKSUMS_BUNDLE => Action::Keep,
             Some(_) if existing.is_some_and(|release| !release.draft) => bail!(
                 "the published release has a different {name}: a published release is never changed; \
                  cut a new version"
@@ -231,6 +248,16 @@ mod tests {
 
         let complete = Release { draft: false, assets: local() };
         assert_eq!(plan_actions(&local(), Some(&complete)), [Action::Keep, Action::Keep]);
+    }
+
+    #[test]
+    fn a_rerun_keeps_the_published_signature_of_the_same_checksums() {
+        let mut local = local();
+        local.push((sign::CHECKSUMS_BUNDLE.to_owned(), "sha256:new-signature".to_owned()));
+        let mut assets = local.clone();
+        assets.last_mut().unwrap().1 = "sha256:first-signature".to_owned();
+        let published = Release { draft: false, assets };
+        assert!(plan_actions(&local, Some(&published)).iter().all(|action| *action == Action::Keep));
     }
 
     fn plan_actions(local: &[(String, String)], existing: Option<&Release>) -> Vec<Action> {

@@ -22,6 +22,7 @@ use crate::{
     prepare::{BuildRequest, DependencyPath},
     project, publish,
     publish_plan::{Builder, PublishMode, PublishPlan, Steps},
+    sign::Signer,
     version,
 };
 
@@ -135,6 +136,10 @@ impl flags::Image {
             sbom_generator: self.sbom_generator.clone(),
             cache_from: default_cache(&self.cache_from, "type=gha"),
             cache_to: default_cache(&self.cache_to, "type=gha,mode=max"),
+            signer: Signer::from_flags(
+                self.cosign_key.as_ref().map(|key| sh.current_dir().join(key)),
+                self.keyless,
+            ),
         };
         eprint!("{}", plan.describe(&steps));
         if dry_run {

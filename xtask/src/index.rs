@@ -204,6 +204,7 @@ mod tests {
             sbom_generator: None,
             cache_from: Vec::new(),
             cache_to: Vec::new(),
+            signer: None,
         }
     }
 

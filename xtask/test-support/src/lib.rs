@@ -10,6 +10,7 @@
 
 pub mod base_image;
 pub mod buildx;
+pub mod cosign;
 pub mod engine;
 pub mod git;
 pub mod registry;

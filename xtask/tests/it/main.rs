@@ -11,6 +11,7 @@ mod release_artifacts;
 mod test_command;
 mod tidy;
 mod verify;
+mod verify_release;
 mod workflows;
 
 use std::process::Output;

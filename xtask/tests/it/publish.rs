@@ -17,15 +17,15 @@ use xshell::{cmd, Shell};
 
 use crate::{run_err, run_ok, XTASK};
 
-struct Fixture {
-    registry: TestRegistry,
+pub(crate) struct Fixture {
+    pub(crate) registry: TestRegistry,
     base: String,
-    context: tempfile::TempDir,
+    pub(crate) context: tempfile::TempDir,
     _base_tag: ImageGuard,
 }
 
 impl Fixture {
-    fn new(registry: TestRegistry) -> Fixture {
+    pub(crate) fn new(registry: TestRegistry) -> Fixture {
         let base = base_image::push_index(&registry);
         let context = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -38,11 +38,11 @@ impl Fixture {
         fixture
     }
 
-    fn set_app(&self, content: &str) {
+    pub(crate) fn set_app(&self, content: &str) {
         std::fs::write(self.context.path().join("app.txt"), content).unwrap();
     }
 
-    fn push<'a>(&self, sh: &'a Shell, version: &str) -> xshell::Cmd<'a> {
+    pub(crate) fn push<'a>(&self, sh: &'a Shell, version: &str) -> xshell::Cmd<'a> {
         let (registry, base, context) = (self.registry.host(), &self.base, self.context.path());
         cmd!(
             sh,
@@ -75,7 +75,7 @@ impl Fixture {
         .env("DOCKER_CONFIG", self.registry.docker_config())
     }
 
-    fn repository(&self) -> String {
+    pub(crate) fn repository(&self) -> String {
         self.registry.repository("agent-runner")
     }
 
@@ -91,7 +91,7 @@ fn digest_of(bytes: &[u8]) -> String {
 }
 
 /// The index digest a publish reports in its `==> published REPO@DIGEST` line.
-fn published_digest(output: &str) -> String {
+pub(crate) fn published_digest(output: &str) -> String {
     let line = output.lines().find(|l| l.starts_with("==> published ")).unwrap_or_else(|| panic!("{output}"));
     line.rsplit('@').next().unwrap().to_owned()
 }
@@ -142,6 +142,69 @@ fn a_release_is_verified_then_aliased_and_a_re_push_uploads_nothing() {
     assert_eq!(published_digest(&again), digest);
 }
 
+/// `--cosign-key`: the verified index is signed by digest after verification and
+/// before any pointer moves; a signature that fails then (cosign cannot store it:
+/// `COSIGN_REPOSITORY` names a registry that is down) moves nothing, and the rerun signs
+/// and moves; a key cosign cannot open is refused before anything is pushed.
+#[test]
+fn a_signed_release_is_signed_after_verification_and_a_failed_signature_moves_no_pointer() {
+    let fixture = Fixture::new(TestRegistry::start_with_auth());
+    let keys = test_support::cosign::KeyPair::generate();
+    let sh = shell();
+    let signed = |version: &str, password: &str| {
+        fixture.push(&sh, version).arg("--cosign-key").arg(&keys.key).env("COSIGN_PASSWORD", password)
+    };
+    let released = run_ok(signed("v1.2.3", test_support::cosign::PASSWORD));
+    let digest = published_digest(&released);
+    let (verified, signing, moved) = (
+        released.find("==> verifying").unwrap(),
+        released.find("==> signing").unwrap_or_else(|| panic!("{released}")),
+        released.find("latest   -> v1.2.3").unwrap(),
+    );
+    assert!(verified < signing && signing < moved, "{released}");
+    let verify = |digest: &str| {
+        let (public, reference) = (&keys.public, format!("{}@{digest}", fixture.repository()));
+        crate::run(
+            cmd!(
+                sh,
+                "cosign verify --key {public} --insecure-ignore-tlog --allow-insecure-registry {reference}"
+            )
+            .env("DOCKER_CONFIG", fixture.registry.docker_config()),
+        )
+        .status
+        .success()
+    };
+    assert!(verify(&digest), "the published index does not verify with the public key");
+    let rerun = run_ok(signed("v1.2.3", test_support::cosign::PASSWORD));
+    assert!(rerun.contains("signed with this key already"), "a rerun signed again:\n{rerun}");
+
+    fixture.set_app("the next patch");
+    let failed = run_err(
+        signed("v1.2.4", test_support::cosign::PASSWORD).env("COSIGN_REPOSITORY", "127.0.0.1:9/signatures"),
+    );
+    assert!(failed.contains("==> verifying") && failed.contains("no pointer was moved"), "{failed}");
+    assert!(failed.contains("signing 127.0.0.1:"), "{failed}");
+    for pointer in ["latest", "v1.2", "v1"] {
+        assert_eq!(digest_of(&fixture.raw(pointer).unwrap()), digest, "{pointer} moved without a signature");
+    }
+    let next = fixture.raw("v1.2.4").map(|bytes| digest_of(&bytes)).expect("v1.2.4 was pushed");
+    assert!(!verify(&next), "v1.2.4 is signed although signing failed");
+
+    let rerun = run_ok(signed("v1.2.4", test_support::cosign::PASSWORD));
+    assert!(rerun.contains("is published already as"), "{rerun}");
+    assert!(verify(&next), "the rerun did not sign v1.2.4");
+    assert_eq!(digest_of(&fixture.raw("latest").unwrap()), next);
+
+    let writes = fixture.registry.writes();
+    let refused = run_err(signed("v1.2.5", "not-the-password"));
+    assert!(
+        refused.contains("cosign cannot open the key") && refused.contains("COSIGN_PASSWORD"),
+        "{refused}"
+    );
+    assert!(refused.contains("nothing was built or pushed"), "{refused}");
+    assert_eq!(fixture.registry.writes(), writes, "a refused signer pushed");
+}
+
 #[test]
 fn a_pre_release_moves_no_alias() {
     let fixture = Fixture::new(TestRegistry::start());
@@ -167,7 +230,7 @@ fn a_dry_run_prints_the_plan_and_writes_nothing() {
         let output = run_ok(fixture.push(&sh, version).arg("--dry-run"));
         assert!(output.contains("dry run: nothing built, nothing pushed"), "{output}");
         if version == "v2.0.0" {
-            assert!(output.contains("3. point latest (from v1.9.0 to v2.0.0)"), "{output}");
+            assert!(output.contains("4. point latest (from v1.9.0 to v2.0.0)"), "{output}");
         } else {
             assert!(output.contains("is published already as sha256:"), "{output}");
         }

@@ -35,6 +35,12 @@
 //!   where GitHub builds each natively.
 //! - GitHub's API: `github-release` runs with `--dry-run`, the one change made to a
 //!   command; the release is not created, and the job uploads checksums.txt as it would.
+//! - Sigstore (Fulcio, Rekor) and the job's OIDC token: keyless signing (`--keyless`)
+//!   becomes signing with a cosign key pair made for the test (`--cosign-key`, no
+//!   transparency log), and `verify-release` checks against its public half (`--key`);
+//!   `sigstore/cosign-installer` finds the machine's cosign. GitHub's attestation store:
+//!   `actions/attest-build-provenance` only checks that its subjects exist. The verify
+//!   job clones the tap's bare repository where it would clone the GitHub one.
 //! - The tap: a bare repository; the job's `environment:` (its secrets and reviewers) is
 //!   GitHub's and not rehearsed.
 
@@ -51,7 +57,7 @@ use xshell::cmd;
 use crate::{run_ok, XTASK};
 
 /// What is rewritten in the scripts, and why: each must be found in release.yml.
-const REWRITES: [(&str, &str, &str); 3] = [
+const REWRITES: [(&str, &str, &str); 6] = [
     // GitHub's API cannot be reached from here.
     (r#""$XTASK" github-release "#, r#""$XTASK" github-release --dry-run "#, "GitHub's API"),
     // GitHub's cache service does not exist here; the registry keeps the cache instead.
@@ -61,6 +67,10 @@ const REWRITES: [(&str, &str, &str); 3] = [
         "type=registry,mode=max,ref=$REGISTRY/agent-runner-cache:",
         "GitHub's cache service",
     ),
+    // Keyless signing needs GitHub's OIDC token and sigstore's services: a test key.
+    ("--keyless", r#"--cosign-key "$REHEARSAL_COSIGN_KEY""#, "sigstore"),
+    (r#""$XTASK" verify-release "#, r#""$XTASK" verify-release --key "$REHEARSAL_COSIGN_PUB" "#, "sigstore"),
+    ("https://github.com/stigmer/homebrew-tap", r#""$REHEARSAL_TAP""#, "the tap on GitHub"),
 ];
 
 #[test]
@@ -99,9 +109,11 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     );
     let tap = crate::release_artifacts::tap();
 
+    let keys = test_support::cosign::KeyPair::generate();
     let rehearsal = Rehearsal {
         origin: project.remote().to_owned(),
         tap: tap.remote().to_owned(),
+        keys: &keys,
         tag: tag.clone(),
         stand_ins: BTreeMap::from([
             ("REGISTRY".to_owned(), registry.host()),
@@ -168,8 +180,10 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
             "cli (linux-arm64): dist",
             "release: checksums",
             "release: release-notes",
+            "release: checksums",
             "release: github-release",
             "homebrew: homebrew",
+            "verify: verify-release",
         ],
         "the jobs' xtask calls, in order"
     );
@@ -201,6 +215,13 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
         assert!(formula.contains(sha), "the formula lacks {line}:\n{formula}");
     }
     assert!(formula.contains(&format!("version \"{version}\"")), "{formula}");
+    // Signed, and checked as a whole by the last job.
+    let signing = &image_job.log;
+    assert!(signing.find("==> signing") > signing.find("==> verifying"), "{signing}");
+    assert!(signing.find("==> signing") < signing.find("latest   ->"), "{signing}");
+    let verified = &first.job("verify").log;
+    assert!(verified.contains(&format!("release {tag} verified: ")), "{verified}");
+    assert!(verified.contains("in the index (BuildKit's attestation manifests"), "{verified}");
 
     // The four archives, as the cli jobs uploaded them.
     let archives = first.artifacts_matching("dist-");
@@ -341,6 +362,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 struct Rehearsal<'a> {
     origin: PathBuf,
     tap: PathBuf,
+    /// Sigstore's stand-in: the key that signs, whose public half verify-release trusts.
+    keys: &'a test_support::cosign::KeyPair,
     tag: String,
     /// Workflow-level `env:` values replaced (see the module comment).
     stand_ins: BTreeMap<String, String>,
@@ -404,6 +427,9 @@ struct Context<'a> {
     runner: (&'static str, &'static str),
     /// The outputs of the jobs this one needs, and of no other.
     needs: BTreeMap<String, BTreeMap<String, String>>,
+    /// `needs.<job>.result` of those jobs: `success` when it ran (a failure stops the
+    /// test), `skipped` when its `if` was false.
+    results: BTreeMap<String, &'static str>,
     steps: BTreeMap<String, BTreeMap<String, String>>,
     runner_temp: &'a Path,
     workspace: &'a Path,
@@ -453,6 +479,7 @@ impl Rehearsal<'_> {
             tool_builds: Vec::new(),
         };
         let jobs = workflow["jobs"].as_mapping().expect("release.yml has jobs");
+        let mut ran = std::collections::BTreeSet::new();
         for (job_id, job) in in_needs_order(jobs) {
             check_keys(job, &job_id, JOB_KEYS);
             let needs = as_list(&job["needs"]);
@@ -469,6 +496,10 @@ impl Rehearsal<'_> {
                     matrix: entry,
                     runner: ("", ""),
                     needs: needs.iter().map(|n| (n.clone(), run.outputs[n].clone())).collect(),
+                    results: needs
+                        .iter()
+                        .map(|n| (n.clone(), if ran.contains(n) { "success" } else { "skipped" }))
+                        .collect(),
                     steps: BTreeMap::new(),
                     runner_temp: &runner_temp,
                     workspace: &workspace,
@@ -484,6 +515,7 @@ impl Rehearsal<'_> {
                         continue;
                     }
                 }
+                ran.insert(job_id.clone());
                 let _ = std::fs::remove_dir_all(&workspace);
                 std::fs::create_dir_all(&workspace).unwrap();
                 // A fresh runner: its own Docker config (logged in to the registry), no builder.
@@ -593,6 +625,10 @@ impl Rehearsal<'_> {
             ("REHEARSAL_JOB", job.to_owned()),
             ("REHEARSAL_CALLS", calls.display().to_string()),
             ("REHEARSAL_XTASK", XTASK.to_owned()),
+            ("REHEARSAL_COSIGN_KEY", self.keys.key.display().to_string()),
+            ("REHEARSAL_COSIGN_PUB", self.keys.public.display().to_string()),
+            ("COSIGN_PASSWORD", test_support::cosign::PASSWORD.to_owned()),
+            ("REHEARSAL_TAP", self.tap.display().to_string()),
         ];
         env.extend(set.into_iter().map(|(k, v)| (k.to_owned(), v)));
         env
@@ -656,6 +692,25 @@ impl Rehearsal<'_> {
             }
             // It exports the cache service's token: there is no cache service here.
             "crazy-max/ghaction-github-runtime" => allowed(&[]),
+            "sigstore/cosign-installer" => {
+                allowed(&["cosign-release"]);
+                let sh = shell();
+                let version = cmd!(sh, "cosign version").read().expect("cosign: run `bash ci/setup.sh`");
+                // Debian's build names no release (`GitVersion: devel`): it is trixie's 2.5.0.
+                let wanted = with["cosign-release"].trim_start_matches('v');
+                assert!(
+                    version.contains(wanted) || version.contains("GitVersion:    devel"),
+                    "{job} installs cosign {wanted}; this machine has:\n{version}"
+                );
+            }
+            // GitHub's attestation store is not here: what it would attest must exist.
+            "actions/attest-build-provenance" => {
+                allowed(&["subject-path"]);
+                for pattern in with["subject-path"].lines().filter(|line| !line.trim().is_empty()) {
+                    let found = glob(context.workspace, pattern.trim());
+                    assert!(!found.is_empty(), "{job}: nothing matches the attestation subject {pattern}");
+                }
+            }
             "actions/upload-artifact" => {
                 allowed(&["name", "path", "if-no-files-found"]);
                 let artifact = artifacts.join(&with["name"]);
@@ -784,8 +839,9 @@ fn interpolate(text: &str, context: &Context<'_>) -> String {
     out
 }
 
-/// The expressions release.yml uses: a context's value, or `a == 'b'`, `a != 'b'`, and
-/// `||` of `&&` of those. Anything else fails: teach it here first.
+/// The expressions release.yml uses: a context's value, or `a == 'b'`, `a != 'b'`,
+/// `!cancelled()` (nothing is cancelled here), and `||` of `&&` of those. Anything else
+/// fails: teach it here first.
 fn value_of(expression: &str, context: &Context<'_>) -> String {
     let parts: Vec<&str> = expression.split('.').collect();
     match parts[..] {
@@ -795,6 +851,11 @@ fn value_of(expression: &str, context: &Context<'_>) -> String {
                 context.needs.get(job).unwrap_or_else(|| panic!("needs.{job} is not in this job's needs"));
             outputs.get(name).cloned().unwrap_or_default()
         }
+        ["needs", job, "result"] => context
+            .results
+            .get(job)
+            .unwrap_or_else(|| panic!("needs.{job} is not in this job's needs"))
+            .to_string(),
         ["steps", id, "outputs", name] => {
             context.steps.get(id).and_then(|o| o.get(name)).cloned().unwrap_or_default()
         }
@@ -814,6 +875,9 @@ fn truthy(condition: &str, context: &Context<'_>) -> bool {
     condition.split("||").any(|alternative| {
         alternative.split("&&").all(|term| {
             let term = term.trim();
+            if term == "!cancelled()" {
+                return true;
+            }
             let (left, equal, right) = match (term.split_once("!="), term.split_once("==")) {
                 (Some((l, r)), _) => (l, false, r),
                 (None, Some((l, r))) => (l, true, r),

@@ -52,6 +52,65 @@ fn release_notes_come_from_the_released_changelog_section() {
     assert!(unknown.contains("CHANGELOG.md has no `## [9.0.0]` section"), "{unknown}");
 }
 
+/// Real tarballs (one small file each) named as `dist` names v`version`'s archives.
+pub(crate) fn tarballs(dir: &Path, version: &str) {
+    let sh = shell();
+    std::fs::create_dir_all(dir).unwrap();
+    for platform in ALL {
+        let content = tempfile::tempdir().unwrap();
+        std::fs::write(content.path().join("README.md"), format!("stigmer {version} {platform}\n")).unwrap();
+        let (archive, content) = (dir.join(format!("stigmer-v{version}-{platform}.tar.gz")), content.path());
+        cmd!(sh, "tar -czf {archive} -C {content} README.md").run().unwrap();
+    }
+}
+
+/// `checksums --cosign-key`: a sigstore bundle beside checksums.txt that cosign
+/// verifies; new checksums remove the bundle of the old ones; a failed signature leaves
+/// no bundle; and a real `github-release` refuses unsigned checksums before asking GitHub.
+#[test]
+fn checksums_are_signed_into_a_bundle_that_cosign_verifies() {
+    let keys = test_support::cosign::KeyPair::generate();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("dist");
+    tarballs(&dir, "1.3.0");
+    let sh = shell();
+    let (key, public) = (&keys.key, &keys.public);
+    let (sums, bundle) = (dir.join("checksums.txt"), dir.join("checksums.txt.sigstore.json"));
+    let signed = run_ok(
+        cmd!(sh, "{XTASK} checksums {dir} --cosign-key {key}")
+            .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD),
+    );
+    assert!(signed.contains("signed checksums.txt (cosign key"), "{signed}");
+    let verify_blob = || {
+        crate::run(cmd!(
+            sh,
+            "cosign verify-blob --key {public} --insecure-ignore-tlog --bundle {bundle} {sums}"
+        ))
+        .status
+        .success()
+    };
+    assert!(verify_blob(), "cosign does not verify the bundle");
+
+    // Other archives, new checksums: the old signature goes.
+    std::fs::write(dir.join("stigmer-v1.3.0-linux-amd64.tar.gz"), "rebuilt").unwrap();
+    run_ok(cmd!(sh, "{XTASK} checksums {dir}"));
+    assert!(!bundle.exists(), "a bundle of other checksums stayed beside checksums.txt");
+
+    let failed =
+        run_err(cmd!(sh, "{XTASK} checksums {dir} --cosign-key {key}").env("COSIGN_PASSWORD", "wrong"));
+    assert!(failed.contains("signing") && failed.contains("COSIGN_PASSWORD"), "{failed}");
+    let left: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(!left.iter().any(|name| name.contains("sigstore")), "{left:?}");
+
+    std::fs::write(dir.join("RELEASE_NOTES.md"), "notes\n").unwrap();
+    let refused = run_err(cmd!(sh, "{XTASK} github-release --version v1.3.0 --dir {dir}"));
+    assert!(
+        refused.contains("has no checksums.txt.sigstore.json: a release publishes signed checksums"),
+        "{refused}"
+    );
+}
+
 /// A tap checkout whose `origin` is a bare repository, with one commit pushed.
 pub(crate) fn tap() -> TestRepo {
     let tap = TestRepo::new();

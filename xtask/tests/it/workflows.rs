@@ -499,7 +499,7 @@ fn release_yml_builds_the_release_tool_once_and_hands_it_down() {
         plan.find("release-tool.sh") < plan.find("\"$XTASK\" plan"),
         "the plan job plans before it builds the tool:\n{plan}"
     );
-    for name in ["image-platform", "image", "cli", "release", "homebrew"] {
+    for name in ["image-platform", "image", "cli", "release", "homebrew", "verify"] {
         let body = job(&release, name);
         let download = body
             .find("name: xtask-linux-x64")
@@ -528,7 +528,7 @@ fn every_release_job_reads_the_one_plan_and_releases_never_race() {
     let release = read(&project_root().join(".github/workflows/release.yml"));
     assert!(job(&release, "plan")
         .contains("\"$XTASK\" plan --github --registry \"$REGISTRY\" --out \"$RUNNER_TEMP/plan/plan.json\""));
-    for name in ["image-platform", "image", "cli", "release", "homebrew"] {
+    for name in ["image-platform", "image", "cli", "release", "homebrew", "verify"] {
         let body = job(&release, name);
         assert!(
             body.contains("needs: plan") || body.contains("needs: [plan,"),
@@ -545,4 +545,41 @@ fn every_release_job_reads_the_one_plan_and_releases_never_race() {
         assert!(!body.contains("--version \""), "{name} derives its version from its own flags:\n{body}");
     }
     assert!(release.contains("concurrency:\n  group: release\n"), "one concurrency group for every release");
+}
+
+/// Least privilege for signing: only the jobs that sign can ask GitHub for an OIDC
+/// token (`id-token: write`) and only the release job writes attestations; the index is
+/// signed by the merge that verified it (before it moves a pointer), checksums.txt
+/// before the release is published, and the last job verifies the whole release.
+#[test]
+fn only_the_jobs_that_sign_hold_an_oidc_token_and_the_release_is_verified_last() {
+    let release = read(&project_root().join(".github/workflows/release.yml"));
+    let jobs = ["plan", "image-platform", "image", "cli", "release", "homebrew", "verify"];
+    for name in jobs {
+        let body = job(&release, name);
+        let signs = ["image", "release"].contains(&name);
+        assert_eq!(body.contains("id-token: write"), signs, "{name}'s id-token permission:\n{body}");
+        assert_eq!(body.contains("attestations: write"), name == "release", "{name}:\n{body}");
+        assert_eq!(body.contains("--keyless"), signs, "{name} signs, or does not, keyless:\n{body}");
+    }
+    let image = job(&release, "image");
+    assert!(image.contains("\"$XTASK\" image --merge") && image.contains("--keyless"), "{image}");
+    let notes = job(&release, "release");
+    let (sign, attest, publish) = (
+        notes.find("\"$XTASK\" checksums dist --keyless").expect("the release job signs checksums.txt"),
+        notes.find("actions/attest-build-provenance@").expect("the release job attests the tarballs"),
+        notes.find("\"$XTASK\" github-release").unwrap(),
+    );
+    assert!(
+        sign < publish && attest < publish,
+        "signed and attested before the release is published:\n{notes}"
+    );
+    assert!(notes.contains("dist/*.tar.gz\n            dist/checksums.txt"), "{notes}");
+    let verify = job(&release, "verify");
+    assert!(verify.contains("needs: [plan, image, release, homebrew]"), "{verify}");
+    // A skipped homebrew job (a backport, a pre-release) must not skip the verification.
+    assert!(verify.contains("if: ${{ !cancelled() && needs.release.result == 'success'"), "{verify}");
+    assert!(verify.contains("\"$XTASK\" verify-release --plan"), "{verify}");
+    let last_job = release.rfind("\n  verify:\n").unwrap();
+    assert!(jobs.iter().all(|name| release.find(&format!("\n  {name}:\n")).unwrap() <= last_job));
 }

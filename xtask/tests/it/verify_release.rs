@@ -1,0 +1,397 @@
+//! `cargo xtask verify-release` on releases made here with the release's own commands:
+//! the image published by the engine builder into a real registry and signed with a
+//! cosign key (SBOM and provenance attached by cosign), the four CLI tarballs built by
+//! `dist` pinned to its digest, checksums.txt signed into its bundle, the notes, and
+//! the formula pushed to a real tap. The good release passes; each fault, injected in
+//! its own release, is named by the check it breaks.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use test_support::{cosign::KeyPair, git::TestRepo, registry::TestRegistry, shell};
+use xshell::{cmd, Shell};
+
+use crate::{
+    publish::{published_digest, Fixture},
+    release_artifacts::tap,
+    run_err, run_ok, XTASK,
+};
+
+const VERSION: &str = "1.3.0";
+
+/// A digest no release here publishes: what a CLI or notes of another build would name.
+const OTHER_DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+struct Release {
+    fixture: Fixture,
+    keys: KeyPair,
+    tap: TestRepo,
+    /// Holds CHANGELOG.md with the version's section, for `release-notes`.
+    changelog: TestRepo,
+    assets: tempfile::TempDir,
+    digest: String,
+}
+
+impl Release {
+    /// Publishes v1.3.0 as release.yml does, in the same order: image (verified, signed,
+    /// attested, then the pointers), CLI tarballs pinned to its digest, signed
+    /// checksums, notes, formula.
+    fn make() -> Release {
+        let fixture = Fixture::new(TestRegistry::start());
+        // The SBOM lists the locked Python packages of the build context.
+        std::fs::copy(
+            test_support::project_root().join("agent-runner/requirements.lock"),
+            fixture.context.path().join("requirements.lock"),
+        )
+        .unwrap();
+        let keys = KeyPair::generate();
+        let sh = shell();
+        let key = &keys.key;
+        let published = run_ok(
+            fixture
+                .push(&sh, &format!("v{VERSION}"))
+                .arg("--cosign-key")
+                .arg(key)
+                .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD),
+        );
+        let digest = published_digest(&published);
+        let changelog = TestRepo::new();
+        changelog.write(
+            "CHANGELOG.md",
+            &format!("# Changelog\n\n## [Unreleased]\n\n## [{VERSION}] - 2026-11-23\n\n- Signed releases.\n"),
+        );
+        let release =
+            Release { fixture, keys, tap: tap(), changelog, assets: tempfile::tempdir().unwrap(), digest };
+        release.build_cli(&sh, &[], &release.digest.clone());
+        release.sign_checksums(&sh, &release.keys.key);
+        release.write_notes(&sh, &release.digest.clone());
+        release.push_formula(&sh);
+        release
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.assets.path().join("dist")
+    }
+
+    fn tarball(&self, platform: &str) -> PathBuf {
+        self.dir().join(format!("stigmer-v{VERSION}-{platform}.tar.gz"))
+    }
+
+    /// `dist` for `targets` (every one when empty), pinned to `digest`; rewrites checksums.txt.
+    fn build_cli(&self, sh: &Shell, targets: &[&str], digest: &str) {
+        let _builds = test_support::dist_builds_lock();
+        let out = self.dir();
+        let targets: Vec<String> = targets.iter().map(|t| format!("--target={t}")).collect();
+        run_ok(cmd!(sh, "{XTASK} dist {targets...} --version {VERSION} --image-digest {digest} --out {out}"));
+    }
+
+    fn sign_checksums(&self, sh: &Shell, key: &Path) {
+        let dir = self.dir();
+        run_ok(
+            cmd!(sh, "{XTASK} checksums {dir} --cosign-key {key}")
+                .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD),
+        );
+    }
+
+    fn write_notes(&self, sh: &Shell, digest: &str) {
+        let (dir, registry) = (self.dir(), self.fixture.registry.host());
+        run_ok(
+            cmd!(
+                sh,
+                "{XTASK} release-notes --version v{VERSION} --dir {dir} --image-digest {digest} --registry {registry}"
+            )
+            .env("XTASK_PROJECT_ROOT", self.changelog.work()),
+        );
+    }
+
+    fn push_formula(&self, sh: &Shell) {
+        let (checksums, tap) = (self.dir().join("checksums.txt"), self.tap.work());
+        run_ok(cmd!(sh, "{XTASK} homebrew --version v{VERSION} --checksums {checksums} --tap {tap} --push"));
+    }
+
+    /// `verify-release` as a user runs it on the downloaded assets, with the public key.
+    fn verify<'a>(&self, sh: &'a Shell) -> xshell::Cmd<'a> {
+        let (dir, registry, tap, public) =
+            (self.dir(), self.fixture.registry.host(), self.tap.remote(), &self.keys.public);
+        cmd!(
+            sh,
+            "{XTASK} verify-release v{VERSION} --dir {dir} --registry {registry} --tap {tap} --key {public}"
+        )
+    }
+
+    /// The failed checks `verify-release` names, as (check, subject, result) from --json.
+    fn failures(&self, sh: &Shell) -> Vec<(String, String, String)> {
+        let output = crate::run(self.verify(sh).arg("--json"));
+        assert!(!output.status.success(), "verify-release passed a broken release");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{stderr}"));
+        assert_eq!(report["ok"], false);
+        let failed: Vec<(String, String, String)> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|check| check["ok"] == false)
+            .map(|c| {
+                (
+                    c["check"].as_str().unwrap().into(),
+                    c["subject"].as_str().unwrap().into(),
+                    c["result"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        // The error on stderr names each failed check too.
+        for (check, subject, _) in &failed {
+            assert!(stderr.contains(&format!("- {check} {subject}: ")), "{stderr}");
+        }
+        failed
+    }
+}
+
+#[test]
+fn a_release_made_here_passes_every_check() {
+    let release = Release::make();
+    let sh = shell();
+    let table = run_ok(release.verify(&sh));
+    let repository = release.fixture.repository();
+    for expected in [
+        format!("checksum         stigmer-v{VERSION}-linux-amd64.tar.gz"),
+        "signature        checksums.txt".to_owned(),
+        format!("image            {repository}:v{VERSION}"),
+        format!("image signature  {repository}@{}", release.digest),
+        "a cosign spdxjson attestation signed by".to_owned(),
+        "a cosign slsaprovenance1 attestation signed by".to_owned(),
+        format!("ok: stigmer pins {}", release.digest),
+        "ok: 4 URLs and sha256s as in checksums.txt".to_owned(),
+        format!("ok: name {repository}@{}", release.digest),
+        format!("pointer          {repository}:latest"),
+        format!("release v{VERSION} verified: 18 checks passed"),
+    ] {
+        assert!(table.contains(&expected), "missing {expected:?}:\n{table}");
+    }
+    assert!(!table.contains("FAILED"), "{table}");
+
+    let output = crate::run(release.verify(&sh).arg("--json"));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    let checks: Vec<&str> =
+        report["checks"].as_array().unwrap().iter().map(|c| c["check"].as_str().unwrap()).collect();
+    for check in [
+        "checksum",
+        "signature",
+        "image",
+        "image signature",
+        "sbom",
+        "provenance",
+        "cli pin",
+        "formula",
+        "notes",
+        "pointer",
+    ] {
+        assert!(checks.contains(&check), "no {check} check in {checks:?}");
+    }
+
+    // From the release's URLs rather than a directory: the same checks pass.
+    let server = Server::serve(&release.dir());
+    let (url, notes, registry, tap, public) = (
+        server.url(),
+        release.dir().join("RELEASE_NOTES.md"),
+        release.fixture.registry.host(),
+        release.tap.remote(),
+        &release.keys.public,
+    );
+    let from_urls = run_ok(cmd!(
+        sh,
+        "{XTASK} verify-release v{VERSION} --url {url} --notes {notes} --registry {registry} --tap {tap} --key {public}"
+    ));
+    assert!(from_urls.contains(&format!("release v{VERSION} verified: 18 checks passed")), "{from_urls}");
+
+    // Another key's public half accepts none of its signatures.
+    let stranger = KeyPair::generate();
+    let (dir, registry, tap, public) =
+        (release.dir(), release.fixture.registry.host(), release.tap.remote(), &stranger.public);
+    let refused = run_err(cmd!(
+        sh,
+        "{XTASK} verify-release v{VERSION} --dir {dir} --registry {registry} --tap {tap} --key {public}"
+    ));
+    assert!(refused.contains("- signature checksums.txt: not signed by the public key"), "{refused}");
+    assert!(refused.contains("- image signature "), "{refused}");
+}
+
+#[test]
+fn a_tarball_changed_after_the_checksums_is_named() {
+    let release = Release::make();
+    let sh = shell();
+    // Still a real tarball with the same CLI, one file more.
+    let unpacked = tempfile::tempdir().unwrap();
+    let (archive, into) = (release.tarball("linux-amd64"), unpacked.path());
+    cmd!(sh, "tar -xzf {archive} -C {into}").run().unwrap();
+    std::fs::write(into.join("EXTRA"), "added after the checksums\n").unwrap();
+    let top = format!("stigmer-v{VERSION}-linux-amd64");
+    cmd!(sh, "tar -czf {archive} -C {into} {top} EXTRA").run().unwrap();
+
+    let failed = release.failures(&sh);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let (check, subject, result) = &failed[0];
+    assert_eq!((check.as_str(), subject.as_str()), ("checksum", format!("{top}.tar.gz").as_str()));
+    assert!(result.starts_with("sha256 is ") && result.contains(", checksums.txt says "), "{result}");
+}
+
+#[test]
+fn checksums_signed_by_another_key_are_named() {
+    let release = Release::make();
+    let sh = shell();
+    let other = KeyPair::generate();
+    release.sign_checksums(&sh, &other.key);
+
+    let failed = release.failures(&sh);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let (check, subject, result) = &failed[0];
+    assert_eq!((check.as_str(), subject.as_str()), ("signature", "checksums.txt"));
+    assert!(result.starts_with("not signed by the public key"), "{result}");
+}
+
+#[test]
+fn an_index_re_pointed_to_an_unsigned_digest_is_named() {
+    let release = Release::make();
+    let sh = shell();
+    // Another build, published unsigned and moving no pointer, then copied under v1.3.0.
+    release.fixture.set_app("not the release");
+    let unsigned = published_digest(&run_ok(release.fixture.push(&sh, "v1.3.9").arg("--no-latest")));
+    let repository = release.fixture.repository();
+    let (from, to) = (format!("{repository}@{unsigned}"), format!("{repository}:v{VERSION}"));
+    // The exact bytes: a copy, as a tag moved by hand would be.
+    let copy = tempfile::tempdir().unwrap();
+    let index = copy.path().join("index.json");
+    cmd!(sh, "oras manifest fetch --plain-http --output {index} {from}").run().unwrap();
+    let media_type = "application/vnd.oci.image.index.v1+json";
+    cmd!(sh, "oras manifest push --plain-http --media-type {media_type} {to} {index}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .unwrap();
+
+    let failed = release.failures(&sh);
+    let signature =
+        failed.iter().find(|(check, ..)| check == "image signature").unwrap_or_else(|| panic!("{failed:#?}"));
+    assert_eq!(signature.1, format!("{repository}@{unsigned}"));
+    assert!(signature.2.starts_with("not signed by the public key"), "{}", signature.2);
+    // What was released with the signed index now disagrees with the tag, and says so.
+    let pins: Vec<_> = failed.iter().filter(|(check, ..)| check == "cli pin").collect();
+    assert_eq!(pins.len(), 4, "{failed:#?}");
+    assert!(
+        pins[0].2.contains(&format!("pins {}, not the verified {unsigned}", release.digest)),
+        "{failed:#?}"
+    );
+}
+
+#[test]
+fn a_cli_built_with_another_digest_is_named() {
+    let release = Release::make();
+    let sh = shell();
+    // linux-amd64 rebuilt with another digest; checksums, signature, formula and notes
+    // all made again from it, so only the pin is wrong.
+    release.build_cli(&sh, &["x86_64-unknown-linux-musl"], OTHER_DIGEST);
+    release.sign_checksums(&sh, &release.keys.key);
+    release.write_notes(&sh, &release.digest);
+    release.push_formula(&sh);
+
+    let failed = release.failures(&sh);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let (check, subject, result) = &failed[0];
+    assert_eq!(
+        (check.as_str(), subject.as_str()),
+        ("cli pin", format!("stigmer-v{VERSION}-linux-amd64.tar.gz").as_str())
+    );
+    assert_eq!(
+        result,
+        &format!("the stigmer binary pins {OTHER_DIGEST}, not the verified {}", release.digest)
+    );
+}
+
+#[test]
+fn a_formula_with_one_wrong_sha256_is_named() {
+    let release = Release::make();
+    let formula_path = release.tap.work().join("Formula/stigmer.rb");
+    let formula = std::fs::read_to_string(&formula_path).unwrap();
+    let sums = std::fs::read_to_string(release.dir().join("checksums.txt")).unwrap();
+    let darwin_arm64 = sums.lines().find(|line| line.ends_with("darwin-arm64.tar.gz")).unwrap();
+    let sha256 = darwin_arm64.split_whitespace().next().unwrap();
+    let wrong = "f".repeat(64);
+    std::fs::write(&formula_path, formula.replacen(sha256, &wrong, 1)).unwrap();
+    release.tap.commit_all("stigmer 1.3.0 (a wrong sha256)");
+    release.tap.git(&["push", "--quiet", "origin", "main"]);
+
+    let sh = shell();
+    let failed = release.failures(&sh);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let (check, _, result) = &failed[0];
+    assert_eq!(check, "formula");
+    assert_eq!(
+        result,
+        &format!(
+            "stigmer-v{VERSION}-darwin-arm64.tar.gz: the formula says sha256 {wrong}, checksums.txt {sha256}"
+        )
+    );
+}
+
+#[test]
+fn notes_naming_another_digest_are_named() {
+    let release = Release::make();
+    let sh = shell();
+    release.write_notes(&sh, OTHER_DIGEST);
+
+    let failed = release.failures(&sh);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let (check, _, result) = &failed[0];
+    assert_eq!(check, "notes");
+    assert_eq!(result, &format!("name {OTHER_DIGEST}, not the verified {}", release.digest));
+}
+
+/// A plain HTTP server of a directory (`python3 -m http.server`), as a release's
+/// download URL serves its assets; stopped on drop.
+struct Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Server {
+    fn serve(dir: &Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3: apt-get install python3");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "the HTTP server did not listen on {port}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Server { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_dry_runs_version_is_refused_before_anything_is_read() {
+    let sh = shell();
+    let refused = run_err(cmd!(sh, "{XTASK} verify-release v1.3.1-snapshot-abc1234 --registry 127.0.0.1:9"));
+    assert!(refused.contains("is a dry run's version: nothing was published to verify"), "{refused}");
+    assert!(!refused.contains("127.0.0.1:9"), "it reached for the registry:\n{refused}");
+    let neither = run_err(cmd!(sh, "{XTASK} verify-release"));
+    assert!(neither.contains("<vX.Y.Z>"), "{neither}");
+}
