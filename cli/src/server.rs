@@ -39,6 +39,10 @@ const LABEL_MANAGED_BY: &str = "dev.stigmer.managed-by";
 const MANAGED_BY: &str = "stigmer-cli";
 const LABEL_HOME: &str = "dev.stigmer.home";
 const LABEL_CLI_VERSION: &str = "dev.stigmer.cli-version";
+/// How often the engine runs the container's health check (the image's 30 s is too slow
+/// for `status`), and the image's own timeout for one check (agent-runner/Dockerfile).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_NAME: &str = "stigmer-agent-runner";
 /// The UID the image runs as (`USER 1000:1000` in agent-runner/Dockerfile).
 const IMAGE_UID: u32 = 1000;
@@ -188,7 +192,7 @@ fn container_body(home: &Home, image: &str, port: u16) -> anyhow::Result<Contain
         // The image checks every 30 s; `start` probes /healthz itself, and `status`
         // should not say "starting" for long, so check more often.
         healthcheck: Some(HealthConfig {
-            interval: Some(5_000_000_000),
+            interval: Some(HEALTH_INTERVAL.as_nanos() as i64),
             start_period: Some(30_000_000_000),
             ..Default::default()
         }),
@@ -563,13 +567,16 @@ pub(crate) async fn status(engine: &Engine, home: &Home, as_json: bool) -> anyho
         if let Some(uptime) = uptime {
             println!("  uptime     {}", human_duration(uptime));
         }
-        // Docker runs the image's first check after its 30 s interval. Podman runs
-        // checks from systemd timers: without systemd it never does, and says "starting".
-        let engine_health = if health == "starting" && !checks_run && uptime.is_some_and(|up| up > 45) {
-            "never checked by the engine (Podman runs health checks from systemd timers)".to_owned()
-        } else {
-            format!("{health} (engine)")
-        };
+        // Docker logs the first check one interval after start, once it ends (within
+        // the image's 10 s timeout). Podman runs checks from systemd timers: without
+        // systemd it never does, and says "starting".
+        let unchecked_for = (HEALTH_INTERVAL + HEALTH_TIMEOUT).as_secs() as i64 + 5;
+        let engine_health =
+            if health == "starting" && !checks_run && uptime.is_some_and(|up| up > unchecked_for) {
+                "never checked by the engine (Podman runs health checks from systemd timers)".to_owned()
+            } else {
+                format!("{health} (engine)")
+            };
         println!(
             "  health     {engine_health}, {} (GET /healthz)",
             if ready { "ready" } else { "not answering" }

@@ -7,11 +7,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use xshell::Shell;
 
 use crate::{
-    digest::hex,
+    digest::sha256_hex,
     files, flags,
     platform::Target,
     sign::{self, Signer},
@@ -128,7 +127,7 @@ pub(crate) fn write(dir: &Path) -> anyhow::Result<Vec<Archive>> {
     for archive in &archives {
         let bytes =
             std::fs::read(dir.join(&archive.name)).with_context(|| format!("reading {}", archive.name))?;
-        let sha256 = hex(&Sha256::digest(&bytes));
+        let sha256 = sha256_hex(&bytes);
         checksums.push_str(&format!("{sha256}  {}\n", archive.name));
         artifacts.push(json!({
             "name": archive.name,

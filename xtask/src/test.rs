@@ -156,7 +156,7 @@ fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
     missing.extend(test_support::buildx::missing());
     // The CLI's lifecycle tests run on each engine; Podman through its Docker API.
     let podman = test_support::engine::Engine::Podman;
-    if !test_support::engine::engine_answers(podman) {
+    if !podman.answers() {
         let podman = podman.host();
         missing.push(format!(
             "Podman does not answer `docker --host {podman} info`: {setup} (it writes \

@@ -16,12 +16,11 @@ use std::{
 
 use anyhow::{bail, Context};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
 use crate::{
     checksums,
-    digest::hex,
+    digest::sha256_hex,
     document::{self, is_attestation, Document},
     flags,
     homebrew::FORMULA,
@@ -230,7 +229,7 @@ fn check_checksums(sh: &Shell, release: &Release, checks: &mut Vec<Check>) -> Ve
     for (name, expected) in &sums {
         let result = match std::fs::read(release.dir.join(name)) {
             Err(_) => Err(format!("missing from {}: download it from the release", release.dir.display())),
-            Ok(bytes) => match hex(&Sha256::digest(&bytes)) {
+            Ok(bytes) => match sha256_hex(&bytes) {
                 actual if actual == *expected => Ok(format!("sha256 {actual}")),
                 actual => Err(format!("sha256 is {actual}, checksums.txt says {expected}")),
             },

@@ -31,15 +31,13 @@ impl Engine {
 
     /// What it is, with the version it reports: "Podman 4.3.1".
     pub fn describe(self) -> String {
-        let sh = self.shell();
-        let format = "{{.ServerVersion}}";
-        let version = cmd!(sh, "docker info --format {format}").quiet().read().unwrap_or_default();
+        let version = server_version(&self.unchecked_shell()).unwrap_or_else(|| "(not answering)".to_owned());
         let kind = match self {
             Engine::Docker20 => "Docker Engine",
             Engine::Docker26 => "Docker Engine (containerd store)",
             Engine::Podman => "Podman",
         };
-        format!("{kind} {}", version.trim())
+        format!("{kind} {version}")
     }
 
     /// A shell whose `docker` commands (and the `stigmer` it runs) reach this engine.
@@ -48,12 +46,18 @@ impl Engine {
         let sh = self.unchecked_shell();
         let host = self.host();
         assert!(
-            answers(&sh),
+            self.answers(),
             "{self:?} does not answer `docker --host {host} info`: run `bash ci/setup.sh` \
              (it starts dockerd, dockerd 26 and `podman system service`; logs: /tmp/dockerd.log, \
              /tmp/dockerd26.log, /tmp/podman.log)"
         );
         sh
+    }
+
+    /// Whether it answers `docker info`: for a prerequisite check that lists what is
+    /// missing rather than panicking.
+    pub fn answers(self) -> bool {
+        server_version(&self.unchecked_shell()).is_some()
     }
 
     fn unchecked_shell(self) -> Shell {
@@ -87,26 +91,17 @@ impl Engine {
     }
 }
 
-/// Whether the engine `sh`'s `docker` reaches answers `docker info`.
-fn answers(sh: &Shell) -> bool {
+/// The version the engine `sh`'s `docker` reaches reports, when it answers `docker info`.
+fn server_version(sh: &Shell) -> Option<String> {
     let format = "{{.ServerVersion}}";
-    cmd!(sh, "docker info --format {format}")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .is_ok_and(|version| !version.trim().is_empty())
-}
-
-/// Whether `engine` answers `docker info`, for a prerequisite check that lists what is
-/// missing rather than panicking.
-pub fn engine_answers(engine: Engine) -> bool {
-    answers(&engine.unchecked_shell())
+    let version = cmd!(sh, "docker info --format {format}").quiet().ignore_stderr().read().ok()?;
+    Some(version.trim().to_owned()).filter(|version| !version.is_empty())
 }
 
 /// Panics with how to start the engine when `docker info` does not answer.
 pub fn require_engine() {
     assert!(
-        answers(&crate::shell()),
+        server_version(&crate::shell()).is_some(),
         "the Docker Engine does not answer `docker info`: run `bash ci/setup.sh` \
          (installs docker.io and starts dockerd), or start dockerd yourself"
     );
