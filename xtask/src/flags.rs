@@ -343,9 +343,11 @@ pub struct VerifyImage {
 /// REGISTRY/agent-runner:vX.Y.Z verifies as `verify-image` checks it, is signed by
 /// that identity, and has an SBOM and a provenance (in the index, or as cosign
 /// attestations); the `stigmer` binary in each tarball pins that index digest (read
-/// from the binary, which is not run); the tap's formula names the same URLs and
-/// sha256s as checksums.txt; the notes name the same digest; and `latest`, `vX.Y` and
-/// `vX` are where the release plan puts them. Prints one table (check, subject,
+/// from the binary, which is not run); checksums.txt lists one archive per target; the
+/// tap's formula names the newest published release, and when that is this one, the
+/// same URLs and sha256s as checksums.txt; the notes name the same digest; and
+/// `latest`, `vX.Y` and `vX` each name the newest release of their line that the
+/// registry has published (none of them this release, if it is a pre-release). Prints one table (check, subject,
 /// result), or --json, and exits non-zero naming each failed check. Writes nothing.
 #[derive(Args)]
 pub struct VerifyRelease {
@@ -353,8 +355,8 @@ pub struct VerifyRelease {
     #[arg(value_name = "vX.Y.Z", required_unless_present = "plan")]
     pub version: Option<String>,
 
-    /// The release plan (`cargo xtask plan --out`): version, repository and where each
-    /// floating tag should be come from it [default: computed from the registry]
+    /// The release plan (`cargo xtask plan --out`): version, repository and platforms
+    /// come from it
     #[arg(long, value_name = "FILE", conflicts_with_all = ["version", "registry"])]
     pub plan: Option<PathBuf>,
 
@@ -513,7 +515,7 @@ pub struct ReleaseNotes {
 /// with their sha256 from checksums.txt, and refuses when a platform is missing. With
 /// --commit it commits `stigmer X.Y.Z` when the formula changed (the same input makes no
 /// new commit); with --push it also pushes the tap. The formula only moves forward: it
-/// stays when git has a newer release (a backport) or the tap's formula is newer.
+/// stays when a newer release is published (a backport) or the tap's formula is newer.
 #[derive(Args)]
 #[command(group(ArgGroup::new("which").required(true).args(["version", "plan"])))]
 pub struct Homebrew {
@@ -525,6 +527,11 @@ pub struct Homebrew {
     /// formula may move to it, come from it
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
+
+    /// Without --plan: the registry and namespace whose version tags say which releases
+    /// are published
+    #[arg(long, value_name = "REGISTRY", default_value = "ghcr.io/stigmer", conflicts_with = "plan")]
+    pub registry: String,
 
     /// The checksums.txt of the release
     #[arg(long, value_name = "FILE", default_value = "dist/checksums.txt")]
@@ -556,7 +563,8 @@ pub struct Homebrew {
 /// Creates the release as a draft (a pre-release for vX.Y.Z-rc.N) with DIR/RELEASE_NOTES.md,
 /// uploads every archive and checksums.txt whose sha256 the release does not have yet,
 /// then publishes it. A rerun after a failure finishes a half-done release. It becomes
-/// GitHub's Latest only when no newer release exists (`cargo xtask plan` says).
+/// GitHub's Latest only when no newer release is published, as GitHub lists its
+/// releases at that moment (a rerun of an old tag never takes Latest back).
 #[derive(Args)]
 #[command(group(ArgGroup::new("which").required(true).args(["version", "plan"])))]
 pub struct GithubRelease {
@@ -568,6 +576,11 @@ pub struct GithubRelease {
     /// release becomes GitHub's Latest, come from it
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
+
+    /// Without --plan: the registry and namespace whose version tags say which releases
+    /// are published
+    #[arg(long, value_name = "REGISTRY", default_value = "ghcr.io/stigmer", conflicts_with = "plan")]
+    pub registry: String,
 
     /// The directory holding the archives, checksums.txt and RELEASE_NOTES.md
     #[arg(long, value_name = "DIR", default_value = "dist")]

@@ -12,18 +12,16 @@ use xshell::{cmd, Shell};
 use crate::{
     checksums,
     digest::sha256_digest,
-    flags,
+    flags, github,
     plan::{self, ReleasePlan},
-    release_notes, sign, version,
+    pointer::{Current, Decision, Pointer},
+    release_notes, sign,
 };
 
 impl flags::GithubRelease {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let release = match (&self.plan, &self.version) {
-            (Some(path), _) => ReleasePlan::read(&sh.current_dir().join(path))?,
-            (None, Some(text)) => plan::from_git(sh, &version::parse(text)?, self.dry_run),
-            (None, None) => bail!("give --version or --plan"),
-        };
+        let release =
+            plan::load(sh, self.plan.as_deref(), self.version.as_deref(), &self.registry, self.dry_run)?;
         let dry_run = self.dry_run || release.dry_run;
         let version = &release.version;
         let tag = release.tag.clone();
@@ -109,8 +107,12 @@ impl flags::GithubRelease {
                 .context("uploading the assets")?;
         }
         if existing.as_ref().is_none_or(|release| release.draft) {
+            // Decided again over GitHub's releases as they are now: a rerun of an old
+            // tag's job, with the plan of its first run, never takes Latest back.
+            let latest = latest_now(sh, &release)?;
+            println!("GitHub's Latest: {}", latest.reason);
             // Explicit both ways: GitHub's own default would make a backport Latest.
-            let latest = if release.github_latest.moves { "--latest" } else { "--latest=false" };
+            let latest = if latest.moves { "--latest" } else { "--latest=false" };
             cmd!(sh, "gh release edit {tag} --draft=false {latest} {prerelease...}")
                 .run()
                 .context("publishing the release")?;
@@ -118,6 +120,19 @@ impl flags::GithubRelease {
         println!("{tag} is published with {} asset(s)", plan.len());
         Ok(())
     }
+}
+
+/// Whether this release becomes GitHub's Latest: the plan allows it, and `Pointer::decide`
+/// still says so over what GitHub lists at this moment.
+fn latest_now(sh: &Shell, release: &ReleasePlan) -> anyhow::Result<Decision> {
+    if !release.github_latest.moves {
+        return Ok(release.github_latest.clone());
+    }
+    let listed = github::releases(sh)?;
+    let mut published = release.released.clone();
+    published.extend(github::published(&listed));
+    let current = github::latest(&listed).map_or(Current::Absent, Current::Version);
+    Ok(Pointer::Latest.decide(&release.version, &published, &current))
 }
 
 #[derive(Debug, PartialEq, Eq)]

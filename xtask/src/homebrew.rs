@@ -10,21 +10,17 @@ use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
 use crate::{
-    checksums, files, flags,
-    plan::{self, ReleasePlan},
+    checksums, files, flags, plan,
     platform::Target,
-    version,
+    pointer::{Current, Pointer},
 };
 
 pub(crate) const FORMULA: &str = "Formula/stigmer.rb";
 
 impl flags::Homebrew {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let plan = match (&self.plan, &self.version) {
-            (Some(path), _) => ReleasePlan::read(&sh.current_dir().join(path))?,
-            (None, Some(text)) => plan::from_git(sh, &version::parse(text)?, self.dry_run),
-            (None, None) => bail!("give --version or --plan"),
-        };
+        let plan =
+            plan::load(sh, self.plan.as_deref(), self.version.as_deref(), &self.registry, self.dry_run)?;
         let version = &plan.version;
         let publishing = self.commit || self.push;
         let dry_run = self.dry_run || plan.dry_run;
@@ -35,11 +31,17 @@ impl flags::Homebrew {
         let formula = render(version, &artifacts, &self.repo)?;
         let tap = sh.current_dir().join(&self.tap);
         let current = std::fs::read_to_string(tap.join(FORMULA)).ok();
-        let newer = current.as_deref().and_then(formula_version).filter(|at| at > version);
-        let stays = match (&newer, plan.homebrew.moves) {
-            (Some(newer), _) => Some(format!("the tap's formula is {newer}, newer than {version}")),
-            (None, false) => Some(plan.homebrew.reason.clone()),
-            (None, true) => None,
+        // The plan's decision, made again over the tap's formula as it is now.
+        let in_tap = match current.as_deref().map(formula_version) {
+            None => Current::Absent,
+            Some(Some(at)) => Current::Version(at),
+            Some(None) => Current::Unversioned,
+        };
+        let now = Pointer::Latest.decide(version, &plan.released, &in_tap);
+        let stays = match (plan.homebrew.moves, now.moves) {
+            (false, _) => Some(plan.homebrew.reason.clone()),
+            (true, false) => Some(format!("{}, in the tap's formula or the published releases", now.reason)),
+            (true, true) => None,
         };
         if dry_run {
             check(sh, &formula)?;

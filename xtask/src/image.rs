@@ -17,8 +17,9 @@ use crate::{
     flags::{self, BuilderChoice},
     human::human_bytes,
     oci::{self, Registry, Repository, RetryPolicy},
-    plan::{self, Decision, ReleasePlan},
+    plan::{self, ReleasePlan},
     platform::Platform,
+    pointer::Decision,
     prepare::{BuildRequest, DependencyPath},
     project, publish,
     publish_plan::{Builder, PublishMode, PublishPlan, Steps},
@@ -81,7 +82,7 @@ impl flags::Image {
                     Some(text) => version::parse(text).context("--version")?,
                     None => project::workspace_version(sh)?,
                 };
-                oci::block_on(plan::for_version(sh, &version, self.dry_run, &registry))?
+                oci::block_on(plan::for_version(sh, &version, self.dry_run, &registry, false))?
             }
         };
         if self.no_latest {

@@ -100,6 +100,20 @@ pub(crate) async fn version_of(
         .and_then(|text| parse(text)))
 }
 
+/// Whether `registry` (`host[:port]`) is this machine: loopback registries (tests, local
+/// mirrors) speak plain HTTP, as dockerd assumes. The host is parsed as an address,
+/// never matched by prefix: `127.0.0.1.example.com` is a name anyone can point anywhere,
+/// and gets TLS like any other.
+pub(crate) fn is_loopback(registry: &str) -> bool {
+    let host = match registry.rsplit_once(':') {
+        // `[::1]:5000`, `127.0.0.1:5000`, `localhost:5000` (an IPv6 address takes brackets).
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => registry,
+    };
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// `registry/name` without tag or digest, e.g. `ghcr.io/stigmer/agent-runner`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Repository {
@@ -116,10 +130,8 @@ impl Repository {
         Reference::with_digest(self.registry.clone(), self.name.clone(), digest.to_owned())
     }
 
-    /// Loopback registries (tests, local mirrors) speak plain HTTP, as dockerd assumes.
     fn is_loopback(&self) -> bool {
-        let host = self.registry.rsplit_once(':').map_or(self.registry.as_str(), |(host, _)| host);
-        host == "localhost" || host.starts_with("127.") || host == "[::1]"
+        is_loopback(&self.registry)
     }
 }
 
@@ -349,6 +361,29 @@ impl Registry {
         }))
     }
 
+    /// Every tag of the repository (none for a repository nothing was pushed to), page
+    /// by page as the distribution API lists them.
+    pub(crate) async fn tags(&self) -> anyhow::Result<Vec<String>> {
+        const PAGE: usize = 1000;
+        let reference = self.repository.tag("latest");
+        let auth = RegistryAuth::Anonymous; // ignored: the stored credentials win
+        let mut tags: Vec<String> = Vec::new();
+        loop {
+            let last = tags.last().cloned();
+            let page = self
+                .retrying_or_missing("listing tags", || {
+                    self.client.list_tags(&reference, &auth, Some(PAGE), last.as_deref())
+                })
+                .await?;
+            let Some(page) = page else { return Ok(tags) };
+            let full = page.tags.len() >= PAGE;
+            tags.extend(page.tags);
+            if !full {
+                return Ok(tags);
+            }
+        }
+    }
+
     /// Puts `bytes` under a tag or digest, unchanged: the digest stays `sha256(bytes)`.
     pub(crate) async fn push_manifest(
         &self,
@@ -522,6 +557,14 @@ mod tests {
         let local: Repository = "127.0.0.1:5000/agent-runner".parse().unwrap();
         assert!(local.is_loopback());
         assert!(!repo.is_loopback());
+        for loopback in ["127.1.2.3:80", "localhost:5000", "[::1]:5000", "localhost"] {
+            assert!(is_loopback(loopback), "{loopback}");
+        }
+        // Found by reading: a prefix match sent credentials over plain HTTP to any
+        // host whose name starts with `127.`.
+        for remote in ["127.0.0.1.example.com:5000", "127.example.com", "10.0.0.1:5000", "ghcr.io"] {
+            assert!(!is_loopback(remote), "{remote}");
+        }
         assert!("ghcr.io/stigmer/agent-runner:v1.0.0".parse::<Repository>().is_err());
     }
 

@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 use xshell::{cmd, Shell};
 
 use crate::{
-    flags,
+    flags, github,
     oci::{self, Registry, Repository},
     platform::Platform,
     platform::Target,
-    project,
-    version::{self, Pointer},
+    pointer::{Current, Decision, Pointer},
+    project, version,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +47,10 @@ pub(crate) struct ReleasePlan {
     pub(crate) homebrew: Decision,
     /// Whether GitHub marks this release as its Latest.
     pub(crate) github_latest: Decision,
+    /// The final releases published when the plan was made (the registry's version
+    /// tags, and GitHub's releases in release.yml). Every mover adds what it reads at
+    /// the moment it moves.
+    pub(crate) released: Vec<Version>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,12 +72,6 @@ pub(crate) struct PointerPlan {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Decision {
-    pub(crate) moves: bool,
-    pub(crate) reason: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Artifact {
     pub(crate) target: String,
     pub(crate) archive: String,
@@ -82,13 +80,26 @@ pub(crate) struct Artifact {
 /// What the plan is computed from.
 #[derive(Default)]
 pub(crate) struct World {
-    /// The final releases git has tags for.
+    /// Every final release that is published: a version tag in the registry, or a
+    /// published GitHub release. Never git's tags alone: a tag whose run was cancelled
+    /// published nothing, and must not hold the pointers back.
     pub(crate) released: Vec<Version>,
     /// What `vX.Y.Z` names in the registry now.
     pub(crate) published: Option<String>,
     /// Each floating tag that exists, with the version its index carries (`None`
     /// when the index says none).
     pub(crate) pointers: Vec<(String, Option<Version>)>,
+}
+
+impl World {
+    /// What the floating tag `name` names now.
+    pub(crate) fn pointer(&self, name: &str) -> Current {
+        match self.pointers.iter().find(|(tag, _)| tag == name) {
+            None => Current::Absent,
+            Some((_, Some(at))) => Current::Version(at.clone()),
+            Some((_, None)) => Current::Unversioned,
+        }
+    }
 }
 
 impl ReleasePlan {
@@ -165,7 +176,7 @@ impl ReleasePlan {
 }
 
 /// The plan for `version`, from the state of the world. Pure, so every case is a
-/// snapshot test.
+/// snapshot test. Every decision is `Pointer::decide`'s.
 pub(crate) fn compute(
     version: &Version,
     kind: Kind,
@@ -174,43 +185,25 @@ pub(crate) fn compute(
     world: &World,
 ) -> ReleasePlan {
     let tag = version::tag(version);
-    let pointers = match kind {
-        Kind::Release => Pointer::of(version)
-            .into_iter()
-            .map(|pointer| {
-                let name = pointer.tag();
-                let current = world.pointers.iter().find(|(t, _)| *t == name);
-                let mut known = world.released.clone();
-                known.extend(current.and_then(|(_, v)| v.clone()));
-                let decision = match (pointer.newer_than(version, &known), current) {
-                    (Some(newer), _) => {
-                        Decision { moves: false, reason: format!("v{newer} is newer on its line") }
-                    }
-                    (None, None) => Decision { moves: true, reason: format!("new, to {tag}") },
-                    (None, Some((_, Some(at)))) if at == version => {
-                        Decision { moves: true, reason: format!("names {tag} already") }
-                    }
-                    (None, Some((_, Some(at)))) => {
-                        Decision { moves: true, reason: format!("from v{at} to {tag}") }
-                    }
-                    (None, Some((_, None))) => {
-                        Decision { moves: true, reason: format!("from an index with no version to {tag}") }
-                    }
-                };
-                PointerPlan { tag: name, decision }
-            })
-            .collect(),
-        Kind::PreRelease | Kind::Snapshot => Vec::new(),
-    };
+    let pointers = Pointer::of(version)
+        .into_iter()
+        .map(|pointer| {
+            let name = pointer.tag();
+            let current = world.pointer(&name);
+            PointerPlan { decision: pointer.decide(version, &world.released, &current), tag: name }
+        })
+        .collect();
     let newest_final = |what: &str| -> Decision {
         match kind {
             Kind::PreRelease => {
                 Decision { moves: false, reason: format!("a pre-release never moves {what}") }
             }
             Kind::Snapshot => Decision { moves: false, reason: "a snapshot is never published".to_owned() },
-            Kind::Release => match Pointer::Latest.newer_than(version, &world.released) {
-                Some(newer) => Decision { moves: false, reason: format!("v{newer} is newer") },
-                None => Decision { moves: true, reason: format!("{tag} is the newest release") },
+            Kind::Release => match Pointer::Latest.decide(version, &world.released, &Current::Absent) {
+                Decision { moves: true, .. } => {
+                    Decision { moves: true, reason: format!("{tag} is the newest release") }
+                }
+                stays => stays,
             },
         }
     };
@@ -236,52 +229,80 @@ pub(crate) fn compute(
             .collect(),
         homebrew,
         github_latest,
+        released: {
+            let mut released = world.released.clone();
+            released.sort();
+            released.dedup();
+            released
+        },
     }
 }
 
-/// The final releases git has tags for: `vX.Y.Z`, no pre-releases, no snapshots.
-pub(crate) fn released_versions(sh: &Shell) -> Vec<Version> {
-    let tags = cmd!(sh, "git tag --list v*").quiet().ignore_stderr().read().unwrap_or_default();
-    tags.lines().filter_map(|tag| version::parse(tag).ok()).filter(|v| v.pre.is_empty()).collect()
+/// The final releases the registry has version tags for. A registry that cannot be
+/// read is an error, never an empty world.
+pub(crate) async fn released_images(registry: &Registry) -> anyhow::Result<Vec<Version>> {
+    let tags = registry.tags().await.context("listing the registry's version tags")?;
+    Ok(tags.iter().filter_map(|tag| version::parse(tag).ok()).filter(|v| v.pre.is_empty()).collect())
 }
 
-/// What the registry's version tag and floating tags name now.
+/// What the registry's version tags and floating tags name now.
 pub(crate) async fn registry_state(registry: &Registry, version: &Version) -> anyhow::Result<World> {
     let published = registry.manifest(&version::tag(version)).await?.map(|(_, digest)| digest);
     let mut pointers = Vec::new();
-    for pointer in Pointer::of(version) {
+    for pointer in Pointer::lines_of(version) {
         let tag = pointer.tag();
         if let Some((bytes, _)) = registry.manifest(&tag).await? {
             pointers.push((tag, oci::version_of(registry, &bytes).await?));
         }
     }
-    Ok(World { released: Vec::new(), published, pointers })
+    Ok(World { released: released_images(registry).await?, published, pointers })
 }
 
-/// The plan for `version` (a release or pre-release), from git and the registry.
+/// The plan for `version` (a release or pre-release), from what is published: the
+/// registry, and GitHub's releases when `github` (release.yml's plan job).
 pub(crate) async fn for_version(
     sh: &Shell,
     version: &Version,
     dry_run: bool,
     registry: &Registry,
+    github: bool,
 ) -> anyhow::Result<ReleasePlan> {
     let kind = if version.pre.is_empty() { Kind::Release } else { Kind::PreRelease };
     let mut world = registry_state(registry, version).await?;
-    world.released = released_versions(sh);
+    if github {
+        world.released.extend(github::published_releases(sh)?);
+    }
     Ok(compute(version, kind, dry_run, registry.repository(), &world))
 }
 
-/// The plan for `version` from git alone, for the commands that move no image tag
-/// (homebrew, github-release) when no plan file is given.
-pub(crate) fn from_git(sh: &Shell, version: &Version, dry_run: bool) -> ReleasePlan {
-    let kind = match (version::is_snapshot(version), version.pre.is_empty()) {
-        (true, _) => Kind::Snapshot,
-        (false, true) => Kind::Release,
-        (false, false) => Kind::PreRelease,
-    };
-    let world = World { released: released_versions(sh), ..World::default() };
-    let repository = "ghcr.io/stigmer/agent-runner".parse().expect("a valid repository");
-    compute(version, kind, dry_run, &repository, &world)
+/// The plan a command works from: `--plan FILE` (release.yml's, made once by its first
+/// job), else computed now for `--version` from the registry.
+pub(crate) fn load(
+    sh: &Shell,
+    plan: Option<&Path>,
+    version: Option<&str>,
+    registry: &str,
+    dry_run: bool,
+) -> anyhow::Result<ReleasePlan> {
+    match (plan, version) {
+        (Some(path), _) => ReleasePlan::read(&sh.current_dir().join(path)),
+        (None, Some(text)) => {
+            let version = version::parse(text)?;
+            if version::is_snapshot(&version) {
+                let repository = image_repository(registry)?;
+                return Ok(compute(&version, Kind::Snapshot, true, &repository, &World::default()));
+            }
+            let repository = image_repository(registry)?;
+            let registry = oci::connect(sh, &repository, None)?;
+            oci::block_on(for_version(sh, &version, dry_run, &registry, false))
+        }
+        (None, None) => bail!("give --version or --plan"),
+    }
+}
+
+/// The agent-runner's repository in `registry` (`ghcr.io/stigmer`).
+pub(crate) fn image_repository(registry: &str) -> anyhow::Result<Repository> {
+    format!("{}/agent-runner", registry.trim_end_matches('/')).parse()
 }
 
 /// A dry run's plan: this commit's snapshot version, which nothing has published.
@@ -334,8 +355,7 @@ pub(crate) fn github_event(sh: &Shell) -> anyhow::Result<Subject> {
 
 impl flags::Plan {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let repository: Repository =
-            format!("{}/agent-runner", self.registry.trim_end_matches('/')).parse()?;
+        let repository = image_repository(&self.registry)?;
         let event = match (self.github, &self.version, self.dry_run) {
             (true, _, _) => github_event(sh)?,
             (false, None, true) => Subject::Snapshot,
@@ -348,7 +368,7 @@ impl flags::Plan {
             Subject::Snapshot => for_snapshot(sh, &repository)?,
             Subject::Release { version, dry_run } => {
                 let registry = crate::oci::connect(sh, &repository, None)?;
-                crate::oci::block_on(for_version(sh, &version, dry_run, &registry))?
+                crate::oci::block_on(for_version(sh, &version, dry_run, &registry, self.github))?
             }
         };
         if let Some(out) = &self.out {

@@ -32,6 +32,8 @@ use crate::{
     engine::Engine,
     engine_push, index,
     oci::{self, Registry},
+    plan,
+    pointer::{Current, Pointer},
     publish_plan::{Builder, PublishMode, PublishPlan, Steps},
     sign, verify,
 };
@@ -206,7 +208,8 @@ async fn verify_then_move(
 }
 
 /// Copies the verified index's exact bytes (never a re-serialized or rebuilt index) to
-/// each floating tag the plan lets move, unless that tag names a newer version now.
+/// each floating tag the plan lets move, when `Pointer::decide` still says so over what
+/// the registry holds at this moment: a plan that went stale never moves one backwards.
 async fn move_pointers(
     plan: &PublishPlan,
     registry: &Registry,
@@ -219,33 +222,37 @@ async fn move_pointers(
     };
     let version = &plan.release.version;
     let mut moved = Vec::new();
-    for pointer in &plan.release.image.pointers {
-        let tag = &pointer.tag;
-        if !pointer.decision.moves {
-            eprintln!("  {tag:<8} stays ({})", pointer.decision.reason);
+    let mut published = plan.release.released.clone();
+    published.extend(plan::released_images(registry).await?);
+    for pointer in Pointer::of(version) {
+        let tag = pointer.tag();
+        let planned = plan.release.image.pointers.iter().find(|p| p.tag == tag).map(|p| &p.decision);
+        let Some(planned) = planned.filter(|decision| decision.moves) else {
+            let reason = planned.map_or("not in the plan", |decision| decision.reason.as_str());
+            eprintln!("  {tag:<8} stays ({reason})");
+            continue;
+        };
+        let current = match registry.manifest(&tag).await? {
+            None => Current::Absent,
+            Some((_, at)) if at == index_digest => Current::Version(version.clone()),
+            Some((bytes, _)) => match oci::version_of(registry, &bytes).await? {
+                Some(at) => Current::Version(at),
+                None => Current::Unversioned,
+            },
+        };
+        let now = pointer.decide(version, &published, &current);
+        if !now.moves {
+            eprintln!("  {tag:<8} stays ({}; the plan said: {})", now.reason, planned.reason);
             continue;
         }
-        match registry.manifest(tag).await? {
-            Some((_, at)) if at == index_digest => {
-                eprintln!("  {tag:<8} names {} already", plan.version_tag());
-                moved.push(tag.clone());
-                continue;
-            }
-            Some((bytes, _)) => match oci::version_of(registry, &bytes).await? {
-                Some(newer) if newer > *version => {
-                    eprintln!("  {tag:<8} stays: it names v{newer} now, newer than this release");
-                    continue;
-                }
-                _ => {}
-            },
-            None => {}
+        if current != Current::Version(version.clone()) {
+            registry
+                .push_manifest(&tag, &index_bytes, &media_type)
+                .await
+                .with_context(|| format!("pointing {tag} at {index_digest}"))?;
         }
-        registry
-            .push_manifest(tag, &index_bytes, &media_type)
-            .await
-            .with_context(|| format!("pointing {tag} at {index_digest}"))?;
-        eprintln!("  {tag:<8} -> {}", plan.version_tag());
-        moved.push(tag.clone());
+        eprintln!("  {tag:<8} -> {} ({})", plan.version_tag(), now.reason);
+        moved.push(tag);
     }
     let misplaced = verify::tags_elsewhere(registry, &moved, index_digest).await?;
     if !misplaced.is_empty() {

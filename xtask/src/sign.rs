@@ -87,9 +87,8 @@ impl Verifier {
 /// cosign speaks plain HTTP only to a registry on this machine (the tests' registries),
 /// as the OCI client does (`oci.rs`).
 fn registry_args(reference: &str) -> Option<&'static str> {
-    let host = reference.split('/').next().unwrap_or_default();
-    let host = host.rsplit_once(':').map_or(host, |(host, _)| host);
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]").then_some("--allow-insecure-registry")
+    let registry = reference.split('/').next().unwrap_or_default();
+    crate::oci::is_loopback(registry).then_some("--allow-insecure-registry")
 }
 
 /// Refuses, before anything is built or pushed, a signer that cannot sign here: no

@@ -2,8 +2,10 @@
 //! way a user can: the downloaded assets against checksums.txt and its signature, the
 //! image index (`verify::verify`) and its signature, SBOM and provenance, the digest
 //! each tarball's CLI pins (read from the binary, never run), the Homebrew formula in
-//! the tap, the release notes, and where the floating tags are against the release
-//! plan. Every check runs; one table (or `--json`) reports them all.
+//! the tap (the newest release, as `Pointer::expected` says), the release notes, that
+//! checksums.txt lists one archive per target, and that every floating tag of the
+//! release's lines names the newest release of its line the registry has published.
+//! Every check runs; one table (or `--json`) reports them all.
 //!
 //! It reads only what it is pointed at (the asset directory or download URL, the notes,
 //! the registry, the tap) and writes nothing but temporary copies (downloads, the tap's
@@ -25,8 +27,9 @@ use crate::{
     flags,
     homebrew::FORMULA,
     oci::{self, Registry, Repository},
-    plan::{self, Kind, ReleasePlan},
-    platform::Platform,
+    plan::{self, ReleasePlan},
+    platform::{Platform, Target},
+    pointer::Pointer,
     release_notes::NOTES,
     sign::{self, Verifier, CHECKSUMS_BUNDLE},
     verify, version,
@@ -181,6 +184,7 @@ fn table(checks: &[Check]) -> String {
 async fn check_all(sh: &Shell, release: &Release, registry: &Registry) -> anyhow::Result<Vec<Check>> {
     let mut checks = Vec::new();
     let sums = check_checksums(sh, release, &mut checks);
+    checks.push(check_archives(release, &sums));
     let digest = check_image(sh, release, registry, &mut checks).await?;
     let unverified = || Err("not checked: the index did not verify".to_owned());
     for (name, _) in &sums {
@@ -199,13 +203,14 @@ async fn check_all(sh: &Shell, release: &Release, registry: &Registry) -> anyhow
         };
         checks.push(row("cli pin", name.clone(), result));
     }
-    checks.push(check_formula(sh, release, &sums));
+    let published = plan::released_images(registry).await?;
+    checks.push(check_formula(sh, release, &sums, &published));
     checks.push(match &digest {
         Some(digest) => check_notes(release, digest),
         None => row("notes", release.notes.display().to_string(), unverified()),
     });
     match &digest {
-        Some(digest) => check_pointers(release, registry, digest, &mut checks).await?,
+        Some(digest) => check_pointers(release, registry, digest, &published, &mut checks).await?,
         None => checks.push(row("pointers", release.repository.to_string(), unverified())),
     }
     Ok(checks)
@@ -377,12 +382,36 @@ fn digests_in(bytes: &[u8]) -> Vec<String> {
     found
 }
 
-/// The tap's formula (as its default branch has it) names checksums.txt's URLs and sha256s.
-fn check_formula(sh: &Shell, release: &Release, sums: &[(String, String)]) -> Check {
+/// checksums.txt lists exactly the archives the release makes, one per target.
+fn check_archives(release: &Release, sums: &[(String, String)]) -> Check {
+    let expected: Vec<String> =
+        Target::ALL.iter().map(|target| target.archive_name(&release.version)).collect();
+    let mut problems: Vec<String> = expected
+        .iter()
+        .filter(|name| !sums.iter().any(|(listed, _)| listed == *name))
+        .map(|name| format!("{name} is not in checksums.txt"))
+        .collect();
+    problems.extend(
+        sums.iter()
+            .filter(|(listed, _)| !expected.contains(listed))
+            .map(|(listed, _)| format!("{listed} is not an archive of {}", release.tag)),
+    );
+    let result = match problems.is_empty() {
+        true => Ok(format!("one archive for each of the {} targets", expected.len())),
+        false => Err(problems.join("; ")),
+    };
+    row("archives", checksums::CHECKSUMS, result)
+}
+
+/// The tap's formula (as its default branch has it) names the newest release, and when
+/// that is this one, checksums.txt's URLs and sha256s.
+fn check_formula(
+    sh: &Shell,
+    release: &Release,
+    sums: &[(String, String)],
+    published: &[semver::Version],
+) -> Check {
     let subject = format!("{} {FORMULA}", release.tap);
-    if !release.version.pre.is_empty() {
-        return row("formula", subject, Ok("not checked: a pre-release is not on Homebrew".to_owned()));
-    }
     let formula = match read_formula(sh, &release.tap) {
         Ok(formula) => formula,
         Err(err) => return row("formula", subject, Err(format!("{err:#}"))),
@@ -391,23 +420,27 @@ fn check_formula(sh: &Shell, release: &Release, sums: &[(String, String)]) -> Ch
         let quoted = line.trim().strip_prefix("version \"")?.strip_suffix('"')?;
         semver::Version::parse(quoted).ok()
     });
-    match version {
-        Some(at) if at > release.version => {
+    // The formula follows `latest`: the newest final release published, this one or not.
+    let expected =
+        Pointer::Latest.expected(published.iter().chain(Some(&release.version).filter(|v| v.pre.is_empty())));
+    match (version, expected) {
+        (None, _) => return row("formula", subject, Err("names no version".to_owned())),
+        (Some(at), Some(expected)) if at == *expected && at != release.version => {
+            return row("formula", subject, Ok(format!("names {at}, the newest release")))
+        }
+        (Some(at), Some(expected)) if at != *expected => {
             return row(
                 "formula",
                 subject,
-                Ok(format!("names {at}, a newer release: not this one's to check")),
+                Err(format!(
+                    "names {at}, not {expected}, the newest release: the homebrew job did not finish"
+                )),
             )
         }
-        Some(at) if at != release.version => {
-            return row(
-                "formula",
-                subject,
-                Err(format!("names {at}, not {}: the homebrew job did not finish", release.version)),
-            )
+        (Some(at), None) => {
+            return row("formula", subject, Err(format!("names {at}, but no final release is published")))
         }
-        Some(_) => {}
-        None => return row("formula", subject, Err("names no version".to_owned())),
+        (Some(_), Some(_)) => {}
     }
     // `url "..."` then `sha256 "..."`, as homebrew.rs renders each platform.
     let quoted = |line: &str, key: &str| -> Option<String> {
@@ -490,47 +523,42 @@ fn check_notes(release: &Release, digest: &str) -> Check {
     row("notes", subject, result)
 }
 
-/// Each floating tag where the release plan puts it: a tag that moves names the index,
-/// unless it names a newer release of its line now; a pre-release moves none.
+/// Each floating tag of the release's lines names the highest release of its line that
+/// the registry has published (`Pointer::expected`), whichever release moved it last;
+/// a line with no final release published has no tag naming this release. A pre-release's
+/// lines are read too: none of their tags may name it.
 async fn check_pointers(
     release: &Release,
     registry: &Registry,
     digest: &str,
+    published: &[semver::Version],
     checks: &mut Vec<Check>,
 ) -> anyhow::Result<()> {
-    let kind = if release.version.pre.is_empty() { Kind::Release } else { Kind::PreRelease };
-    let plan = match &release.plan {
-        Some(plan) => plan.clone(),
-        None => {
-            let world = plan::registry_state(registry, &release.version).await?;
-            plan::compute(&release.version, kind, false, &release.repository, &world)
-        }
-    };
-    // A pre-release's lines too: none of their tags may name it.
-    let (major, minor, patch) = (release.version.major, release.version.minor, release.version.patch);
-    for pointer in version::Pointer::of(&semver::Version::new(major, minor, patch)) {
+    for pointer in Pointer::lines_of(&release.version) {
         let tag = pointer.tag();
         let subject = format!("{}:{tag}", release.repository);
-        let current = registry.manifest(&tag).await?;
-        let decision = plan.image.pointers.iter().find(|p| p.tag == tag).map(|p| &p.decision);
-        let newer = match &current {
-            Some((bytes, at)) if at != digest => {
-                oci::version_of(registry, bytes).await?.filter(|v| *v > release.version)
+        let current = registry.manifest(&tag).await?.map(|(_, at)| at);
+        let result = match pointer.expected(published) {
+            None if current.as_deref() == Some(digest) => {
+                Err(format!("names {}, which is not a final release of its line", release.tag))
             }
-            _ => None,
-        };
-        let result = match (decision, &current) {
-            (_, Some((_, at))) if kind == Kind::PreRelease && at == digest => {
-                Err("names this pre-release; a pre-release moves no floating tag".to_owned())
+            None => Ok("no release of its line is published".to_owned()),
+            Some(expected) => {
+                let expected_tag = version::tag(expected);
+                let expected_digest = match expected == &release.version {
+                    true => Some(digest.to_owned()),
+                    false => registry.manifest(&expected_tag).await?.map(|(_, at)| at),
+                };
+                match current {
+                    None => {
+                        Err(format!("does not exist; it should name {expected_tag}, the newest of its line"))
+                    }
+                    Some(at) if Some(&at) == expected_digest.as_ref() => {
+                        Ok(format!("names {expected_tag}, the newest of its line"))
+                    }
+                    Some(at) => Err(format!("names {at}, not {expected_tag}, the newest of its line")),
+                }
             }
-            (None, _) => Ok("stays: a pre-release moves no floating tag".to_owned()),
-            (Some(decision), _) if !decision.moves => Ok(format!("stays ({})", decision.reason)),
-            (Some(_), Some((_, at))) if at == digest => Ok(format!("names {}", release.tag)),
-            (Some(_), Some(_)) if newer.is_some() => {
-                Ok(format!("names v{}, newer on its line", newer.expect("checked")))
-            }
-            (Some(_), Some((_, at))) => Err(format!("names {at}, not {} ({digest})", release.tag)),
-            (Some(_), None) => Err(format!("does not exist; it should name {} ({digest})", release.tag)),
         };
         checks.push(row("pointer", subject, result));
     }

@@ -1,7 +1,7 @@
 //! Versions as a release spells and orders them: `vX.Y.Z` parsed with build metadata
-//! refused (a Docker tag cannot hold `+`, and GitHub and Homebrew would drop it), the
-//! snapshot version, and the floating pointers (`latest`, `vX.Y`, `vX`) with the one
-//! rule for when a pointer may move. Pure functions; nothing here reads the world.
+//! refused (a Docker tag cannot hold `+`, and GitHub and Homebrew would drop it), and
+//! the snapshot version. Pure functions; nothing here reads the world. (When a floating
+//! pointer moves is `pointer.rs`'s.)
 
 use std::str::FromStr;
 
@@ -47,53 +47,6 @@ pub(crate) fn snapshot(workspace: &Version, sha: &str, dirty: bool) -> Version {
 
 pub(crate) fn is_snapshot(version: &Version) -> bool {
     version.pre.as_str().starts_with("snapshot-")
-}
-
-/// A tag that follows the newest release of its line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Pointer {
-    /// `latest`: the newest final release of all.
-    Latest,
-    /// `vX.Y`: the newest final release of X.Y.
-    Minor(u64, u64),
-    /// `vX`: the newest final release of X.
-    Major(u64),
-}
-
-impl Pointer {
-    /// The pointers a final release belongs to; a pre-release belongs to none, so
-    /// `latest` never names a release candidate (metadata-action's `latest=auto` trap).
-    pub(crate) fn of(version: &Version) -> Vec<Pointer> {
-        if !version.pre.is_empty() {
-            return Vec::new();
-        }
-        vec![Pointer::Latest, Pointer::Minor(version.major, version.minor), Pointer::Major(version.major)]
-    }
-
-    pub(crate) fn tag(self) -> String {
-        match self {
-            Pointer::Latest => "latest".to_owned(),
-            Pointer::Minor(major, minor) => format!("v{major}.{minor}"),
-            Pointer::Major(major) => format!("v{major}"),
-        }
-    }
-
-    /// Whether `version` is on this pointer's line.
-    pub(crate) fn covers(self, version: &Version) -> bool {
-        version.pre.is_empty()
-            && match self {
-                Pointer::Latest => true,
-                Pointer::Minor(major, minor) => version.major == major && version.minor == minor,
-                Pointer::Major(major) => version.major == major,
-            }
-    }
-
-    /// The highest of `known` on this line that is above `version`: what stops the
-    /// pointer from moving to `version`. `None` means it may move (forward, or to the
-    /// version it names already).
-    pub(crate) fn newer_than<'a>(self, version: &Version, known: &'a [Version]) -> Option<&'a Version> {
-        known.iter().filter(|v| self.covers(v) && *v > version).max()
-    }
 }
 
 /// What `release --bump` asks for: a semver step, the next release candidate, or an
@@ -169,25 +122,5 @@ mod tests {
         // A valid Docker tag: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
         let tag = tag(&snapshot);
         assert!(tag.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)), "{tag}");
-    }
-
-    #[test]
-    fn pointers_move_only_forward_on_their_own_line() {
-        let known = [v("1.2.3"), v("1.3.0"), v("2.0.0-rc.1")];
-        let backport = v("1.2.4");
-        let moves: Vec<(String, Option<String>)> = Pointer::of(&backport)
-            .into_iter()
-            .map(|p| (p.tag(), p.newer_than(&backport, &known).map(Version::to_string)))
-            .collect();
-        assert_eq!(
-            moves,
-            [
-                ("latest".to_owned(), Some("1.3.0".to_owned())),
-                ("v1.2".to_owned(), None),
-                ("v1".to_owned(), Some("1.3.0".to_owned())),
-            ]
-        );
-        assert!(Pointer::of(&v("2.0.0-rc.1")).is_empty());
-        assert_eq!(Pointer::Latest.newer_than(&v("1.3.0"), &known), None, "a rerun may re-point");
     }
 }

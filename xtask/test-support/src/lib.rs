@@ -13,6 +13,7 @@ pub mod buildx;
 pub mod cosign;
 pub mod engine;
 pub mod git;
+pub mod github;
 pub mod registry;
 
 use std::path::PathBuf;

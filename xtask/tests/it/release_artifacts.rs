@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use test_support::{git::TestRepo, project_root, shell};
+use test_support::{git::TestRepo, project_root, registry::TestRegistry, shell};
 use xshell::cmd;
 
 use crate::{run_err, run_ok, XTASK};
@@ -104,7 +104,9 @@ fn checksums_are_signed_into_a_bundle_that_cosign_verifies() {
     assert!(!left.iter().any(|name| name.contains("sigstore")), "{left:?}");
 
     std::fs::write(dir.join("RELEASE_NOTES.md"), "notes\n").unwrap();
-    let refused = run_err(cmd!(sh, "{XTASK} github-release --version v1.3.0 --dir {dir}"));
+    let registry = TestRegistry::start();
+    let host = registry.host();
+    let refused = run_err(cmd!(sh, "{XTASK} github-release --version v1.3.0 --registry {host} --dir {dir}"));
     assert!(
         refused.contains("has no checksums.txt.sigstore.json: a release publishes signed checksums"),
         "{refused}"
@@ -128,7 +130,14 @@ fn the_formula_is_committed_and_pushed_once_and_only_when_it_changes() {
     let sums = temp.path().join("checksums.txt");
     let tap_dir = tap.work();
     let sh = shell();
-    let homebrew = || cmd!(sh, "{XTASK} homebrew --version v1.3.0 --checksums {sums} --tap {tap_dir} --push");
+    let registry = TestRegistry::start();
+    let host = registry.host();
+    let homebrew = || {
+        cmd!(
+            sh,
+            "{XTASK} homebrew --version v1.3.0 --registry {host} --checksums {sums} --tap {tap_dir} --push"
+        )
+    };
 
     run_ok(homebrew());
     let formula = tap_dir.join("Formula/stigmer.rb");
@@ -152,15 +161,21 @@ fn the_formula_refuses_missing_platforms_and_pre_releases_leaving_the_tap_alone(
     let sh = shell();
     let tap_dir = tap.work();
     let sums = temp.path().join("checksums.txt");
+    let registry = TestRegistry::start();
+    let host = registry.host();
 
     checksums(temp.path(), "1.3.0", &ALL[..3]);
-    let missing =
-        run_err(cmd!(sh, "{XTASK} homebrew --version v1.3.0 --checksums {sums} --tap {tap_dir} --commit"));
+    let missing = run_err(cmd!(
+        sh,
+        "{XTASK} homebrew --version v1.3.0 --registry {host} --checksums {sums} --tap {tap_dir} --commit"
+    ));
     assert!(missing.contains("the checksums lack stigmer-v1.3.0-linux-arm64.tar.gz"), "{missing}");
 
     checksums(temp.path(), "1.3.0-rc.1", &ALL);
-    let pre =
-        run_err(cmd!(sh, "{XTASK} homebrew --version v1.3.0-rc.1 --checksums {sums} --tap {tap_dir} --push"));
+    let pre = run_err(cmd!(
+        sh,
+        "{XTASK} homebrew --version v1.3.0-rc.1 --registry {host} --checksums {sums} --tap {tap_dir} --push"
+    ));
     assert!(pre.contains("Homebrew gets stable releases only"), "{pre}");
 
     assert!(!tap_dir.join("Formula").exists());
@@ -321,17 +336,25 @@ fn a_backport_never_moves_the_formula_back() {
     let sh = shell();
     let tap_dir = tap.work();
     let formula = tap_dir.join("Formula/stigmer.rb");
+    // No image is published: the tap's formula alone holds the backport back.
+    let registry = TestRegistry::start();
+    let host = registry.host();
     for (version, expected) in [
         ("1.3.0", "committed `stigmer 1.3.0`"),
-        ("1.2.4", "the formula stays (the tap's formula is 1.3.0, newer than 1.2.4)"),
+        (
+            "1.2.4",
+            "the formula stays (v1.3.0 is newer on its line, in the tap's formula or the published releases)",
+        ),
         ("1.3.0", "the formula is unchanged: no commit"),
     ] {
         let dir = temp.path().join(version);
         checksums(&dir, version, &ALL);
         let sums = dir.join("checksums.txt");
         let tag = format!("v{version}");
-        let output =
-            run_ok(cmd!(sh, "{XTASK} homebrew --version {tag} --checksums {sums} --tap {tap_dir} --push"));
+        let output = run_ok(cmd!(
+            sh,
+            "{XTASK} homebrew --version {tag} --registry {host} --checksums {sums} --tap {tap_dir} --push"
+        ));
         assert!(output.contains(expected), "{version}: {output}");
         assert!(std::fs::read_to_string(&formula).unwrap().contains("version \"1.3.0\""));
     }

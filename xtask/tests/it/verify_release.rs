@@ -106,7 +106,11 @@ impl Release {
 
     fn push_formula(&self, sh: &Shell) {
         let (checksums, tap) = (self.dir().join("checksums.txt"), self.tap.work());
-        run_ok(cmd!(sh, "{XTASK} homebrew --version v{VERSION} --checksums {checksums} --tap {tap} --push"));
+        let registry = self.fixture.registry.host();
+        run_ok(cmd!(
+            sh,
+            "{XTASK} homebrew --version v{VERSION} --registry {registry} --checksums {checksums} --tap {tap} --push"
+        ));
     }
 
     /// `verify-release` as a user runs it on the downloaded assets, with the public key.
