@@ -210,9 +210,11 @@ fn plan(local: &[(String, String)], existing: Option<&Release>) -> anyhow::Resul
         let remote = existing.and_then(|release| release.assets.iter().find(|(remote, _)| remote == name));
         let action = match remote {
             Some((_, remote_digest)) if remote_digest == digest => Action::Keep,
-            // A keyless signature differs each time it is made: any published bundle
-            // signs the same checksums.txt, whose own digest is compared.
-            Some(_) if name == sign::CHECKSUMS_BUNDLE => Action::Keep,
+            // A keyless signature differs each time it is made: a published bundle is
+            // kept while GitHub's checksums.txt is the one it signed (the same digest).
+            // With another checksums.txt (a rerun that built other tarballs) it goes too:
+            // a bundle never stays beside a checksums.txt it did not sign.
+            Some(_) if name == sign::CHECKSUMS_BUNDLE && checksums_kept(&plan) => Action::Keep,
             Some(_) if existing.is_some_and(|release| !release.draft) => bail!(
                 "the published release has a different {name}: a published release is never changed; \
                  cut a new version"
@@ -227,6 +229,10 @@ fn plan(local: &[(String, String)], existing: Option<&Release>) -> anyhow::Resul
         bail!("the release is published already and lacks assets: upload them by hand after checking why");
     }
     Ok(plan)
+}
+
+fn checksums_kept(plan: &[(String, Action)]) -> bool {
+    plan.iter().any(|(name, action)| name == checksums::CHECKSUMS && *action == Action::Keep)
 }
 
 #[cfg(test)]
@@ -273,6 +279,23 @@ mod tests {
         assets.last_mut().unwrap().1 = "sha256:first-signature".to_owned();
         let published = Release { draft: false, assets };
         assert!(plan_actions(&local, Some(&published)).iter().all(|action| *action == Action::Keep));
+    }
+
+    #[test]
+    fn a_draft_with_other_checksums_gets_the_new_signature_too() {
+        // Found by reading: a rerun that rebuilt other tarballs replaced checksums.txt on
+        // the draft but kept the bundle that signed the old one.
+        let mut local = local();
+        local.push((sign::CHECKSUMS_BUNDLE.to_owned(), "sha256:new-signature".to_owned()));
+        let draft = Release {
+            draft: true,
+            assets: vec![
+                ("a.tar.gz".to_owned(), "sha256:old".to_owned()),
+                ("checksums.txt".to_owned(), "sha256:old-sums".to_owned()),
+                (sign::CHECKSUMS_BUNDLE.to_owned(), "sha256:old-signature".to_owned()),
+            ],
+        };
+        assert_eq!(plan_actions(&local, Some(&draft)), [Action::Upload, Action::Upload, Action::Upload]);
     }
 
     fn plan_actions(local: &[(String, String)], existing: Option<&Release>) -> Vec<Action> {

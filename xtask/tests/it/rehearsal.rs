@@ -33,8 +33,10 @@
 //!   the archives do not depend on it.
 //! - The CLI runners: the linux and macOS targets cross-build here (cargo-zigbuild),
 //!   where GitHub builds each natively.
-//! - GitHub's API: `github-release` runs with `--dry-run`, the one change made to a
-//!   command; the release is not created, and the job uploads checksums.txt as it would.
+//! - GitHub's API: `gh` is test-support's stand-in (`gh_stand_in.py`), which keeps
+//!   releases, their assets and which one is Latest in a directory: the plan job lists
+//!   the published releases, and `github-release` creates and publishes the release
+//!   there, as it would on GitHub.
 //! - Sigstore (Fulcio, Rekor) and the job's OIDC token: keyless signing (`--keyless`)
 //!   becomes signing with a cosign key pair made for the test (`--cosign-key`, no
 //!   transparency log), and `verify-release` checks against its public half (`--key`);
@@ -57,9 +59,7 @@ use xshell::cmd;
 use crate::{run_ok, XTASK};
 
 /// What is rewritten in the scripts, and why: each must be found in release.yml.
-const REWRITES: [(&str, &str, &str); 6] = [
-    // GitHub's API cannot be reached from here.
-    (r#""$XTASK" github-release "#, r#""$XTASK" github-release --dry-run "#, "GitHub's API"),
+const REWRITES: [(&str, &str, &str); 5] = [
     // GitHub's cache service does not exist here; the registry keeps the cache instead.
     ("type=gha,scope=", "type=registry,ref=$REGISTRY/agent-runner-cache:", "GitHub's cache service"),
     (
@@ -110,7 +110,9 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     let tap = crate::release_artifacts::tap();
 
     let keys = test_support::cosign::KeyPair::generate();
+    let github = test_support::github::GitHub::new();
     let rehearsal = Rehearsal {
+        github: &github,
         origin: project.remote().to_owned(),
         tap: tap.remote().to_owned(),
         keys: &keys,
@@ -206,7 +208,10 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     assert_eq!(checksums.lines().count(), 4, "{checksums}");
     let notes = &first.job("release").log;
     assert!(notes.contains(&format!("create  draft release {tag}")), "{notes}");
-    assert!(notes.contains("dry run: nothing created or uploaded"), "{notes}");
+    assert!(notes.contains(&format!("{tag} is published with 6 asset(s)")), "{notes}");
+    assert_eq!(github.latest().as_ref(), Some(&tag), "{:?}", github.releases());
+    let published = &github.releases()[0];
+    assert!(!published.draft && published.assets.len() == 6, "{published:?}");
     let summary = first.job("release").summary.clone();
     assert!(summary.contains(&digest), "the release notes do not name the verified digest:\n{summary}");
     let formula = tap.git(&["--git-dir", tap.remote().to_str().unwrap(), "show", "main:Formula/stigmer.rb"]);
@@ -369,6 +374,8 @@ struct Rehearsal<'a> {
     stand_ins: BTreeMap<String, String>,
     /// ghcr.io's stand-in: each job's Docker config is logged in to it.
     registry: &'a TestRegistry,
+    /// GitHub's releases, behind the `gh` stand-in.
+    github: &'a test_support::github::GitHub,
     /// BuildKit's configuration for the builders setup-buildx-action makes.
     buildkitd_toml: PathBuf,
 }
@@ -608,7 +615,10 @@ impl Rehearsal<'_> {
                 env.insert(name.to_owned(), value);
             }
         }
-        let path = std::env::var("PATH").unwrap_or_default();
+        let mut github = self.github.env();
+        let path = github.iter().find(|(name, _)| *name == "PATH").map(|(_, path)| path.clone()).unwrap();
+        github.retain(|(name, _)| *name != "PATH");
+        env.extend(github.into_iter().map(|(k, v)| (k.to_owned(), v)));
         let set = [
             ("PATH", format!("{}:{path}", shim.display())),
             ("CI", "true".to_owned()),

@@ -524,7 +524,7 @@ fn release_yml_builds_the_release_tool_once_and_hands_it_down() {
 }
 
 #[test]
-fn every_release_job_reads_the_one_plan_and_releases_never_race() {
+fn every_release_job_reads_the_one_plan() {
     let release = read(&project_root().join(".github/workflows/release.yml"));
     assert!(job(&release, "plan")
         .contains("\"$XTASK\" plan --github --registry \"$REGISTRY\" --out \"$RUNNER_TEMP/plan/plan.json\""));
@@ -544,7 +544,29 @@ fn every_release_job_reads_the_one_plan_and_releases_never_race() {
         );
         assert!(!body.contains("--version \""), "{name} derives its version from its own flags:\n{body}");
     }
-    assert!(release.contains("concurrency:\n  group: release\n"), "one concurrency group for every release");
+}
+
+/// Found by reading release.yml: with one `concurrency: group: release`, GitHub keeps one
+/// pending run per group and cancels the older pending one when another is queued, so
+/// three tags pushed in a row, or a dry run dispatched while a tag waited, cancelled a
+/// release. Releases queue (`queue: max`) in one group; each dry run has its own.
+#[test]
+fn no_release_is_cancelled_by_a_later_tag_or_a_dry_run() {
+    let release: serde_yaml::Value =
+        serde_yaml::from_str(&read(&project_root().join(".github/workflows/release.yml"))).unwrap();
+    let concurrency = &release["concurrency"];
+    assert_eq!(concurrency["queue"].as_str(), Some("max"), "{concurrency:?}");
+    assert_eq!(concurrency["cancel-in-progress"].as_bool(), Some(false), "{concurrency:?}");
+    let group = concurrency["group"].as_str().unwrap();
+    assert_eq!(
+        group,
+        "${{ github.event_name == 'workflow_dispatch' && inputs.dry-run && \
+         format('release-dry-run-{0}', github.run_id) || 'release' }}",
+        "a tag's run joins `release`; a dry run gets a group of its own"
+    );
+    for job in release["jobs"].as_mapping().unwrap().values() {
+        assert!(job.get("concurrency").is_none(), "a job-level group could cancel a release: {job:?}");
+    }
 }
 
 /// Least privilege for signing: only the jobs that sign can ask GitHub for an OIDC
