@@ -45,9 +45,12 @@ pub(crate) enum Server {
 
 /// Start the agent-runner and wait until it is healthy (does nothing if it already is).
 ///
-/// Image: --image or STIGMER_AGENT_RUNNER_IMAGE; else `stigmer-agent-runner:local` when
-/// present; else `ghcr.io/stigmer/agent-runner:v<this version>` (STIGMER_REGISTRY
-/// changes the registry), pulled and tagged local. Passes STIGMER_LLM_PROVIDER,
+/// Image: --image or STIGMER_AGENT_RUNNER_IMAGE; else, for a released stigmer, the
+/// agent-runner it was released with, by digest (`stigmer --version` names it); else
+/// `stigmer-agent-runner:local` when `cargo xtask image --local` built it; else
+/// `ghcr.io/stigmer/agent-runner:v<this version>` (STIGMER_REGISTRY changes the
+/// registry), pulled when missing. When the agent-runner already runs another image
+/// (after an upgrade), start and status say so. Passes STIGMER_LLM_PROVIDER,
 /// STIGMER_LLM_MODEL, STIGMER_SERVER_ADDR, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
 /// STIGMER_LOG_LEVEL and STIGMER_MAX_UPLOAD_BYTES when set; OPENAI_API_KEY,
 /// ANTHROPIC_API_KEY and GEMINI_API_KEY go in as read-only files, never as

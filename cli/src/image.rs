@@ -1,9 +1,10 @@
-//! Which agent-runner image runs, and getting it into the engine. In order: `--image`
-//! or `STIGMER_AGENT_RUNNER_IMAGE` (pulled when missing); the locally built
-//! `<name>:local` (what `cargo xtask image --local` makes); else the published
-//! `<registry>/agent-runner:v<version>` (`build_info::published_image`: the stamped
-//! version `--version` prints, or the digest this CLI was built with when it has one),
-//! pulled with progress and tagged `<name>:local`.
+//! Which agent-runner image runs, and getting it into the engine: `choose` decides,
+//! `ensure` makes it present. In order: `--image` or `STIGMER_AGENT_RUNNER_IMAGE`
+//! (pulled when missing); for a released CLI (one that pins a digest) always that
+//! digest, `<registry>/agent-runner@sha256:...`; for a developer's or a snapshot's CLI,
+//! `<name>:local` when `cargo xtask image --local` built it (its `LOCAL_BUILD_LABEL`),
+//! else the published tag of its version (`build_info::published_image`). A pull never
+//! creates `<name>:local`: an upgraded CLI never runs the image an older one pulled.
 //! `STIGMER_REGISTRY` points at another registry (tests use their own). A registry that
 //! needs a login gets the one `docker login` wrote into the Docker config.
 
@@ -12,12 +13,72 @@ use std::collections::HashMap;
 use anyhow::bail;
 use base64::Engine as _;
 use bollard::auth::DockerCredentials;
-use bollard::query_parameters::{CreateImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
 
 use crate::engine::{docker_config_dir, is_not_found, root_cause, Engine};
 
 pub(crate) const VERSION_LABEL: &str = "org.opencontainers.image.version";
+
+/// The label (key and value) `cargo xtask image --local` puts on its builds.
+pub(crate) const LOCAL_BUILD_LABEL: (&str, &str) = ("dev.stigmer.local-build", "cargo xtask image --local");
+
+/// The image this CLI runs, as far as it can tell without pulling: `local` is what the
+/// engine has under `<name>:local` (its labels), if anything.
+pub(crate) fn choose(
+    name: &str,
+    explicit: Option<String>,
+    pinned_digest: Option<&str>,
+    local: Option<&HashMap<String, String>>,
+) -> Choice {
+    if let Some(reference) = explicit {
+        return Choice::Explicit(reference);
+    }
+    let registry =
+        std::env::var("STIGMER_REGISTRY").unwrap_or_else(|_| crate::build_info::DEFAULT_REGISTRY.to_owned());
+    let repository = format!("{}/agent-runner", registry.trim_end_matches('/'));
+    let published =
+        crate::build_info::published_image(&repository, crate::build_info::VERSION, pinned_digest);
+    let local_build = local.is_some_and(|labels| {
+        labels.get(LOCAL_BUILD_LABEL.0).map(String::as_str) == Some(LOCAL_BUILD_LABEL.1)
+    });
+    match (pinned_digest, local_build) {
+        // A released CLI runs what it was released with, whatever else is local.
+        (Some(_), _) | (None, false) => Choice::Published(published),
+        (None, true) => Choice::Local(format!("{name}:local")),
+    }
+}
+
+/// What `choose` picked.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Choice {
+    Explicit(String),
+    /// `<name>:local`, built by `cargo xtask image --local`.
+    Local(String),
+    /// The published image of this CLI: by digest when pinned, else by version tag.
+    Published(String),
+}
+
+impl Choice {
+    pub(crate) fn reference(&self) -> &str {
+        match self {
+            Choice::Explicit(reference) | Choice::Local(reference) | Choice::Published(reference) => {
+                reference
+            }
+        }
+    }
+}
+
+/// What `ensure` would run now, without pulling anything.
+pub(crate) async fn would_run(
+    engine: &Engine,
+    name: &str,
+    explicit: Option<String>,
+    pinned_digest: Option<&str>,
+) -> anyhow::Result<Choice> {
+    let local = labels(engine, &format!("{name}:local")).await?;
+    Ok(choose(name, explicit, pinned_digest, local.as_ref()))
+}
 
 /// The image to run, resolved and present in the engine.
 pub(crate) async fn ensure(
@@ -26,43 +87,52 @@ pub(crate) async fn ensure(
     explicit: Option<String>,
     pinned_digest: Option<&str>,
 ) -> anyhow::Result<String> {
-    if let Some(reference) = explicit {
-        if !exists(engine, &reference).await? {
-            pull(engine, &reference).await.map_err(|err| pull_failed(&reference, err, None))?;
+    let local = format!("{name}:local");
+    let local_labels = labels(engine, &local).await?;
+    let choice = choose(name, explicit, pinned_digest, local_labels.as_ref());
+    match &choice {
+        Choice::Local(local) => {
+            let version = local_labels.as_ref().and_then(|labels| labels.get(VERSION_LABEL));
+            let version = version.map_or("unknown", String::as_str);
+            if version != crate::build_info::VERSION {
+                eprintln!(
+                    "note: {local} is agent-runner {version}, this CLI is {}: rebuild it with \
+                     `cargo xtask image --local`, or remove it (`docker image rm {local}`) to run the \
+                     published image",
+                    crate::build_info::VERSION
+                );
+            }
         }
+        Choice::Published(published) if local_labels.is_some() => {
+            let why = match pinned_digest {
+                Some(_) => "this released CLI runs the image it was released with",
+                None => "it was not built by `cargo xtask image --local`",
+            };
+            eprintln!("note: not running {local} ({why}); running {published}");
+        }
+        Choice::Explicit(_) | Choice::Published(_) => {}
+    }
+    let reference = choice.reference().to_owned();
+    if exists(engine, &reference).await? {
         return Ok(reference);
     }
-    let local = format!("{name}:local");
-    if let Some(labels) = labels(engine, &local).await? {
-        let version = labels.get(VERSION_LABEL).map(String::as_str).unwrap_or("unknown");
-        if version != crate::build_info::VERSION {
-            eprintln!(
-                "note: {local} is agent-runner {version}, this CLI is {}: rebuild it with \
-                 `cargo xtask image --local`, or remove it (`docker image rm {local}`) to run the \
-                 published image",
-                crate::build_info::VERSION
-            );
-        }
-        return Ok(local);
-    }
-    let registry =
-        std::env::var("STIGMER_REGISTRY").unwrap_or_else(|_| crate::build_info::DEFAULT_REGISTRY.to_owned());
-    let repository = format!("{}/agent-runner", registry.trim_end_matches('/'));
-    let published =
-        crate::build_info::published_image(&repository, crate::build_info::VERSION, pinned_digest);
-    eprintln!("{local} not found; pulling {published}");
+    let why = match &choice {
+        Choice::Published(_) if local_labels.is_none() => Some(format!("{local} not found; ")),
+        _ => None,
+    };
+    eprintln!("{}pulling {reference}", why.unwrap_or_default());
     // A snapshot's tag is never pushed: say so rather than leave the user to wonder.
-    let why =
-        (pinned_digest.is_none() && crate::build_info::is_snapshot(crate::build_info::VERSION)).then(|| {
-            format!(
-                "This CLI is a snapshot build ({}): snapshot images are never published.\n",
-                crate::build_info::VERSION
-            )
-        });
-    pull(engine, &published).await.map_err(|err| pull_failed(&published, err, why.as_deref()))?;
-    let options = TagImageOptionsBuilder::new().repo(name).tag("local").build();
-    engine.docker.tag_image(&published, Some(options)).await?;
-    Ok(local)
+    let snapshot = matches!(choice, Choice::Published(_))
+        && pinned_digest.is_none()
+        && crate::build_info::is_snapshot(crate::build_info::VERSION);
+    let why = snapshot.then(|| {
+        format!(
+            "This CLI is a snapshot build ({}): snapshot images are never published.\n",
+            crate::build_info::VERSION
+        )
+    });
+    pull(engine, &reference).await.map_err(|err| pull_failed(&reference, err, why.as_deref()))?;
+    Ok(reference)
 }
 
 /// A reference as Docker shows it: Podman's Docker API reports the names it normalised
@@ -171,6 +241,35 @@ fn split_reference(reference: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_released_cli_runs_its_pinned_digest_whatever_is_local() {
+        // Found by reading: a pull tagged the image `:local`, and every later start ran
+        // `:local` first, so an upgraded CLI kept running the old release's image.
+        let digest = "sha256:0123";
+        let built_here = labels(&[LOCAL_BUILD_LABEL]);
+        for local in [None, Some(&built_here)] {
+            let choice = choose("stigmer", None, Some(digest), local);
+            assert!(
+                matches!(&choice, Choice::Published(r) if r.ends_with("/agent-runner@sha256:0123")),
+                "{choice:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_developers_cli_runs_local_only_when_xtask_built_it() {
+        let built_here = labels(&[LOCAL_BUILD_LABEL]);
+        assert_eq!(choose("s", None, None, Some(&built_here)), Choice::Local("s:local".to_owned()));
+        let someone_elses = labels(&[(VERSION_LABEL, "1.0.0")]);
+        let choice = choose("s", None, None, Some(&someone_elses));
+        assert!(matches!(&choice, Choice::Published(r) if r.contains("/agent-runner:v")), "{choice:?}");
+        assert_eq!(choose("s", Some("x:y".into()), None, Some(&built_here)), Choice::Explicit("x:y".into()));
+    }
 
     #[test]
     fn normalised_names_are_shown_as_docker_shows_them() {

@@ -72,6 +72,18 @@ impl std::fmt::Display for Unhealthy {
     }
 }
 
+/// When `container` runs another image than this stigmer would start (after an upgrade,
+/// say): what it would start and how to switch.
+fn other_image_note(container: &ContainerInspectResponse, would: &image::Choice) -> Option<String> {
+    let running = container.config.as_ref().and_then(|c| c.image.as_deref()).map(image::familiar)?;
+    let would = image::familiar(would.reference());
+    (running != would).then(|| {
+        format!(
+            "this stigmer starts {would}, not {running}: switch with `stigmer server stop && stigmer server start`"
+        )
+    })
+}
+
 pub(crate) struct StartOptions {
     pub(crate) image: Option<String>,
     pub(crate) port: u16,
@@ -98,6 +110,10 @@ pub(crate) async fn start(engine: &Engine, home: &Home, options: StartOptions) -
             if probe(port) {
                 write_id_file(home, &id)?;
                 eprintln!("agent-runner is already running and healthy ({name}, http://127.0.0.1:{port})");
+                let would = image::would_run(engine, &name, options.image, options.pinned_digest).await?;
+                if let Some(note) = other_image_note(&existing, &would) {
+                    eprintln!("note: {note}");
+                }
                 return Ok(());
             }
             eprintln!("agent-runner is running but not healthy yet; waiting");
@@ -548,6 +564,9 @@ pub(crate) async fn status(engine: &Engine, home: &Home, as_json: bool) -> anyho
         .ok()
         .filter(|_| running)
         .map(|started| (chrono::Utc::now() - started.with_timezone(&chrono::Utc)).num_seconds().max(0));
+    let explicit = std::env::var("STIGMER_AGENT_RUNNER_IMAGE").ok().filter(|image| !image.is_empty());
+    let would = image::would_run(engine, &name, explicit, crate::build_info::IMAGE_DIGEST).await?;
+    let other_image = other_image_note(&container, &would);
     let id = container.id.unwrap_or_default();
     let state_name = if running { "running" } else { "stopped" };
     if as_json {
@@ -557,6 +576,7 @@ pub(crate) async fn status(engine: &Engine, home: &Home, as_json: bool) -> anyho
                 "state": state_name, "name": name, "id": id, "image": image, "image_id": image_id,
                 "version": version, "uptime_seconds": uptime, "health": health, "ready": ready,
                 "endpoint": port.map(|p| format!("http://127.0.0.1:{p}")), "engine": engine.endpoint,
+                "would_start": image::familiar(would.reference()), "image_current": other_image.is_none(),
             })
         );
     } else {
@@ -564,6 +584,9 @@ pub(crate) async fn status(engine: &Engine, home: &Home, as_json: bool) -> anyho
         println!("  container  {name} ({})", &id[..12.min(id.len())]);
         println!("  image      {image} ({})", &image_id[..19.min(image_id.len())]);
         println!("  version    {version}");
+        if let Some(note) = &other_image {
+            println!("  note       {note}");
+        }
         if let Some(uptime) = uptime {
             println!("  uptime     {}", human_duration(uptime));
         }

@@ -21,7 +21,7 @@ use crate::{
     oci::{self, Registry, RetryPolicy},
     plan,
     platform::{Platform, Target},
-    prepare::{BuildRequest, DependencyPath},
+    prepare::{BuildRequest, DependencyPath, LOCAL_BUILD_LABEL},
     project, publish,
     publish_plan::{self, Steps},
     verify,
@@ -117,6 +117,8 @@ impl flags::Bench {
                 context: &context,
                 platform: Platform::host(),
                 tags: &tags,
+                // The CLI runs `:local` only when `image --local` made it, as here.
+                labels: &[LOCAL_BUILD_LABEL.to_owned()],
                 build_args: &build_args,
                 pull: false,
                 no_cache,
@@ -394,8 +396,15 @@ fn build_platform_timed(
 ) -> anyhow::Result<Duration> {
     let build_args = [("BASE_IMAGE", base_image.to_owned()), ("VERSION", "bench".to_owned())];
     let tags = [tag.to_owned()];
-    let request =
-        BuildRequest { context, platform, tags: &tags, build_args: &build_args, pull: false, no_cache: true };
+    let request = BuildRequest {
+        context,
+        platform,
+        tags: &tags,
+        labels: &[],
+        build_args: &build_args,
+        pull: false,
+        no_cache: true,
+    };
     let started = Instant::now();
     let id = engine.build_with(sh, &request, path)?;
     let elapsed = started.elapsed();

@@ -1,23 +1,27 @@
 //! The buildx builder of `image --push`: one `docker buildx build` for the plan's
-//! platforms with provenance and SBOM attestations, pushed under the version tag (or,
-//! `--by-digest`, with no tag), and the digest read from its metadata file.
+//! platforms with provenance and SBOM attestations into an OCI layout on this machine,
+//! which the OCI client then pushes by digest (`push_layout`). buildx never pushes and
+//! never tags: what is named, and when, is `tags.rs`'s.
 //!
-//! buildx pushes with the Docker config's credentials only. Credentials given
-//! explicitly (`--password-stdin`, `GITHUB_TOKEN`) reach it through a private
-//! `DOCKER_CONFIG` made for the one build, readable by this user only and removed
-//! after it; the user's own config is never written.
+//! buildx reads registries (a private base, a registry cache) with the Docker config's
+//! credentials only. Credentials given explicitly (`--password-stdin`, `GITHUB_TOKEN`)
+//! reach it through a private `DOCKER_CONFIG` made for the one build, readable by this
+//! user only and removed after it; the user's own config is never written.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
 use serde_json::{json, Value};
 use xshell::{cmd, Shell};
 
 use crate::{
+    digest::sha256_digest,
+    document::{self, Document},
+    oci::Registry,
     platform::Platform,
-    publish_plan::{PublishMode, PublishPlan},
+    publish_plan::PublishPlan,
 };
 
 /// What the buildx builder in use can do: its driver, and for the `docker` driver the
@@ -61,33 +65,30 @@ impl Capabilities {
         Ok(Capabilities { driver, containerd_store })
     }
 
-    /// Why this builder cannot make what `args` asks for (attestations always, and a
-    /// push by digest if `by_digest`), if it cannot.
-    pub(crate) fn cannot(&self, by_digest: bool) -> Option<String> {
-        if self.driver != "docker" {
-            return None;
-        }
-        if !self.containerd_store {
-            return Some(
-                "buildx's docker driver pushes attestations, several platforms and a cache only from an engine \
-                 with the containerd image store (daemon.json: \"features\": {\"containerd-snapshotter\": true})"
-                    .to_owned(),
-            );
-        }
-        by_digest.then(|| {
-            "buildx's docker driver cannot push by digest (BuildKit: not implemented for that driver); \
-             a docker-container builder can: docker buildx create --use --driver docker-container"
+    /// Why this builder cannot make what `args` asks for (attestations and several
+    /// platforms into an OCI layout), if it cannot.
+    pub(crate) fn cannot(&self) -> Option<String> {
+        (self.driver == "docker" && !self.containerd_store).then(|| {
+            "buildx's docker driver builds attestations and several platforms into an OCI layout only on an engine \
+             with the containerd image store (daemon.json: \"features\": {\"containerd-snapshotter\": true})"
                 .to_owned()
         })
     }
 }
 
-/// Runs buildx for the plan; returns the digest it pushed (the index, or with
-/// `--by-digest` the platform's image and its attestations).
-pub(crate) fn build(sh: &Shell, plan: &PublishPlan, mode: &PublishMode) -> anyhow::Result<String> {
+/// Runs buildx for the plan into an OCI layout on this machine, then pushes the layout
+/// by digest with the OCI client (`push_layout`); returns the digest of what it pushed
+/// (the index: every platform with its attestations, or with `--by-digest` the one
+/// platform's). buildx never pushes: nothing it makes is named by a tag.
+pub(crate) async fn build_and_push(
+    sh: &Shell,
+    plan: &PublishPlan,
+    registry: &Registry,
+) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
-    let metadata_file = dir.path().join("metadata.json");
-    let args = args(plan, mode, &metadata_file);
+    let layout = dir.path().join("layout");
+    let args = args(plan, &layout);
+    // Credentials for what the build itself reads or writes (a private base, a registry cache).
     let config = match &plan.explicit_auth {
         Some(auth) => Some(private_docker_config(sh, &plan.repository.registry, auth)?),
         None => None,
@@ -97,35 +98,21 @@ pub(crate) fn build(sh: &Shell, plan: &PublishPlan, mode: &PublishMode) -> anyho
         build = build.env("DOCKER_CONFIG", config.path());
     }
     build.run().context("docker buildx build (its output is above)")?;
-    let metadata: Value = serde_json::from_str(&std::fs::read_to_string(&metadata_file)?)?;
-    metadata["containerimage.digest"]
-        .as_str()
-        .map(str::to_owned)
-        .context("buildx's metadata file has no containerimage.digest")
+    push_layout(registry, &layout).await
 }
 
-/// The `docker buildx build` arguments for this plan.
-pub(crate) fn args(plan: &PublishPlan, mode: &PublishMode, metadata_file: &Path) -> Vec<String> {
+/// The `docker buildx build` arguments for this plan: an OCI layout at `layout`.
+pub(crate) fn args(plan: &PublishPlan, layout: &Path) -> Vec<String> {
     let platforms: Vec<String> = plan.platforms.iter().map(Platform::to_string).collect();
-    let mut args: Vec<String> =
-        vec!["buildx".into(), "build".into(), "--platform".into(), platforms.join(",")];
-    match mode {
-        // No tag: the merge step tags the index once every platform is in.
-        PublishMode::ByDigest => args.extend([
-            "--output".into(),
-            format!("type=image,name={},push-by-digest=true,name-canonical=true,push=true", plan.repository),
-        ]),
-        _ => args.extend([
-            "--push".into(),
-            "--tag".into(),
-            format!("{}:{}", plan.repository, plan.version_tag()),
-        ]),
-    }
-    args.extend([
-        "--metadata-file".into(),
-        metadata_file.display().to_string(),
+    let mut args: Vec<String> = vec![
+        "buildx".into(),
+        "build".into(),
+        "--platform".into(),
+        platforms.join(","),
+        "--output".into(),
+        format!("type=oci,dest={},tar=false", layout.display()),
         "--provenance=mode=max".into(),
-    ]);
+    ];
     match &plan.sbom_generator {
         Some(generator) => args.extend(["--attest".into(), format!("type=sbom,generator={generator}")]),
         None => args.push("--sbom=true".into()),
@@ -141,6 +128,50 @@ pub(crate) fn args(plan: &PublishPlan, mode: &PublishMode, metadata_file: &Path)
     }
     args.push(plan.context.display().to_string());
     args
+}
+
+/// Pushes the one image (an index or a manifest) an OCI layout holds, by digest: every
+/// blob the registry lacks, each manifest after what it names, the top last. Returns
+/// its digest.
+async fn push_layout(registry: &Registry, layout: &Path) -> anyhow::Result<String> {
+    let read = |digest: &str| -> anyhow::Result<bytes::Bytes> {
+        let hex =
+            digest.strip_prefix("sha256:").with_context(|| format!("{digest} is not a sha256 digest"))?;
+        let path = layout.join("blobs/sha256").join(hex);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        if sha256_digest(&bytes) != digest {
+            bail!("{} does not hash to its name", path.display());
+        }
+        Ok(bytes.into())
+    };
+    let index_json =
+        std::fs::read(layout.join("index.json")).context("reading the OCI layout's index.json")?;
+    let top = document::index(&index_json, "the OCI layout's index.json")?;
+    let [top] = top.manifests().as_slice() else {
+        bail!("buildx's OCI layout holds {} images, not one", top.manifests().len());
+    };
+    // Depth first: a manifest is pushed after the blobs and manifests it names.
+    let mut pending = vec![(top.digest().to_string(), top.media_type().to_string(), false)];
+    while let Some((digest, media_type, children_pushed)) = pending.pop() {
+        let bytes = read(&digest)?;
+        if children_pushed {
+            registry.push_by_digest(&bytes, &media_type).await?;
+            continue;
+        }
+        pending.push((digest.clone(), media_type, true));
+        match Document::parse(&bytes, &digest)? {
+            Document::Index(index) => pending.extend(
+                index.manifests().iter().map(|d| (d.digest().to_string(), d.media_type().to_string(), false)),
+            ),
+            Document::Image(manifest) => {
+                for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
+                    let blob_digest = blob.digest().to_string();
+                    registry.push_blob_if_missing(&blob_digest, read(&blob_digest)?).await?;
+                }
+            }
+        }
+    }
+    Ok(top.digest().to_string())
 }
 
 /// A Docker config directory for one build: the user's config with `auth` for

@@ -173,12 +173,13 @@ impl Engine {
         let iid_dir = tempfile::tempdir()?;
         let iidfile = iid_dir.path().join("iid");
         let tags = request.tags.iter().flat_map(|tag| ["--tag", tag.as_str()]);
+        let labels = request.labels.iter().flat_map(|label| ["--label", label.as_str()]);
         let build_args = build_args.iter().flat_map(|arg| ["--build-arg", arg.as_str()]);
         let pull = request.pull.then_some("--pull");
         let no_cache = request.no_cache.then_some("--no-cache");
         let build = cmd!(
             sh,
-            "{program} build {pull...} {no_cache...} --platform {platform} --file {file} --iidfile {iidfile} {tags...} {build_args...} {context}"
+            "{program} build {pull...} {no_cache...} --platform {platform} --file {file} --iidfile {iidfile} {tags...} {labels...} {build_args...} {context}"
         );
         eprintln!("$ {build}");
         // Progress goes to stderr: stdout is for results (`image --by-digest` prints

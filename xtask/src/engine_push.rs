@@ -40,6 +40,7 @@ pub(crate) async fn push_platform(
         context: &plan.context,
         platform,
         tags: &[],
+        labels: &[],
         build_args: &plan.build_args,
         // The engine keeps one platform per tag: pull the base for this platform
         // now, or a base cached for another platform would be reused silently.
@@ -70,7 +71,7 @@ pub(crate) async fn push_platform(
     let manifest = Bytes::from(image_manifest(&config_digest, image.config.len(), &image.layers));
     let descriptor = manifest_descriptor(&manifest, oci::OCI_MANIFEST, &image.config_json);
     let manifest_digest = descriptor.digest().to_string();
-    registry.push_manifest(&manifest_digest, &manifest, oci::OCI_MANIFEST).await?;
+    registry.push_by_digest(&manifest, oci::OCI_MANIFEST).await?;
     eprintln!("    manifest {manifest_digest}");
     Ok(descriptor)
 }

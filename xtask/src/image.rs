@@ -20,7 +20,7 @@ use crate::{
     plan::{self, ReleasePlan},
     platform::Platform,
     pointer::Decision,
-    prepare::{BuildRequest, DependencyPath},
+    prepare::{BuildRequest, DependencyPath, LOCAL_BUILD_LABEL},
     project, publish,
     publish_plan::{Builder, PublishMode, PublishPlan, Steps},
     sign::Signer,
@@ -94,7 +94,7 @@ impl flags::Image {
             // A merge builds nothing: no builder to ask.
             _ if !self.merge.is_empty() => (Builder::Engine, "--merge builds nothing".to_owned()),
             BuilderChoice::Engine => (Builder::Engine, "--builder engine".to_owned()),
-            choice => choose_builder(choice, Capabilities::of_current_builder(sh), self.by_digest)?,
+            choice => choose_builder(choice, Capabilities::of_current_builder(sh))?,
         };
         let platforms = if self.platform.is_empty() { release.platforms()? } else { self.platform.clone() };
         let steps = Steps {
@@ -179,6 +179,7 @@ pub(crate) fn build_local(sh: &Shell, build: &LocalBuild<'_>) -> anyhow::Result<
             context: &build.context,
             platform,
             tags: &tags,
+            labels: &[LOCAL_BUILD_LABEL.to_owned()],
             build_args: &build_args,
             pull: false,
             no_cache: false,
@@ -257,9 +258,8 @@ fn build_args(
 fn choose_builder(
     choice: BuilderChoice,
     found: Result<Capabilities, String>,
-    by_digest: bool,
 ) -> anyhow::Result<(Builder, String)> {
-    let usable = found.and_then(|buildx| match buildx.cannot(by_digest) {
+    let usable = found.and_then(|buildx| match buildx.cannot() {
         Some(why) => Err(why),
         None => Ok(buildx),
     });
@@ -305,26 +305,23 @@ mod tests {
     fn the_builder_is_chosen_by_what_it_can_do_not_by_buildx_answering() {
         let driver =
             |driver: &str, containerd_store| Ok(Capabilities { driver: driver.to_owned(), containerd_store });
-        let auto = |found, by_digest| choose_builder(BuilderChoice::Auto, found, by_digest).unwrap();
+        let auto = |found| choose_builder(BuilderChoice::Auto, found).unwrap();
         // GitHub's setup-buildx-action: a docker-container builder does everything.
-        assert_eq!(auto(driver("docker-container", false), true).0, Builder::Buildx);
-        assert_eq!(auto(driver("remote", false), false).0, Builder::Buildx);
-        // The docker driver: only on the containerd image store, and never by digest.
-        assert_eq!(auto(driver("docker", true), false).0, Builder::Buildx);
-        let (builder, why) = auto(driver("docker", true), true);
-        assert_eq!(builder, Builder::Engine);
-        assert!(why.contains("cannot push by digest") && why.contains("docker-container"), "{why}");
-        let (builder, why) = auto(driver("docker", false), false);
+        assert_eq!(auto(driver("docker-container", false)).0, Builder::Buildx);
+        assert_eq!(auto(driver("remote", false)).0, Builder::Buildx);
+        // The docker driver: only on the containerd image store (by digest too: buildx
+        // writes an OCI layout, which xtask pushes).
+        assert_eq!(auto(driver("docker", true)).0, Builder::Buildx);
+        let (builder, why) = auto(driver("docker", false));
         assert_eq!(builder, Builder::Engine);
         assert!(why.contains("containerd image store"), "{why}");
-        let (builder, why) = auto(Err("no buildx".to_owned()), false);
+        let (builder, why) = auto(Err("no buildx".to_owned()));
         assert_eq!((builder, why.as_str()), (Builder::Engine, "no buildx"));
 
         // Asked for by name, buildx that cannot is an error saying what to do.
-        let refused = choose_builder(BuilderChoice::Buildx, driver("docker", false), false).unwrap_err();
+        let refused = choose_builder(BuilderChoice::Buildx, driver("docker", false)).unwrap_err();
         assert!(refused.to_string().contains("or use --builder engine"), "{refused}");
-        let (builder, _) =
-            choose_builder(BuilderChoice::Engine, driver("docker-container", false), false).unwrap();
+        let (builder, _) = choose_builder(BuilderChoice::Engine, driver("docker-container", false)).unwrap();
         assert_eq!(builder, Builder::Engine);
     }
 

@@ -1,16 +1,13 @@
 //! OCI index assembly for `image --push` (engine builder) and `image --merge`: index
 //! entries spelled one way whoever built the image, entries in platform order with
-//! attestations last, our annotations, and the push under the version tag.
-//!
-//! Architecture invariant: a published version tag never changes. `push_index`
-//! refuses to put an index under a version tag that names another digest.
+//! attestations last, our annotations, and the push by digest (never a tag: `tags.rs`
+//! writes those).
 
 use anyhow::bail;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::{
-    digest::sha256_digest,
     document::{self, is_attestation, manifest_descriptor, platform_of, Descriptor, Document},
     oci::{self, Registry},
     publish_plan::PublishPlan,
@@ -93,41 +90,12 @@ pub(crate) fn assemble(plan: &PublishPlan, mut descriptors: Vec<Descriptor>) -> 
     })))
 }
 
-/// Pushes `index` under the version tag, unless that tag names another digest: a
-/// published version never changes. The same digest again is a no-op.
-pub(crate) async fn push_index(
-    plan: &PublishPlan,
-    registry: &Registry,
-    index: &Bytes,
-) -> anyhow::Result<String> {
-    let index_digest = sha256_digest(index);
-    let tag = plan.version_tag();
-    match registry.manifest(&tag).await? {
-        Some((_, published)) if published == index_digest => {
-            eprintln!("==> {}:{tag} names {index_digest} already", plan.repository);
-        }
-        Some((_, published)) => bail!(write_once_refusal(plan, &published, &index_digest)),
-        None => {
-            registry.push_manifest(&tag, index, oci::OCI_INDEX).await?;
-            eprintln!("==> pushed index {index_digest} as {}:{tag}", plan.repository);
-        }
-    }
-    Ok(index_digest)
-}
-
-/// The refusal of a second digest for a published version, with the way out.
-pub(crate) fn write_once_refusal(plan: &PublishPlan, published: &str, new: &str) -> String {
-    let next = semver::Version::new(
-        plan.release.version.major,
-        plan.release.version.minor,
-        plan.release.version.patch + 1,
-    );
-    format!(
-        "{}:{} is published as {published}, and this build is {new}: a published version never \
-         changes. Nothing was tagged. Cut the next patch instead (`cargo xtask release --bump patch`, v{next})",
-        plan.repository,
-        plan.version_tag()
-    )
+/// Pushes `index` by digest, with no tag (`tags.rs` tags it once it is verified and
+/// signed); returns its digest.
+pub(crate) async fn push(plan: &PublishPlan, registry: &Registry, index: &Bytes) -> anyhow::Result<String> {
+    let digest = registry.push_by_digest(index, oci::OCI_INDEX).await?;
+    eprintln!("==> pushed index {}@{digest}", plan.repository);
+    Ok(digest)
 }
 
 /// Our index annotations. OCI annotation values are strings: a build argument the plan
@@ -152,6 +120,7 @@ fn annotations(plan: &PublishPlan) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::sha256_digest;
 
     fn config(arch: &str) -> document::ImageConfiguration {
         let text =

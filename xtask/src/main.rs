@@ -35,6 +35,7 @@ mod release;
 mod release_notes;
 mod sign;
 mod snapshot;
+mod tags;
 #[cfg(feature = "test-env")]
 mod test;
 mod verify;

@@ -24,10 +24,17 @@ use crate::platform::Platform;
 
 /// What an image build needs besides the Dockerfile's own defaults. Here, below
 /// `engine.rs`, because preparing a build's files reads it too.
+/// The label `cargo xtask image --local` puts on what it builds: the CLI runs a
+/// `<name>:local` image only when it carries it (and never when its build pins a digest),
+/// so a tag someone else made is never mistaken for a developer's build.
+pub(crate) const LOCAL_BUILD_LABEL: &str = "dev.stigmer.local-build=cargo xtask image --local";
+
 pub(crate) struct BuildRequest<'a> {
     pub(crate) context: &'a Path,
     pub(crate) platform: Platform,
     pub(crate) tags: &'a [String],
+    /// `KEY=VALUE` labels set at build time, beside the Dockerfile's own.
+    pub(crate) labels: &'a [String],
     pub(crate) build_args: &'a [(&'static str, String)],
     /// Pull the base for this platform first (`--pull`).
     pub(crate) pull: bool,

@@ -98,9 +98,11 @@ impl PublishPlan {
             self.signer.as_ref().map_or("none (no --cosign-key or --keyless)".to_owned(), Signer::describe);
         out += &format!("  signing      {signing}\n");
         out += "steps:\n";
+        let by_digest = format!("{}@<digest>", self.repository);
         if let Some(digest) = &self.release.image.published {
             out += &format!(
-                "  1. {tagged} is published already as {digest}: verify it and reuse it, build nothing\n"
+                "  1. {tagged} is published already as {digest}: reuse it if it is this release's (it verifies, \
+                 its revision is this commit, it carries this release's signature), else refuse; build nothing\n"
             );
             if steps.mode == PublishMode::ByDigest {
                 out += &format!(
@@ -121,32 +123,33 @@ impl PublishPlan {
                     return out;
                 }
                 PublishMode::Index => {
-                    out += &format!("  1. build {} and push it as {tagged}\n", platforms.join(" and "));
+                    out += &format!(
+                        "  1. build {} and push it as {by_digest}, with no tag\n",
+                        platforms.join(" and ")
+                    );
                 }
                 PublishMode::Merge(digests) => {
                     out += &format!(
-                        "  1. assemble the index of {} and push it as {tagged}\n",
+                        "  1. assemble the index of {} and push it as {by_digest}, with no tag\n",
                         digests.join(", ")
                     );
                 }
             }
         }
-        out += &format!("  2. verify {tagged} with the OCI client\n");
+        out += &format!("  2. verify {by_digest} with the OCI client\n");
         match &self.signer {
-            Some(_) => {
-                out += &format!(
-                    "  3. sign {}@<the verified digest>; a failed signature moves nothing\n",
-                    self.repository
-                )
-            }
+            Some(_) => out += &format!("  3. sign {by_digest}; a failed signature tags nothing\n"),
             None => out += "  3. sign nothing\n",
         }
+        out += &format!(
+            "  4. tag {tagged} (refused if it names another digest; read back to catch a concurrent publish)\n"
+        );
         if self.release.image.pointers.is_empty() {
-            out += "  4. move no floating tag\n";
+            out += "  5. move no floating tag\n";
         }
         for pointer in &self.release.image.pointers {
             let verb = if pointer.decision.moves { "point" } else { "leave" };
-            out += &format!("  4. {verb} {} ({})\n", pointer.tag, pointer.decision.reason);
+            out += &format!("  5. {verb} {} ({})\n", pointer.tag, pointer.decision.reason);
         }
         out
     }

@@ -110,15 +110,39 @@ pub(crate) fn check_signer(sh: &Shell, signer: &Signer) -> anyhow::Result<()> {
     }
 }
 
-/// The public half of a key signer, to see what a rerun signed already; `None` for
-/// keyless (each keyless signature is new) or when the key cannot be read (signing
-/// then fails saying why).
-pub(crate) fn own_verifier(sh: &Shell, signer: &Signer) -> Option<(tempfile::TempDir, Verifier)> {
-    let Signer::Key(key) = signer else { return None };
-    let dir = tempfile::tempdir().ok()?;
+/// Whose signature `signer` makes for the release `tag`: the public half of a key, or
+/// the keyless identity of the release workflow at that tag (`release_identity`). What
+/// a rerun checks before it signs again, and what a published version must carry to be
+/// reused. The directory holds the public key while it is used.
+pub(crate) fn own_verifier(
+    sh: &Shell,
+    signer: &Signer,
+    tag: &str,
+) -> anyhow::Result<(Option<tempfile::TempDir>, Verifier)> {
+    let key = match signer {
+        Signer::Key(key) => key,
+        Signer::Keyless => {
+            let repository = sh.var("GITHUB_REPOSITORY").unwrap_or_else(|_| "stigmer/stigmer".to_owned());
+            return Ok((None, release_identity(&repository, tag, GITHUB_ISSUER)));
+        }
+    };
+    let dir = tempfile::tempdir()?;
     let public = dir.path().join("cosign.pub");
-    cmd!(sh, "cosign public-key --key {key} --outfile {public}").quiet().ignore_stderr().run().ok()?;
-    Some((dir, Verifier::Key(public)))
+    cmd!(sh, "cosign public-key --key {key} --outfile {public}").quiet().run().with_context(|| {
+        format!("reading the public half of {} (is COSIGN_PASSWORD right?)", key.display())
+    })?;
+    Ok((Some(dir), Verifier::Key(public)))
+}
+
+/// The OIDC issuer of GitHub Actions' tokens.
+pub(crate) const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+
+/// The keyless identity of `repository`'s release workflow run for `tag`.
+pub(crate) fn release_identity(repository: &str, tag: &str, issuer: &str) -> Verifier {
+    Verifier::Identity {
+        identity: format!("https://github.com/{repository}/.github/workflows/release.yml@refs/tags/{tag}"),
+        issuer: issuer.to_owned(),
+    }
 }
 
 /// `cmd` reading the registry login from `docker_config` when given (else the user's).

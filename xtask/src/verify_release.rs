@@ -61,11 +61,12 @@ impl flags::VerifyRelease {
         let tag = version::tag(&version);
         let verifier = match &self.key {
             Some(key) => Verifier::Key(sh.current_dir().join(key)),
-            None => Verifier::Identity {
-                identity: self.certificate_identity.clone().unwrap_or_else(|| {
-                    format!("https://github.com/{}/.github/workflows/release.yml@refs/tags/{tag}", self.repo)
-                }),
-                issuer: self.certificate_oidc_issuer.clone(),
+            None => match &self.certificate_identity {
+                Some(identity) => Verifier::Identity {
+                    identity: identity.clone(),
+                    issuer: self.certificate_oidc_issuer.clone(),
+                },
+                None => sign::release_identity(&self.repo, &tag, &self.certificate_oidc_issuer),
             },
         };
         let downloaded = match &self.url {

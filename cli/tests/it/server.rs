@@ -17,7 +17,7 @@ on_every_engine!(
     logs_follow_streams_until_interrupted,
     logs_never_show_a_container_of_that_name_that_is_not_ours,
     starting_twice_keeps_the_healthy_container,
-    without_a_local_image_it_pulls_the_published_one_and_tags_it_local,
+    without_a_local_build_it_pulls_the_published_image_and_never_tags_it_local,
     a_failed_pull_names_the_reference_and_how_to_build_locally,
     a_container_that_crashes_at_start_shows_its_last_logs_and_exits_4,
     stop_removes_orphans_and_works_without_the_id_file,
@@ -177,7 +177,7 @@ fn starting_twice_keeps_the_healthy_container(engine: Engine) {
     assert_eq!(instance.containers().len(), 1);
 }
 
-fn without_a_local_image_it_pulls_the_published_one_and_tags_it_local(engine: Engine) {
+fn without_a_local_build_it_pulls_the_published_image_and_never_tags_it_local(engine: Engine) {
     let registry = TestRegistry::start();
     let image = test_support::base_image::agent_runner_image(env!("CARGO_PKG_VERSION"));
     let published = format!("{}:v{}", registry.repository("agent-runner"), env!("CARGO_PKG_VERSION"));
@@ -192,11 +192,15 @@ fn without_a_local_image_it_pulls_the_published_one_and_tags_it_local(engine: En
     let sh = &instance.sh;
     let output = run_ok(instance.stigmer(&["server", "start"]).env("STIGMER_REGISTRY", registry.host()));
     assert!(output.contains(&format!("pulled {published}")), "{output}");
+    // Found by reading: the pull was tagged `:local`, which every later start ran first,
+    // so an upgraded CLI kept running the old image.
     let local = format!("{}:local", instance.name);
-    cmd!(sh, "docker image inspect {local}").quiet().ignore_stdout().run().expect("tagged local");
+    let inspected = cmd!(sh, "docker image inspect {local}").quiet().ignore_stdout().ignore_stderr().run();
+    assert!(inspected.is_err(), "the pull was tagged {local}");
     let status: Value =
         serde_json::from_str(&run_ok(instance.stigmer(&["server", "status", "--json"]))).unwrap();
-    assert_eq!(status["image"], local.as_str());
+    assert_eq!(status["image"], published.as_str());
+    assert_eq!(status["image_current"], true, "{status}");
     assert_eq!(status["ready"], true);
 }
 

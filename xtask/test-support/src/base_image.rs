@@ -207,6 +207,9 @@ pub fn push_index(registry: &crate::registry::TestRegistry) -> String {
 /// shared by every test and never removed: its content is fixed by the sources, and
 /// the engine's cache makes rebuilding it a no-op.
 pub fn agent_runner_image(version: &str) -> String {
+    // Labelled as `cargo xtask image --local` labels its builds (xtask's prepare.rs): the
+    // CLI runs a `:local` image only with it.
+    const LOCAL_BUILD_LABEL: &str = "dev.stigmer.local-build=cargo xtask image --local";
     let base = require("amd64");
     let sh = crate::shell();
     let tag = format!("stigmer-agent-runner-test:v{version}");
@@ -216,7 +219,7 @@ pub fn agent_runner_image(version: &str) -> String {
     // on amd64, as BuildKit would on an amd64 machine.
     let (prepare_arg, arch_arg) = ("PREPARE_PLATFORM=linux/amd64", "TARGETARCH=amd64");
     crate::run_captured(
-        cmd!(sh, "docker build --platform linux/amd64 --build-arg {base_arg} --build-arg {version_arg} --build-arg {prepare_arg} --build-arg {arch_arg} --tag {tag} {context}"),
+        cmd!(sh, "docker build --platform linux/amd64 --build-arg {base_arg} --build-arg {version_arg} --build-arg {prepare_arg} --build-arg {arch_arg} --label {LOCAL_BUILD_LABEL} --tag {tag} {context}"),
         "building the agent-runner test image",
     )
     .unwrap_or_else(|err| panic!("{err:#}"));

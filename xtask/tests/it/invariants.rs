@@ -3,6 +3,8 @@
 //! tap and `verify-release`, with GitHub's releases stood in for by `gh_stand_in.py`
 //! (GitHub's API cannot be reached from here).
 //!
+//! - I1, write-once: a published version tag never changes digest, and only a build
+//!   of the release's own commit, verified and signed, is ever put under it.
 //! - I2, forward-only: every floating pointer (image tags, the formula, GitHub's Latest)
 //!   names the highest published release of its line, and pre-releases none.
 
@@ -11,7 +13,11 @@ use std::path::Path;
 use test_support::{github::GitHub, registry::TestRegistry, shell};
 use xshell::cmd;
 
-use crate::{release_artifacts::tarballs, run_err, run_ok, XTASK};
+use crate::{
+    publish::{published_digest, Fixture},
+    release_artifacts::tarballs,
+    run_err, run_ok, XTASK,
+};
 
 /// The assets `github-release` publishes for `version`: real tarballs, checksums.txt, a
 /// signature bundle (its content is cosign's business, checked by verify-release), notes.
@@ -57,4 +63,64 @@ fn a_rerun_of_an_old_release_never_takes_githubs_latest_back() {
     let releases = github.releases();
     assert!(releases.iter().all(|r| !r.draft), "{releases:?}");
     assert_eq!(github.latest().as_deref(), Some("v1.3.1"), "{rerun}");
+}
+
+/// Found by reading `publish.rs`: anyone with write access to the package pushed a
+/// multi-arch image (here the test base, two platforms like ours) under `v1.4.0` before
+/// the tag's workflow ran; `image --push` verified it, reused it, signed it and moved
+/// `latest` to it. Now it is refused, naming why, and nothing is tagged or moved.
+#[test]
+fn a_version_tag_pushed_by_a_third_party_is_refused_and_nothing_moves() {
+    let fixture = Fixture::new(TestRegistry::start());
+    let sh = shell();
+    let released = published_digest(&run_ok(fixture.push(&sh, "v1.3.0")));
+    let repository = fixture.repository();
+    let foreign = test_support::base_image::push_index(&fixture.registry);
+    let third_party = format!("docker://{repository}:v1.4.0");
+    run_ok(cmd!(sh, "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false docker://{foreign} {third_party}"));
+    let writes = fixture.registry.writes();
+
+    fixture.set_app("1.4.0");
+    let refused = run_err(fixture.push(&sh, "v1.4.0"));
+    assert!(refused.contains(&format!("{repository}:v1.4.0 names sha256:")), "{refused}");
+    assert!(refused.contains("it is not this release's"), "{refused}");
+    assert!(refused.contains("v1.4.1"), "{refused}");
+    assert_eq!(fixture.registry.writes(), writes, "the refusal wrote to the registry");
+    let latest = crate::publish::tag_digest(&fixture, "latest");
+    assert_eq!(latest.as_deref(), Some(released.as_str()), "latest moved to the third party's image");
+}
+
+/// The order of a publish, read from the registry's own log: every manifest is pushed
+/// by digest and read back by verification before `vX.Y.Z` is written, and the
+/// floating tags come last. (Found by reading: the version tag was public before the
+/// index was verified, and buildx wrote it itself.)
+#[test]
+fn the_version_tag_is_written_after_the_index_is_pushed_by_digest_and_verified() {
+    let fixture = Fixture::new(TestRegistry::start());
+    let sh = shell();
+    let before = fixture.registry.requests().len();
+    let digest = published_digest(&run_ok(fixture.push(&sh, "v2.0.0")));
+    let requests = fixture.registry.requests()[before..].to_vec();
+    let position = |method: &str, path_end: &str| {
+        requests
+            .iter()
+            .position(|(m, path)| m == method && path.ends_with(path_end))
+            .unwrap_or_else(|| panic!("no {method} ...{path_end} in {requests:#?}"))
+    };
+    let index_by_digest = position("PUT", &format!("/manifests/{digest}"));
+    // Verification reads back every blob of every manifest the index names, hashing each.
+    let blob_reads: Vec<usize> = (index_by_digest..requests.len())
+        .filter(|&i| requests[i].0 == "GET" && requests[i].1.contains("/blobs/sha256:"))
+        .collect();
+    let version_tag = position("PUT", "/manifests/v2.0.0");
+    let latest = position("PUT", "/manifests/latest");
+    assert!(!blob_reads.is_empty(), "nothing was read back: {requests:#?}");
+    assert!(
+        blob_reads.iter().all(|&read| read < version_tag),
+        "the tag came before verification: {requests:#?}"
+    );
+    assert!(index_by_digest < version_tag && version_tag < latest, "{requests:#?}");
+    let tag_writes: Vec<&(String, String)> =
+        requests.iter().filter(|(m, path)| m == "PUT" && path.contains("/manifests/v")).collect();
+    assert_eq!(tag_writes.len(), 3, "v2.0.0, v2.0 and v2 once each: {tag_writes:?}");
 }
