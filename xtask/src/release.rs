@@ -270,7 +270,7 @@ fn planned_edits(
             &next_text,
         )
     })?;
-    let previous = latest_release_tag(sh);
+    let previous = previous_release(sh, next);
     edit("CHANGELOG.md", &|text| changelog::roll_over(text, next, date, previous.as_ref(), REPOSITORY_URL))?;
     Ok(edits)
 }
@@ -300,10 +300,12 @@ fn set_keeping_comments(item: &mut toml_edit::Item, value: &str) {
     }
 }
 
-/// The highest `vX.Y.Z` tag that is not a pre-release: what the changelog compares to.
-fn latest_release_tag(sh: &Shell) -> Option<Version> {
+/// The release `next` follows: the highest final `vX.Y.Z` tag below it, which for a
+/// backport (v1.2.4 after v1.3.0) is the one of its own line (v1.2.3), never a newer
+/// one. What the changelog's compare link starts from.
+fn previous_release(sh: &Shell, next: &Version) -> Option<Version> {
     let tags = cmd!(sh, "git tag --list v*").quiet().read().ok()?;
-    tags.lines().filter_map(|t| Version::parse(&t[1..]).ok()).filter(|v| v.pre.is_empty()).max()
+    tags.lines().filter_map(|t| Version::parse(&t[1..]).ok()).filter(|v| v.pre.is_empty() && v < next).max()
 }
 
 /// Writes every edit and commits them; on any failure puts every file back as it was.

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use xshell::Shell;
 
-use crate::{changelog, checksums, files, flags, plan::ReleasePlan, version};
+use crate::{changelog, checksums, files, flags, plan, pointer::Decision, version};
 
 pub(crate) const NOTES: &str = "RELEASE_NOTES.md";
 
@@ -17,19 +17,12 @@ pub(crate) const HOMEBREW_TAP: &str = "stigmer/tap";
 
 impl flags::ReleaseNotes {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let (version, repository, image_digest) = match (&self.plan, &self.version) {
-            (Some(path), _) => {
-                let plan = ReleasePlan::read(&sh.current_dir().join(path))?;
-                let image_digest = plan.image_digest(self.image_digest)?;
-                (plan.version, plan.image.repository, image_digest)
-            }
-            (None, Some(text)) => (
-                version::parse(text)?,
-                format!("{}/agent-runner", self.registry.trim_end_matches('/')),
-                self.image_digest,
-            ),
-            (None, None) => bail!("give --version or --plan"),
+        let plan = plan::load(sh, self.plan.as_deref(), self.version.as_deref(), &self.registry, false)?;
+        let image_digest = match &self.plan {
+            Some(_) => plan.image_digest(self.image_digest)?,
+            None => self.image_digest,
         };
+        let (version, repository) = (plan.version.clone(), plan.image.repository.clone());
         let dir = sh.current_dir().join(&self.dir);
         let changelog = sh.read_file("CHANGELOG.md").context("reading CHANGELOG.md")?;
         let section =
@@ -49,7 +42,7 @@ impl flags::ReleaseNotes {
         } else {
             Image::Published { repository: &repository, digest: image_digest.as_deref() }
         };
-        let notes = render(&version, changes, &image, &artifacts);
+        let notes = render(&version, changes, &image, &artifacts, &plan.homebrew);
         write(&dir, &notes)?;
         println!("wrote {}", dir.join(NOTES).display());
         Ok(())
@@ -69,12 +62,14 @@ pub(crate) fn write(dir: &Path, notes: &str) -> anyhow::Result<()> {
 }
 
 /// The notes, from the changelog section `changes` and checksums.txt's (file, sha256)
-/// pairs.
+/// pairs; `homebrew` is the plan's word on the formula (it offers `brew install` only
+/// when the formula moves to this version: a backport's would install a newer one).
 pub(crate) fn render(
     version: &semver::Version,
     changes: &str,
     image: &Image<'_>,
     artifacts: &[(String, String)],
+    homebrew: &Decision,
 ) -> String {
     let tag = format!("v{version}");
     let mut notes = String::new();
@@ -116,7 +111,7 @@ pub(crate) fn render(
     }
 
     if !version::is_snapshot(version) {
-        install_section(&mut notes, version, &tag, artifacts);
+        install_section(&mut notes, &tag, artifacts, homebrew);
     }
     notes.push_str("\n## Artifacts\n\n| File | SHA-256 |\n| --- | --- |\n");
     for (name, sha256) in artifacts {
@@ -125,12 +120,17 @@ pub(crate) fn render(
     notes
 }
 
-/// How to install a published version: Homebrew for final releases, else a tarball.
-fn install_section(notes: &mut String, version: &semver::Version, tag: &str, artifacts: &[(String, String)]) {
+/// How to install this version: Homebrew when the formula moves to it, and a tarball.
+fn install_section(notes: &mut String, tag: &str, artifacts: &[(String, String)], homebrew: &Decision) {
     notes.push_str("\n## Install\n\n");
-    if version.pre.is_empty() {
+    if homebrew.moves {
         notes.push_str(&format!(
             "Homebrew (macOS and Linux):\n\n```sh\nbrew install {HOMEBREW_TAP}/stigmer\n```\n\n"
+        ));
+    } else {
+        notes.push_str(&format!(
+            "Homebrew installs the newest release, not {tag} ({}): install {tag} from its archive.\n\n",
+            homebrew.reason
         ));
     }
     let example = artifacts.iter().map(|(name, _)| name.as_str()).find(|name| name.contains("-linux-amd64"));
@@ -162,14 +162,33 @@ mod tests {
             .collect()
     }
 
+    fn formula(moves: bool, reason: &str) -> Decision {
+        Decision { moves, reason: reason.to_owned() }
+    }
+
     const CHANGES: &str = "\n### Added\n\n- `stigmer server logs --since`.\n\n### Fixed\n\n- A crash.\n\n";
 
     #[test]
     fn a_release_with_a_verified_image() {
         let digest = format!("sha256:{}", "ab".repeat(32));
         let image = Image::Published { repository: "ghcr.io/stigmer/agent-runner", digest: Some(&digest) };
-        let notes = render(&semver::Version::new(1, 3, 0), CHANGES, &image, &artifacts());
+        let moves = formula(true, "v1.3.0 is the newest release");
+        let notes = render(&semver::Version::new(1, 3, 0), CHANGES, &image, &artifacts(), &moves);
         insta::assert_snapshot!(notes);
+    }
+
+    /// Found by reading: a backport's notes offered `brew install`, which installs the
+    /// newest release, not the backport.
+    #[test]
+    fn a_backport_offers_its_archive_not_homebrew() {
+        let image = Image::Published { repository: "ghcr.io/stigmer/agent-runner", digest: None };
+        let stays = formula(false, "v1.3.0 is newer on its line");
+        let notes = render(&semver::Version::new(1, 2, 4), CHANGES, &image, &artifacts(), &stays);
+        assert!(!notes.contains("brew install"), "{notes}");
+        assert!(
+            notes.contains("Homebrew installs the newest release, not v1.2.4 (v1.3.0 is newer on its line)"),
+            "{notes}"
+        );
     }
 
     #[test]
@@ -178,7 +197,8 @@ mod tests {
         let version = semver::Version::parse("1.3.0-rc.1").unwrap();
         let artifacts: Vec<_> =
             artifacts().into_iter().map(|(name, sha)| (name.replace("1.3.0", "1.3.0-rc.1"), sha)).collect();
-        let notes = render(&version, CHANGES, &image, &artifacts);
+        let stays = formula(false, "a pre-release never moves the formula");
+        let notes = render(&version, CHANGES, &image, &artifacts, &stays);
         insta::assert_snapshot!(notes);
     }
 
@@ -193,7 +213,8 @@ mod tests {
             .into_iter()
             .map(|(name, sha)| (name.replace("1.3.0", "1.3.1-snapshot-abc1234"), sha))
             .collect();
-        let notes = render(&version, CHANGES, &image, &artifacts);
+        let stays = formula(false, "a snapshot is never published");
+        let notes = render(&version, CHANGES, &image, &artifacts, &stays);
         assert!(!notes.contains("https://"), "{notes}");
         insta::assert_snapshot!(notes);
     }

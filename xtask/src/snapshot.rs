@@ -17,6 +17,7 @@ use crate::{
     image::{self, LocalBuild},
     plan,
     platform::{Platform, Target},
+    pointer::Decision,
     prepare::DependencyPath,
     project, release_notes,
 };
@@ -67,7 +68,11 @@ pub(crate) fn run(sh: &Shell, flags: &flags::Release) -> anyhow::Result<()> {
         built: image.as_ref().map(|tag| format!("`{tag}` ({})", Platform::host())),
         skipped: image_skipped,
     };
-    release_notes::write(&out, &release_notes::render(&version, changes, &notes_image, &artifacts))?;
+    let homebrew = Decision { moves: false, reason: "a snapshot is never published".to_owned() };
+    release_notes::write(
+        &out,
+        &release_notes::render(&version, changes, &notes_image, &artifacts, &homebrew),
+    )?;
 
     let formula = if flags.all_targets {
         let formula = homebrew::render(&version, &artifacts, release_notes::GITHUB_REPO)?;

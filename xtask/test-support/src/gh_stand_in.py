@@ -75,7 +75,14 @@ def main(argv):
     elif command == "view":
         release = find(releases, args[0])
         fields = option(args, "--json").split(",")
-        print(json.dumps({k: release[k] for k in fields}))
+        query = option(args, "--jq")
+        if query is None:
+            print(json.dumps({k: release[k] for k in fields}))
+        elif query.startswith(".") and query[1:] in fields:
+            # `--jq .field` prints the string itself, as jq's raw output does for gh.
+            print(release[query[1:]])
+        else:
+            fail(f"the gh stand-in knows `--jq .FIELD` only, not {query!r}", 2)
     elif command == "create":
         tag = args[0]
         if any(r["tagName"] == tag for r in releases):

@@ -94,4 +94,47 @@ impl GitHub {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Serves the uploaded assets over HTTP on a loopback port, as
+    /// `https://github.com/OWNER/NAME/releases/download/` serves them (`<url>/<tag>/<name>`),
+    /// until dropped.
+    pub fn serve_downloads(&self) -> Downloads {
+        let assets = self.state().join("assets");
+        std::fs::create_dir_all(&assets).unwrap();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap().local_addr().unwrap().port();
+            let child = std::process::Command::new("python3")
+                .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+                .arg(&assets)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("python3 -m http.server");
+            let mut downloads = Downloads { child, url: format!("http://127.0.0.1:{port}") };
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return downloads;
+                }
+                if downloads.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        panic!("python3 -m http.server did not start");
+    }
+}
+
+/// The release assets over HTTP; stops when dropped.
+pub struct Downloads {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`, under which `<tag>/<asset>` is served.
+    pub url: String,
+}
+
+impl Drop for Downloads {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -24,6 +24,9 @@ pub struct TestRegistry {
     port: u16,
     credentials: Option<Credentials>,
     child: Option<Child>,
+    /// Refuse every write (distribution's `maintenance: readonly`), as a registry in
+    /// maintenance does.
+    read_only: bool,
 }
 
 impl TestRegistry {
@@ -42,7 +45,18 @@ impl TestRegistry {
         TestRegistry::start_with(Some(credentials))
     }
 
+    /// A registry anyone may push to, holding a copy of what `storage` (another
+    /// registry's `storage()`, stopped or quiet) holds: expensive content made once and
+    /// handed to many tests.
+    pub fn start_from(storage: &Path) -> TestRegistry {
+        TestRegistry::start_with_storage(None, Some(storage))
+    }
+
     fn start_with(credentials: Option<Credentials>) -> TestRegistry {
+        TestRegistry::start_with_storage(credentials, None)
+    }
+
+    fn start_with_storage(credentials: Option<Credentials>, from: Option<&Path>) -> TestRegistry {
         assert!(
             crate::on_path("docker-registry"),
             "`docker-registry` is not on PATH: run `bash ci/setup.sh` or `apt-get install docker-registry`"
@@ -58,7 +72,12 @@ impl TestRegistry {
             std::fs::write(dir.path().join("htpasswd"), format!("{}:{hash}\n", credentials.username))
                 .unwrap();
         }
-        let mut registry = TestRegistry { dir, port: 0, credentials, child: None };
+        if let Some(from) = from {
+            let to = dir.path().join("storage");
+            let status = Command::new("cp").arg("-a").arg(from).arg(&to).status().expect("running cp");
+            assert!(status.success(), "copying the registry storage {}", from.display());
+        }
+        let mut registry = TestRegistry { dir, port: 0, credentials, child: None, read_only: false };
         // A free port can be taken by a parallel test between our probe and the
         // registry's bind: try a few.
         for _ in 0..5 {
@@ -110,6 +129,32 @@ impl TestRegistry {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Restarts the registry refusing (or again accepting) every write, on the same
+    /// port and storage.
+    pub fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
+        self.restart();
+    }
+
+    /// Every tag of `repository` with the digest it names, read with the registry's
+    /// own API (tags list, then a HEAD per tag).
+    pub fn tags(&self, repository: &str) -> std::collections::BTreeMap<String, String> {
+        let mut tags = std::collections::BTreeMap::new();
+        let Some((200, _, body)) = http_request(self.port, "GET", &format!("/v2/{repository}/tags/list"))
+        else {
+            return tags;
+        };
+        let list: serde_json::Value = serde_json::from_str(&body).expect("a tags list");
+        for tag in list["tags"].as_array().into_iter().flatten() {
+            let tag = tag.as_str().unwrap();
+            let head = http_head_digest(self.port, &format!("/v2/{repository}/manifests/{tag}"));
+            if let Some(digest) = head {
+                tags.insert(tag.to_owned(), digest);
+            }
+        }
+        tags
     }
 
     pub fn restart(&mut self) {
@@ -206,11 +251,12 @@ impl TestRegistry {
             Some(_) => format!("auth:\n  htpasswd:\n    realm: stigmer-test\n    path: {dir}/htpasswd\n"),
             None => String::new(),
         };
+        let read_only = if self.read_only { "\n    readonly:\n      enabled: true" } else { "" };
         format!(
             "version: 0.1\n\
              log:\n  level: info\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {dir}/storage\n  delete:\n    enabled: true\n\
-             \x20 maintenance:\n    uploadpurging:\n      enabled: false\n\
+             \x20 maintenance:\n    uploadpurging:\n      enabled: false{read_only}\n\
              http:\n  addr: 127.0.0.1:{port}\n  secret: test-secret-{secret:x}\n\
              {auth}",
             port = self.port,
@@ -260,6 +306,34 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// The status, head and body of a plain HTTP/1.0 request (manifests asked for in every
+/// type we push), or `None` when nothing answers.
+fn http_request(port: u16, method: &str, path: &str) -> Option<(u16, String, String)> {
+    const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+        application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+    let mut stream =
+        TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: {ACCEPT}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.get(9..12)?.parse().ok()?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Some((status, head.to_owned(), body.to_owned()))
+}
+
+/// The `Docker-Content-Digest` a HEAD of `path` answers with.
+fn http_head_digest(port: u16, path: &str) -> Option<String> {
+    let (status, head, _) = http_request(port, "HEAD", path)?;
+    if status != 200 {
+        return None;
+    }
+    head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("docker-content-digest").then(|| value.trim().to_owned())
+    })
 }
 
 fn random_u64() -> u64 {

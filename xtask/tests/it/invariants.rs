@@ -8,6 +8,8 @@
 //! - I2, forward-only: every floating pointer (image tags, the formula, GitHub's Latest)
 //!   names the highest published release of its line, and pre-releases none.
 
+mod model;
+
 use std::path::Path;
 
 use test_support::{github::GitHub, registry::TestRegistry, shell};

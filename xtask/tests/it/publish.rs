@@ -761,10 +761,16 @@ fn a_backport_from_a_maintenance_branch_moves_its_own_line_and_a_rerun_changes_n
     crate::release::add_entry(&repo, "a fix for 1.2");
     repo.git(&["push", "--quiet", "origin", "maint-1.2"]);
     release(&["--bump", "patch", "--branch", "maint-1.2", "--push"]);
+    // The backport's changelog compares with the previous release of its own line.
+    let changelog = std::fs::read_to_string(repo.work().join("CHANGELOG.md")).unwrap();
+    assert!(changelog.contains("compare/v1.2.3...v1.2.4"), "{changelog}");
     fixture.set_app("1.2.4");
     let v124 = jobs("v1.2.4");
 
-    // v1.3.0's jobs again, late, from a tree that would build differently.
+    // v1.3.0's jobs again, late, at its tag (a rerun checks out the tag's commit: from
+    // another commit the published index is refused as not this release's), with an
+    // app that would build differently.
+    repo.git(&["checkout", "--quiet", "--detach", "v1.3.0"]);
     fixture.set_app("a rebuild would differ");
     assert_eq!(jobs("v1.3.0"), v130);
 
@@ -780,10 +786,10 @@ fn a_backport_from_a_maintenance_branch_moves_its_own_line_and_a_rerun_changes_n
 }
 
 /// The automatic builder asks what buildx's builder can do, on both engines here:
-/// dockerd 26's `docker` driver (containerd image store) builds the index with buildx
-/// but cannot push by digest, so the workflow's per-platform jobs (`--by-digest`, no
-/// `--builder`) run through the engine builder there, for real: both platforms pushed
-/// by digest into dockerd 26, merged, verified. On the 20.10 engine the same buildx
+/// dockerd 26's `docker` driver (containerd image store) builds with buildx, by digest
+/// too (buildx writes an OCI layout, which xtask pushes), so the workflow's per-platform
+/// jobs (`--by-digest`, no `--builder`) run through buildx there, for real: both
+/// platforms pushed by digest, merged, verified. On the 20.10 engine the same buildx
 /// plugin cannot attest at all, so the engine builder is chosen, and `--builder buildx`
 /// is refused saying what is missing. (On a GitHub runner the default engine is the
 /// buildx one: the test reads which store it has rather than assuming this machine.)
@@ -791,6 +797,7 @@ fn a_backport_from_a_maintenance_branch_moves_its_own_line_and_a_rerun_changes_n
 fn the_automatic_builder_asks_what_buildx_can_do_and_by_digest_jobs_run_on_dockerd_26() {
     let fixture = Fixture::new(TestRegistry::start_with_auth());
     let buildx = BuildxEnv::new(&fixture.registry);
+    let scanner = test_support::buildx::sbom_scanner(&buildx, &fixture.registry);
     let sh = shell();
     let (registry, base, context) = (fixture.registry.host(), &fixture.base, fixture.context.path());
     let dry_run = |extra: &[&str]| {
@@ -810,7 +817,8 @@ fn the_automatic_builder_asks_what_buildx_can_do_and_by_digest_jobs_run_on_docke
         dry_run(&["--by-digest", "--platform", "linux/amd64"]).env("DOCKER_HOST", buildx.docker_host()),
     );
     assert!(
-        by_digest.contains("builder      engine") && by_digest.contains("cannot push by digest"),
+        by_digest.contains("builder      buildx")
+            && by_digest.contains("(buildx's docker driver can make this)"),
         "{by_digest}"
     );
 
@@ -839,10 +847,10 @@ fn the_automatic_builder_asks_what_buildx_can_do_and_by_digest_jobs_run_on_docke
     for platform in ["linux/amd64", "linux/arm64"] {
         let output = crate::run(buildx.cmd(cmd!(
             sh,
-            "{XTASK} image --push --by-digest --platform {platform} --registry {registry} --version v1.0.0 --base-image {base} --context {context}"
+            "{XTASK} image --push --by-digest --platform {platform} --registry {registry} --version v1.0.0 --base-image {base} --context {context} --sbom-generator {scanner}"
         )));
-        // Had buildx been chosen, BuildKit's docker driver would have refused by-digest.
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && stderr.contains("builder      buildx"), "{stderr}");
         digests.push(String::from_utf8(output.stdout).unwrap().trim().to_owned());
     }
     let merged = run_ok(

@@ -13,7 +13,10 @@
 //! What stands in for GitHub, and nothing else:
 //! - ghcr.io: a TestRegistry with auth (the workflow's `REGISTRY`), with the test base
 //!   image pushed there (`BASE_IMAGE`; no image can be pulled from Docker Hub here); its
-//!   login is in the job's Docker config, where GITHUB_TOKEN is ghcr.io's.
+//!   login is in the job's Docker config, where GITHUB_TOKEN is ghcr.io's. So the verify
+//!   job, which holds no token and reads a public package anonymously on GitHub, reads
+//!   with that login here: whether the package is public is GitHub's to say
+//!   (`workflows.rs` checks the job asks for no registry access).
 //! - The runner's Docker: dockerd 26 with the containerd image store, and a Docker config
 //!   of the job's own. `docker/setup-buildx-action` does here what it does on GitHub: it
 //!   makes a `docker-container` builder current, from the BuildKit image `ci/setup.sh`
@@ -36,7 +39,8 @@
 //! - GitHub's API: `gh` is test-support's stand-in (`gh_stand_in.py`), which keeps
 //!   releases, their assets and which one is Latest in a directory: the plan job lists
 //!   the published releases, and `github-release` creates and publishes the release
-//!   there, as it would on GitHub.
+//!   there, as it would on GitHub; the verify job downloads the assets from it over
+//!   HTTP, as users download them from the release.
 //! - Sigstore (Fulcio, Rekor) and the job's OIDC token: keyless signing (`--keyless`)
 //!   becomes signing with a cosign key pair made for the test (`--cosign-key`, no
 //!   transparency log), and `verify-release` checks against its public half (`--key`);
@@ -59,7 +63,7 @@ use xshell::cmd;
 use crate::{run_ok, XTASK};
 
 /// What is rewritten in the scripts, and why: each must be found in release.yml.
-const REWRITES: [(&str, &str, &str); 5] = [
+const REWRITES: [(&str, &str, &str); 6] = [
     // GitHub's cache service does not exist here; the registry keeps the cache instead.
     ("type=gha,scope=", "type=registry,ref=$REGISTRY/agent-runner-cache:", "GitHub's cache service"),
     (
@@ -71,6 +75,8 @@ const REWRITES: [(&str, &str, &str); 5] = [
     ("--keyless", r#"--cosign-key "$REHEARSAL_COSIGN_KEY""#, "sigstore"),
     (r#""$XTASK" verify-release "#, r#""$XTASK" verify-release --key "$REHEARSAL_COSIGN_PUB" "#, "sigstore"),
     ("https://github.com/stigmer/homebrew-tap", r#""$REHEARSAL_TAP""#, "the tap on GitHub"),
+    // The release's assets, downloaded as users download them: from the gh stand-in's.
+    ("https://github.com/$GH_REPO/releases/download/", "$REHEARSAL_DOWNLOADS/", "GitHub's release downloads"),
 ];
 
 #[test]
@@ -111,8 +117,10 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
 
     let keys = test_support::cosign::KeyPair::generate();
     let github = test_support::github::GitHub::new();
+    let downloads = github.serve_downloads();
     let rehearsal = Rehearsal {
         github: &github,
+        downloads: &downloads.url,
         origin: project.remote().to_owned(),
         tap: tap.remote().to_owned(),
         keys: &keys,
@@ -376,6 +384,8 @@ struct Rehearsal<'a> {
     registry: &'a TestRegistry,
     /// GitHub's releases, behind the `gh` stand-in.
     github: &'a test_support::github::GitHub,
+    /// Where the stand-in's release assets are downloaded from.
+    downloads: &'a str,
     /// BuildKit's configuration for the builders setup-buildx-action makes.
     buildkitd_toml: PathBuf,
 }
@@ -639,6 +649,7 @@ impl Rehearsal<'_> {
             ("REHEARSAL_COSIGN_PUB", self.keys.public.display().to_string()),
             ("COSIGN_PASSWORD", test_support::cosign::PASSWORD.to_owned()),
             ("REHEARSAL_TAP", self.tap.display().to_string()),
+            ("REHEARSAL_DOWNLOADS", self.downloads.to_owned()),
         ];
         env.extend(set.into_iter().map(|(k, v)| (k.to_owned(), v)));
         env

@@ -34,8 +34,10 @@ fn release_notes_come_from_the_released_changelog_section() {
     checksums(&dist, "1.3.0", &ALL);
     let sh = shell();
     let digest = format!("sha256:{}", "cd".repeat(32));
+    let registry = TestRegistry::start();
+    let host = registry.host();
     run_ok(
-        cmd!(sh, "{XTASK} release-notes --version v1.3.0 --image-digest {digest}")
+        cmd!(sh, "{XTASK} release-notes --version v1.3.0 --registry {host} --image-digest {digest}")
             .env("XTASK_PROJECT_ROOT", repo.work()),
     );
     let notes = std::fs::read_to_string(dist.join("RELEASE_NOTES.md")).unwrap();
@@ -44,11 +46,13 @@ fn release_notes_come_from_the_released_changelog_section() {
         "{notes}"
     );
     assert!(!notes.contains("Older"), "{notes}");
-    assert!(notes.contains(&format!("docker pull ghcr.io/stigmer/agent-runner@{digest}")), "{notes}");
+    assert!(notes.contains(&format!("docker pull {host}/agent-runner@{digest}")), "{notes}");
     assert_eq!(notes.matches("| `stigmer-v1.3.0-").count(), 4, "{notes}");
 
-    let unknown =
-        run_err(cmd!(sh, "{XTASK} release-notes --version v9.0.0").env("XTASK_PROJECT_ROOT", repo.work()));
+    let unknown = run_err(
+        cmd!(sh, "{XTASK} release-notes --version v9.0.0 --registry {host}")
+            .env("XTASK_PROJECT_ROOT", repo.work()),
+    );
     assert!(unknown.contains("CHANGELOG.md has no `## [9.0.0]` section"), "{unknown}");
 }
 

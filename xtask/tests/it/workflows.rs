@@ -605,3 +605,18 @@ fn only_the_jobs_that_sign_hold_an_oidc_token_and_the_release_is_verified_last()
     let last_job = release.rfind("\n  verify:\n").unwrap();
     assert!(jobs.iter().all(|name| release.find(&format!("\n  {name}:\n")).unwrap() <= last_job));
 }
+
+/// Found by reading release.yml: the last job checked this run's artifacts, not the
+/// published release, and read the registry with the run's token, so it passed when the
+/// package was private (a new ghcr.io package is) and every user's anonymous pull failed.
+/// It now downloads the assets from the release's URL and reads the registry with no
+/// token. (That the package is public can only be seen on GitHub.)
+#[test]
+fn the_last_job_verifies_the_published_release_and_reads_the_registry_anonymously() {
+    let release = read(&project_root().join(".github/workflows/release.yml"));
+    let verify = job(&release, "verify");
+    assert!(verify.contains("--url \"https://github.com/$GH_REPO/releases/download/$VERSION\""), "{verify}");
+    assert!(verify.contains("gh release view \"$VERSION\" --json body --jq .body"), "{verify}");
+    assert!(!verify.contains("GITHUB_TOKEN:") && !verify.contains("packages:"), "{verify}");
+    assert!(!verify.contains("pattern: dist-*"), "it checks this run's artifacts:\n{verify}");
+}

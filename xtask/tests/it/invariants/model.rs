@@ -1,0 +1,753 @@
+//! The model-based test: random sequences of releases, pre-releases, backports, reruns
+//! of earlier jobs with the plans of their first run, jobs failing half-way, two
+//! publishes of one version at once, a version tag pushed by a third party, and reruns
+//! that build other bytes, run against the real release tool, a real registry, a real
+//! git history, a real tap and the `gh` stand-in; the model checks the rules after every
+//! step, and at the end (after every failed job is run again) that the pointers name
+//! the newest release of their lines.
+//!
+//! The images are made once up front (a handful of contents, both platforms, pushed by
+//! digest into a seed registry whose storage each sequence starts from): the release
+//! jobs under test, `plan`, `image --merge`, `github-release` and `homebrew`, run for
+//! real at every step. The jobs run as release.yml runs them, each with the plan its
+//! release's first job wrote.
+//!
+//! Checked after every step:
+//! - I1: a version tag, once seen, never names another digest; a version of ours names
+//!   an index one of our image jobs made for it, never a third party's.
+//! - I2: every pointer (`latest`, `vX.Y`, `vX`, GitHub's Latest, the formula) names a
+//!   final release, only moves forward, and never past the newest release of its line;
+//!   at the end, each names exactly the newest release of its line.
+//! - I5: with a signing key, nothing a third party pushed carries the release's signature.
+//!
+//! Not checked here: I3 (the released CLI's pin: stamped CLI builds per release cost
+//! minutes each) and I4 (`verify-release` needs them); the rehearsal and the
+//! verify_release tests hold those for one release.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use semver::Version;
+use test_support::{cosign::KeyPair, git::TestRepo, github::GitHub, registry::TestRegistry, shell};
+use xshell::cmd;
+
+use crate::{release_artifacts::tarballs, XTASK};
+
+/// Sequences with the fixed seeds 1..SEQUENCES, plus one random seed, printed.
+const SEQUENCES: u64 = 50;
+const STEPS: usize = 8;
+/// Contents of the images made up front: each release takes the next.
+const CONTENTS: usize = 6;
+/// Every SIGNED-th sequence signs with a key (cosign costs seconds per release).
+const SIGNED: u64 = 10;
+
+#[derive(Clone, Copy, Debug)]
+enum Bump {
+    Major,
+    Minor,
+    Patch,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Job {
+    Image,
+    GitHub,
+    Homebrew,
+}
+
+#[derive(Clone, Debug)]
+enum Action {
+    Release(Bump),
+    PreRelease,
+    /// A patch on an older line (a maintenance branch), when there is one.
+    Backport,
+    /// "Re-run" of a job of the n-th release started (modulo), with its first plan.
+    Rerun(usize, Job),
+    /// A release whose job fails half-way: the registry refuses writes during the image
+    /// job, or GitHub fails to publish.
+    Failing(Bump, Job),
+    /// Two image jobs of the next version at the same time, from its one commit. (Two
+    /// writers of different bytes at once cannot be told apart by a registry, which has
+    /// no compare-and-swap; the same commit builds the same bytes, and release.yml's
+    /// concurrency group runs one release at a time.)
+    Concurrent(Bump),
+    /// A third party pushes the next patch's tag first; we release it (refused), then
+    /// cut the patch after it, as the refusal says.
+    ThirdParty,
+    /// The image job of the n-th release again, building other bytes (a new toolchain).
+    Rebuilt(usize),
+}
+
+/// A deterministic generator (xorshift64*): a seed names a sequence.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn actions(seed: u64) -> Vec<Action> {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let bump = |rng: &mut Rng| [Bump::Patch, Bump::Patch, Bump::Minor, Bump::Major][rng.below(4) as usize];
+    let job = |rng: &mut Rng| [Job::Image, Job::GitHub, Job::Homebrew][rng.below(3) as usize];
+    (0..STEPS)
+        .map(|_| match rng.below(20) {
+            0..=5 => Action::Release(bump(&mut rng)),
+            6 | 7 => Action::PreRelease,
+            8..=10 => Action::Backport,
+            11..=13 => Action::Rerun(rng.below(8) as usize, job(&mut rng)),
+            14 | 15 => {
+                let failing = if rng.below(2) == 0 { Job::Image } else { Job::GitHub };
+                Action::Failing(bump(&mut rng), failing)
+            }
+            16 => Action::Concurrent(bump(&mut rng)),
+            17 => Action::ThirdParty,
+            _ => Action::Rebuilt(rng.below(8) as usize),
+        })
+        .collect()
+}
+
+/// What every sequence starts from: platform images of each content, by digest, in a
+/// registry's storage; and a third party's two-platform index.
+struct Seed {
+    registry: TestRegistry,
+    /// (amd64, arm64) digests of each content.
+    contents: Vec<[String; 2]>,
+    /// `foreign/agent-runner:v0.0.1`, two platforms, built from another repository.
+    foreign: String,
+}
+
+impl Seed {
+    fn make() -> Seed {
+        let registry = TestRegistry::start();
+        let sh = shell();
+        let host = registry.host();
+        let context = tempfile::tempdir().unwrap();
+        std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY app.txt /app.txt\n").unwrap();
+        let ctx = context.path();
+        let mut contents = Vec::new();
+        for content in 0..=CONTENTS {
+            std::fs::write(ctx.join("app.txt"), format!("content {content}\n")).unwrap();
+            let mut digests = Vec::new();
+            for platform in ["linux/amd64", "linux/arm64"] {
+                let out = cmd!(
+                    sh,
+                    "{XTASK} image --push --by-digest --builder engine --platform {platform} --registry {host} --version v0.0.1 --context {ctx}"
+                )
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .expect("building a seed image");
+                digests.push(out.trim().to_owned());
+            }
+            contents.push([digests[0].clone(), digests[1].clone()]);
+        }
+        // The third party's image: the last content, merged and tagged elsewhere.
+        let [amd64, arm64] = contents.pop().unwrap();
+        let foreign_registry = format!("{host}/foreign");
+        let repo = TestRepo::new();
+        repo.write("README", "someone else's\n");
+        repo.commit_all("theirs");
+        cmd!(sh, "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false docker://{host}/agent-runner@{amd64} docker://{host}/foreign/agent-runner@{amd64}").run().unwrap();
+        cmd!(sh, "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false docker://{host}/agent-runner@{arm64} docker://{host}/foreign/agent-runner@{arm64}").run().unwrap();
+        let merged =
+            cmd!(sh, "{XTASK} image --merge {amd64},{arm64} --registry {foreign_registry} --version v0.0.1")
+                .env("XTASK_PROJECT_ROOT", repo.work())
+                .quiet()
+                .ignore_stdout()
+                .output()
+                .unwrap();
+        assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+        Seed { registry, contents, foreign: format!("{host}/foreign/agent-runner:v0.0.1") }
+    }
+}
+
+/// One release the sequence started.
+struct Release {
+    version: Version,
+    commit: String,
+    dir: PathBuf,
+    /// The content its first image job was built from.
+    content: usize,
+    done: Vec<Job>,
+    /// Refused: a third party's image holds its version tag.
+    burned: bool,
+}
+
+impl Release {
+    fn plan(&self) -> PathBuf {
+        self.dir.join("plan.json")
+    }
+}
+
+/// One sequence's world and model.
+struct World<'a> {
+    seed: &'a Seed,
+    registry: TestRegistry,
+    github: GitHub,
+    repo: TestRepo,
+    tap: TestRepo,
+    temp: tempfile::TempDir,
+    keys: Option<&'a KeyPair>,
+    releases: Vec<Release>,
+    next_content: usize,
+    /// I1: the digest each version tag named when first seen.
+    version_tags: BTreeMap<String, String>,
+    /// The index digests our image jobs published, by version tag.
+    ours: BTreeMap<String, Vec<String>>,
+    /// The digests a third party pushed.
+    foreign: Vec<String>,
+    /// I2: the version each pointer named at the last check.
+    pointers: BTreeMap<String, Version>,
+    log: Vec<String>,
+}
+
+impl<'a> World<'a> {
+    fn new(seed: &'a Seed, keys: Option<&'a KeyPair>) -> World<'a> {
+        let registry = TestRegistry::start_from(&seed.registry.storage());
+        let repo = TestRepo::new();
+        repo.write("CHANGELOG.md", "# Changelog\n");
+        repo.commit_all("start");
+        World {
+            seed,
+            registry,
+            github: GitHub::new(),
+            repo,
+            tap: crate::release_artifacts::tap(),
+            temp: tempfile::tempdir().unwrap(),
+            keys,
+            releases: Vec::new(),
+            next_content: 0,
+            version_tags: BTreeMap::new(),
+            ours: BTreeMap::new(),
+            foreign: Vec::new(),
+            pointers: BTreeMap::new(),
+            log: Vec::new(),
+        }
+    }
+
+    fn finals(&self) -> impl Iterator<Item = &Version> {
+        self.releases.iter().map(|r| &r.version).filter(|v| v.pre.is_empty())
+    }
+
+    fn next_version(&self, bump: Bump) -> Version {
+        let highest = self.releases.iter().map(|r| &r.version).max().cloned();
+        let Some(highest) = highest else { return Version::new(0, 1, 0) };
+        let base = Version::new(highest.major, highest.minor, highest.patch);
+        match (bump, highest.pre.is_empty()) {
+            // After a pre-release, its release comes next.
+            (_, false) => base,
+            (Bump::Major, true) => Version::new(base.major + 1, 0, 0),
+            (Bump::Minor, true) => Version::new(base.major, base.minor + 1, 0),
+            (Bump::Patch, true) => Version::new(base.major, base.minor, base.patch + 1),
+        }
+    }
+
+    /// A commit and tag for `version`, its assets, and its plan, as the plan job makes it.
+    fn start(&mut self, version: Version) -> usize {
+        let tag = format!("v{version}");
+        self.repo.write("VERSION", &format!("{version}\n"));
+        let commit = self.repo.commit_all(&format!("release: {tag}"));
+        self.repo.git(&["tag", &tag]);
+        let dir = self.temp.path().join(&tag);
+        tarballs(&dir, &version.to_string());
+        let sh = shell();
+        cmd!(sh, "{XTASK} checksums {dir}").quiet().ignore_stdout().ignore_stderr().run().unwrap();
+        std::fs::write(dir.join("checksums.txt.sigstore.json"), "{}").unwrap();
+        std::fs::write(dir.join("RELEASE_NOTES.md"), format!("Stigmer {tag}\n")).unwrap();
+        let content = self.next_content % self.seed.contents.len();
+        self.next_content += 1;
+        self.releases.push(Release { version, commit, dir, content, done: Vec::new(), burned: false });
+        let index = self.releases.len() - 1;
+        let (host, plan) = (self.registry.host(), self.releases[index].plan());
+        let out = self.xtask(index, cmd!(sh, "{XTASK} plan --version {tag} --registry {host} --out {plan}"));
+        assert!(out.is_ok(), "the plan job failed: {out:?}");
+        index
+    }
+
+    /// Runs an xtask command as a job of release `index`: at its commit, with GitHub's
+    /// stand-in; returns its output, Err when it failed.
+    fn xtask(&self, index: usize, cmd: xshell::Cmd<'_>) -> Result<String, String> {
+        self.repo.git(&["checkout", "--quiet", "--detach", &self.releases[index].commit]);
+        let output = cmd
+            .env("XTASK_PROJECT_ROOT", self.repo.work())
+            .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD)
+            .envs(self.github.env())
+            .quiet()
+            .ignore_status()
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    fn image(&mut self, index: usize, content: usize) -> Result<String, String> {
+        let sh = shell();
+        let [amd64, arm64] = &self.seed.contents[content];
+        let digests = format!("{amd64},{arm64}");
+        let plan = self.releases[index].plan();
+        let key: Vec<String> =
+            self.keys.map(|k| vec!["--cosign-key".into(), k.key.display().to_string()]).unwrap_or_default();
+        let result = self.xtask(index, cmd!(sh, "{XTASK} image --merge {digests} --plan {plan} {key...}"));
+        self.published_by(index, &result);
+        result
+    }
+
+    /// Records the index an image job says it published.
+    fn published_by(&mut self, index: usize, result: &Result<String, String>) {
+        let Ok(out) = result else { return };
+        let digest =
+            out.lines().find_map(|l| l.strip_prefix("==> published ")).and_then(|l| l.rsplit('@').next());
+        let tag = format!("v{}", self.releases[index].version);
+        self.ours.entry(tag).or_default().push(digest.expect("a published digest").to_owned());
+    }
+
+    fn job(&mut self, index: usize, job: Job) -> Result<String, String> {
+        let sh = shell();
+        let (plan, dir) = (self.releases[index].plan(), self.releases[index].dir.clone());
+        let result = match job {
+            Job::Image => self.image(index, self.releases[index].content),
+            Job::GitHub => self.xtask(index, cmd!(sh, "{XTASK} github-release --plan {plan} --dir {dir}")),
+            Job::Homebrew => {
+                // release.yml runs it only when the plan says the formula moves.
+                let text = std::fs::read_to_string(&plan).unwrap();
+                let planned: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if planned["homebrew"]["moves"] != true {
+                    return Ok("skipped: the plan moves no formula".to_owned());
+                }
+                let (sums, tap) = (dir.join("checksums.txt"), self.tap.work().to_owned());
+                self.xtask(
+                    index,
+                    cmd!(sh, "{XTASK} homebrew --plan {plan} --checksums {sums} --tap {tap} --push"),
+                )
+            }
+        };
+        if result.is_ok() && !self.releases[index].done.contains(&job) {
+            self.releases[index].done.push(job);
+        }
+        result
+    }
+
+    /// Every job of a release, in `needs` order, stopping at the first failure.
+    fn jobs(&mut self, index: usize) -> Result<(), String> {
+        for job in [Job::Image, Job::GitHub, Job::Homebrew] {
+            self.job(index, job)?;
+        }
+        Ok(())
+    }
+
+    fn act(&mut self, action: &Action) {
+        let outcome = match action {
+            Action::Release(bump) => {
+                let index = self.start(self.next_version(*bump));
+                self.jobs(index).map(|()| format!("released v{}", self.releases[index].version))
+            }
+            Action::PreRelease => {
+                let next = self.next_version(Bump::Minor);
+                let pre = Version { pre: semver::Prerelease::new("rc.1").unwrap(), ..next };
+                let pre = match self.releases.iter().any(|r| r.version == pre) {
+                    true => Version { pre: semver::Prerelease::new("rc.2").unwrap(), ..pre },
+                    false => pre,
+                };
+                if self.releases.iter().any(|r| r.version == pre) {
+                    return self.log.push("pre-release: none left to cut".to_owned());
+                }
+                let index = self.start(pre);
+                self.jobs(index).map(|()| format!("released v{}", self.releases[index].version))
+            }
+            Action::Backport => {
+                let newest = self.finals().max().cloned();
+                let line = self
+                    .finals()
+                    .filter(|v| newest.as_ref().is_some_and(|n| (v.major, v.minor) != (n.major, n.minor)))
+                    .max()
+                    .cloned();
+                let Some(line) = line else { return self.log.push("backport: no older line".to_owned()) };
+                let highest_on_line = self
+                    .releases
+                    .iter()
+                    .map(|r| &r.version)
+                    .filter(|v| (v.major, v.minor) == (line.major, line.minor))
+                    .max()
+                    .unwrap()
+                    .clone();
+                let version = Version::new(line.major, line.minor, highest_on_line.patch + 1);
+                let index = self.start(version);
+                self.jobs(index).map(|()| format!("backported v{}", self.releases[index].version))
+            }
+            Action::Rerun(n, job) => {
+                if self.releases.is_empty() {
+                    return self.log.push("rerun: nothing released yet".to_owned());
+                }
+                let index = n % self.releases.len();
+                // A job runs only after the jobs it `needs:` succeeded, as on GitHub.
+                let needs = match job {
+                    Job::Image => None,
+                    Job::GitHub => Some(Job::Image),
+                    Job::Homebrew => Some(Job::GitHub),
+                };
+                if needs.is_some_and(|needed| !self.releases[index].done.contains(&needed)) {
+                    return self.log.push(format!(
+                        "rerun {job:?} of v{}: its needs failed",
+                        self.releases[index].version
+                    ));
+                }
+                let ran = self.job(index, *job);
+                Ok(format!("reran {job:?} of v{}: {}", self.releases[index].version, summary(&ran)))
+            }
+            Action::Failing(bump, failing) => {
+                let index = self.start(self.next_version(*bump));
+                match failing {
+                    Job::Image => {
+                        self.registry.set_read_only(true);
+                        let failed = self.job(index, Job::Image);
+                        self.registry.set_read_only(false);
+                        assert!(failed.is_err(), "an image job passed with the registry refusing writes");
+                    }
+                    _ => {
+                        self.job(index, Job::Image).expect("the image job");
+                        self.github.fail_once("edit --draft=false");
+                        assert!(self.job(index, Job::GitHub).is_err(), "the GitHub job did not fail");
+                    }
+                }
+                Ok(format!("v{}: the {failing:?} job failed", self.releases[index].version))
+            }
+            Action::Concurrent(bump) => {
+                let index = self.start(self.next_version(*bump));
+                let (first, second) = std::thread::scope(|scope| {
+                    let world = &*self;
+                    let content = world.releases[index].content;
+                    let a = scope.spawn(move || world.merge_result(index, content));
+                    let b = scope.spawn(move || world.merge_result(index, content));
+                    (a.join().unwrap(), b.join().unwrap())
+                });
+                self.published_by(index, &first);
+                self.published_by(index, &second);
+                if first.is_ok() || second.is_ok() {
+                    self.releases[index].done.push(Job::Image);
+                    let rest = self.job(index, Job::GitHub).and_then(|_| self.job(index, Job::Homebrew));
+                    rest.map(|_| format!("v{}: two image jobs at once", self.releases[index].version))
+                } else {
+                    Ok(format!("v{}: both concurrent image jobs refused", self.releases[index].version))
+                }
+            }
+            Action::ThirdParty => {
+                let version = self.next_version(Bump::Patch);
+                let sh = shell();
+                let (foreign, host) = (&self.seed.foreign, self.registry.host());
+                let target = format!("docker://{host}/agent-runner:v{version}");
+                cmd!(sh, "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false docker://{foreign} {target}")
+                    .run()
+                    .unwrap();
+                let digest = self.registry.tags("agent-runner")[&format!("v{version}")].clone();
+                self.foreign.push(digest);
+                let index = self.start(version.clone());
+                let refused = self.job(index, Job::Image);
+                let refused = refused.expect_err("a third party's image under the version tag was accepted");
+                assert!(refused.contains("it is not this release's"), "{refused}");
+                self.releases[index].burned = true;
+                let next = self.start(Version::new(version.major, version.minor, version.patch + 1));
+                self.jobs(next).map(|()| {
+                    format!("v{version} refused (a third party's); v{} released", self.releases[next].version)
+                })
+            }
+            Action::Rebuilt(n) => {
+                if self.releases.is_empty() {
+                    return self.log.push("rebuild: nothing released yet".to_owned());
+                }
+                let index = n % self.releases.len();
+                let other = self.next_content % self.seed.contents.len();
+                self.next_content += 1;
+                let published =
+                    self.releases[index].done.contains(&Job::Image) && !self.releases[index].burned;
+                let result = self.image(index, other);
+                if published {
+                    let refused =
+                        result.as_ref().expect_err("another build was merged under a published version");
+                    assert!(refused.contains("a published version never changes"), "{refused}");
+                } else if result.is_ok() {
+                    self.releases[index].done.push(Job::Image);
+                }
+                Ok(format!(
+                    "rebuilt v{} from other bytes: {}",
+                    self.releases[index].version,
+                    summary(&result)
+                ))
+            }
+        };
+        self.log.push(format!(
+            "{action:?}: {}",
+            outcome.unwrap_or_else(|err| format!("a job failed: {}", last_line(&err)))
+        ));
+    }
+
+    /// A merge of `content` for release `index` (for the concurrent runs).
+    fn merge_result(&self, index: usize, content: usize) -> Result<String, String> {
+        let sh = shell();
+        let [amd64, arm64] = &self.seed.contents[content];
+        let digests = format!("{amd64},{arm64}");
+        let plan = self.releases[index].plan();
+        let key: Vec<String> =
+            self.keys.map(|k| vec!["--cosign-key".into(), k.key.display().to_string()]).unwrap_or_default();
+        // No checkout here: both threads run at the release's commit, made by `start`.
+        let output = cmd!(sh, "{XTASK} image --merge {digests} --plan {plan} {key...}")
+            .env("XTASK_PROJECT_ROOT", self.repo.work())
+            .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD)
+            .quiet()
+            .ignore_status()
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        if output.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    /// The versions a pointer may name: final releases of ours whose image is published.
+    fn published(&self) -> Vec<Version> {
+        let tags = self.registry.tags("agent-runner");
+        self.releases
+            .iter()
+            .filter(|r| {
+                !r.burned && r.version.pre.is_empty() && tags.contains_key(&format!("v{}", r.version))
+            })
+            .map(|r| r.version.clone())
+            .collect()
+    }
+
+    /// I1, I2 and I5 over what the registry, GitHub and the tap hold now.
+    fn check(&mut self) -> Result<(), String> {
+        let tags = self.registry.tags("agent-runner");
+        let version_of_digest: BTreeMap<&String, Version> = tags
+            .iter()
+            .filter_map(|(tag, digest)| {
+                let version = Version::parse(tag.strip_prefix('v')?).ok()?;
+                (tag.matches('.').count() == 2).then_some((digest, version))
+            })
+            .collect();
+        for (tag, digest) in &tags {
+            if tag.matches('.').count() != 2 {
+                continue;
+            }
+            // I1
+            match self.version_tags.get(tag) {
+                Some(first) if first != digest => {
+                    return Err(format!("I1: {tag} moved from {first} to {digest}"))
+                }
+                Some(_) => {}
+                None => {
+                    self.version_tags.insert(tag.clone(), digest.clone());
+                }
+            }
+            let foreign = self.foreign.contains(digest);
+            let ours = self.ours.get(tag).is_some_and(|digests| digests.contains(digest));
+            if !foreign && !ours {
+                return Err(format!("I1: {tag} names {digest}, which no image job of ours published for it"));
+            }
+        }
+        let published = self.published();
+        let mut pointers: Vec<(String, Option<Version>, Option<Version>)> = Vec::new();
+        for (tag, digest) in &tags {
+            if tag.matches('.').count() == 2 {
+                continue;
+            }
+            let line = |v: &Version| match tag.as_str() {
+                "latest" => true,
+                _ => {
+                    let parts: Vec<u64> = tag[1..].split('.').map(|p| p.parse().unwrap()).collect();
+                    v.major == parts[0] && parts.get(1).is_none_or(|minor| v.minor == *minor)
+                }
+            };
+            let highest = published.iter().filter(|v| line(v)).max().cloned();
+            pointers.push((tag.clone(), version_of_digest.get(digest).cloned(), highest));
+        }
+        let releases = self.github.releases();
+        let github_published: Vec<Version> = self
+            .releases
+            .iter()
+            .filter(|r| {
+                r.version.pre.is_empty()
+                    && releases.iter().any(|g| g.tag == format!("v{}", r.version) && !g.draft)
+            })
+            .map(|r| r.version.clone())
+            .collect();
+        let latest = self.github.latest().map(|tag| Version::parse(&tag[1..]).unwrap());
+        pointers.push(("GitHub's Latest".into(), latest.clone(), github_published.iter().max().cloned()));
+        if latest.is_none() && !github_published.is_empty() {
+            return Err(format!("I2: GitHub has published {github_published:?} and no Latest"));
+        }
+        let formula = self.formula();
+        pointers.push(("the formula".into(), formula, published.iter().max().cloned()));
+        for (name, names, highest) in pointers {
+            let Some(names) = names else {
+                if name.starts_with('v') || name == "latest" {
+                    return Err(format!("I2: {name} names an index that is no version tag's"));
+                }
+                continue;
+            };
+            if !names.pre.is_empty() {
+                return Err(format!("I2: {name} names the pre-release {names}"));
+            }
+            if let Some(before) = self.pointers.get(&name) {
+                if names < *before {
+                    return Err(format!("I2: {name} moved back from {before} to {names}"));
+                }
+            }
+            if highest.as_ref().is_none_or(|highest| names > *highest) {
+                return Err(format!(
+                    "I2: {name} names {names}, beyond the newest release of its line ({highest:?})"
+                ));
+            }
+            self.pointers.insert(name, names);
+        }
+        // I5
+        if let Some(keys) = self.keys {
+            for digest in &self.foreign {
+                let reference = format!("{}@{digest}", self.registry.repository("agent-runner"));
+                let public = &keys.public;
+                let sh = shell();
+                let verified = cmd!(sh, "cosign verify --key {public} --insecure-ignore-tlog --allow-insecure-registry {reference}")
+                    .quiet()
+                    .ignore_stdout()
+                    .ignore_stderr()
+                    .run();
+                if verified.is_ok() {
+                    return Err(format!("I5: the third party's {digest} carries the release's signature"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn formula(&self) -> Option<Version> {
+        let remote = self.tap.remote().to_str().unwrap().to_owned();
+        let sh = shell();
+        let text = cmd!(sh, "git --git-dir {remote} show main:Formula/stigmer.rb")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .ok()?;
+        text.lines()
+            .find_map(|line| Version::parse(line.trim().strip_prefix("version \"")?.strip_suffix('"')?).ok())
+    }
+
+    /// Every job that has not succeeded runs again (in release order, as a maintainer
+    /// clicking "Re-run failed jobs" would); then every pointer names the newest release
+    /// of its line.
+    fn converge(&mut self) -> Result<(), String> {
+        for index in 0..self.releases.len() {
+            if self.releases[index].burned {
+                continue;
+            }
+            for job in [Job::Image, Job::GitHub, Job::Homebrew] {
+                if !self.releases[index].done.contains(&job) {
+                    self.job(index, job)
+                        .map_err(|err| format!("repairing v{}: {err}", self.releases[index].version))?;
+                }
+            }
+        }
+        self.check()?;
+        let published = self.published();
+        let newest = published.iter().max().cloned();
+        for (name, names) in &self.pointers {
+            let expected = match name.as_str() {
+                "latest" | "GitHub's Latest" | "the formula" => newest.clone(),
+                tag => {
+                    let parts: Vec<u64> = tag[1..].split('.').map(|p| p.parse().unwrap()).collect();
+                    published
+                        .iter()
+                        .filter(|v| v.major == parts[0] && parts.get(1).is_none_or(|minor| v.minor == *minor))
+                        .max()
+                        .cloned()
+                }
+            };
+            if expected.as_ref() != Some(names) {
+                return Err(format!(
+                    "I2 at the end: {name} names {names}, not the newest of its line {expected:?}"
+                ));
+            }
+        }
+        if newest.is_some() && !self.pointers.contains_key("latest") {
+            return Err("I2 at the end: `latest` does not exist".to_owned());
+        }
+        Ok(())
+    }
+}
+
+fn summary(result: &Result<String, String>) -> String {
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(err) => format!("failed: {}", last_line(err)),
+    }
+}
+
+fn last_line(text: &str) -> String {
+    text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default().to_owned()
+}
+
+/// Runs `actions` in a fresh world; the failure, with the log, if a rule broke.
+fn run(seed: &Seed, keys: Option<&KeyPair>, actions: &[Action]) -> Result<(), String> {
+    let mut world = World::new(seed, keys);
+    for (step, action) in actions.iter().enumerate() {
+        world.act(action);
+        world.check().map_err(|err| {
+            format!("after step {} ({action:?}): {err}\n{}", step + 1, world.log.join("\n"))
+        })?;
+    }
+    world.converge().map_err(|err| format!("{err}\n{}", world.log.join("\n")))
+}
+
+/// A failing sequence cut down to the steps that matter: each step is dropped in turn
+/// while the sequence still fails.
+fn shrink(seed: &Seed, keys: Option<&KeyPair>, mut actions: Vec<Action>) -> (Vec<Action>, String) {
+    let mut failure = run(seed, keys, &actions).unwrap_err();
+    let mut i = 0;
+    while i < actions.len() {
+        let mut shorter = actions.clone();
+        shorter.remove(i);
+        match run(seed, keys, &shorter) {
+            Err(err) => (actions, failure) = (shorter, err),
+            Ok(()) => i += 1,
+        }
+    }
+    (actions, failure)
+}
+
+#[test]
+fn random_sequences_of_releases_reruns_failures_and_third_parties_keep_every_rule() {
+    test_support::engine::require_engine();
+    let seed = Seed::make();
+    let keys = KeyPair::generate();
+    let random =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let seeds: Vec<u64> = (1..SEQUENCES).chain([random]).collect();
+    eprintln!("sequences: seeds 1..{SEQUENCES} and {random}; STIGMER_MODEL_SEED=N runs one");
+    let seeds = match std::env::var("STIGMER_MODEL_SEED") {
+        Ok(one) => vec![one.parse().expect("STIGMER_MODEL_SEED is a number")],
+        Err(_) => seeds,
+    };
+    for seed_number in seeds {
+        let actions = actions(seed_number);
+        let keys = (seed_number % SIGNED == 0).then_some(&keys);
+        if run(&seed, keys, &actions).is_err() {
+            let (shrunk, failure) = shrink(&seed, keys, actions);
+            panic!("seed {seed_number} breaks a rule; shrunk to {shrunk:?}:\n{failure}");
+        }
+    }
+}
