@@ -184,7 +184,7 @@ mod tests {
         let image = Image::Published { repository: "ghcr.io/stigmer/agent-runner", digest: None };
         let stays = formula(false, "v1.3.0 is newer on its line");
         let notes = render(&semver::Version::new(1, 2, 4), CHANGES, &image, &artifacts(), &stays);
-        assert!(!notes.contains("brew install"), "{notes}");
+        assert!(!notes.contains(&format!("brew install {HOMEBREW_TAP}")), "{notes}");
         assert!(
             notes.contains("Homebrew installs the newest release, not v1.2.4 (v1.3.0 is newer on its line)"),
             "{notes}"

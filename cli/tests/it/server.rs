@@ -197,8 +197,8 @@ fn without_a_local_build_it_pulls_the_published_image_and_never_tags_it_local(en
     let local = format!("{}:local", instance.name);
     let inspected = cmd!(sh, "docker image inspect {local}").quiet().ignore_stdout().ignore_stderr().run();
     assert!(inspected.is_err(), "the pull was tagged {local}");
-    let status: Value =
-        serde_json::from_str(&run_ok(instance.stigmer(&["server", "status", "--json"]))).unwrap();
+    let status = instance.stigmer(&["server", "status", "--json"]).env("STIGMER_REGISTRY", registry.host());
+    let status: Value = serde_json::from_str(&run_ok(status)).unwrap();
     assert_eq!(status["image"], published.as_str());
     assert_eq!(status["image_current"], true, "{status}");
     assert_eq!(status["ready"], true);

@@ -51,7 +51,9 @@ fn an_upgraded_cli_runs_its_own_release_and_a_developers_runs_the_local_build() 
     let pinned = |digest: &str| format!("{host}/agent-runner@{digest}");
     let _pulled = test_support::engine::ImageGuard::new([pinned(&a), pinned(&b)]).also_on(engine);
     let status = |cli: &std::path::Path| -> Value {
-        let output = run_ok(instance.env(cmd!(instance.sh, "{cli} server status --json")));
+        let output = run_ok(
+            instance.env(cmd!(instance.sh, "{cli} server status --json")).env("STIGMER_REGISTRY", &host),
+        );
         serde_json::from_str(&output).unwrap()
     };
 

@@ -261,6 +261,7 @@ fn placeholder(name: &str) -> Option<String> {
         "bump" => "minor".to_owned(),
         "REGISTRY" => "ghcr.io/stigmer".to_owned(),
         "BASE_IMAGE" => "python:3.11-slim".to_owned(),
+        "GH_REPO" => "stigmer/stigmer".to_owned(),
         _ => return None,
     };
     Some(value)

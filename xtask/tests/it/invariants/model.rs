@@ -39,7 +39,7 @@ const STEPS: usize = 8;
 /// Contents of the images made up front: each release takes the next.
 const CONTENTS: usize = 6;
 /// Every SIGNED-th sequence signs with a key (cosign costs seconds per release).
-const SIGNED: u64 = 10;
+const SIGNED: u64 = 20;
 
 #[derive(Clone, Copy, Debug)]
 enum Bump {
@@ -119,6 +119,8 @@ fn actions(seed: u64) -> Vec<Action> {
 /// registry's storage; and a third party's two-platform index.
 struct Seed {
     registry: TestRegistry,
+    /// A base the engine has, whose packages the engine builder's SBOM lists.
+    base: String,
     /// (amd64, arm64) digests of each content.
     contents: Vec<[String; 2]>,
     /// `foreign/agent-runner:v0.0.1`, two platforms, built from another repository.
@@ -135,18 +137,22 @@ impl Seed {
         let ctx = context.path();
         let mut contents = Vec::new();
         for content in 0..=CONTENTS {
-            std::fs::write(ctx.join("app.txt"), format!("content {content}\n")).unwrap();
             let mut digests = Vec::new();
             for platform in ["linux/amd64", "linux/arm64"] {
-                let out = cmd!(
+                // Content per platform too: the legacy builder's cache of a `FROM scratch`
+                // step ignores the platform, and would hand arm64 the amd64 image.
+                std::fs::write(ctx.join("app.txt"), format!("content {content} for {platform}\n")).unwrap();
+                let output = cmd!(
                     sh,
                     "{XTASK} image --push --by-digest --builder engine --platform {platform} --registry {host} --version v0.0.1 --context {ctx}"
                 )
                 .quiet()
-                .ignore_stderr()
-                .read()
-                .expect("building a seed image");
-                digests.push(out.trim().to_owned());
+                .ignore_status()
+                .output()
+                .unwrap();
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                assert!(output.status.success(), "building a seed image for {platform}:\n{stderr}");
+                digests.push(String::from_utf8(output.stdout).unwrap().trim().to_owned());
             }
             contents.push([digests[0].clone(), digests[1].clone()]);
         }
@@ -166,7 +172,8 @@ impl Seed {
                 .output()
                 .unwrap();
         assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
-        Seed { registry, contents, foreign: format!("{host}/foreign/agent-runner:v0.0.1") }
+        let base = test_support::base_image::require("amd64");
+        Seed { registry, base, contents, foreign: format!("{host}/foreign/agent-runner:v0.0.1") }
     }
 }
 
@@ -301,7 +308,11 @@ impl<'a> World<'a> {
         let plan = self.releases[index].plan();
         let key: Vec<String> =
             self.keys.map(|k| vec!["--cosign-key".into(), k.key.display().to_string()]).unwrap_or_default();
-        let result = self.xtask(index, cmd!(sh, "{XTASK} image --merge {digests} --plan {plan} {key...}"));
+        let base = &self.seed.base;
+        let result = self.xtask(
+            index,
+            cmd!(sh, "{XTASK} image --merge {digests} --plan {plan} --base-image {base} {key...}"),
+        );
         self.published_by(index, &result);
         result
     }
@@ -503,7 +514,8 @@ impl<'a> World<'a> {
         let key: Vec<String> =
             self.keys.map(|k| vec!["--cosign-key".into(), k.key.display().to_string()]).unwrap_or_default();
         // No checkout here: both threads run at the release's commit, made by `start`.
-        let output = cmd!(sh, "{XTASK} image --merge {digests} --plan {plan} {key...}")
+        let base = &self.seed.base;
+        let output = cmd!(sh, "{XTASK} image --merge {digests} --plan {plan} --base-image {base} {key...}")
             .env("XTASK_PROJECT_ROOT", self.repo.work())
             .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD)
             .quiet()
@@ -536,13 +548,12 @@ impl<'a> World<'a> {
         let tags = self.registry.tags("agent-runner");
         let version_of_digest: BTreeMap<&String, Version> = tags
             .iter()
-            .filter_map(|(tag, digest)| {
-                let version = Version::parse(tag.strip_prefix('v')?).ok()?;
-                (tag.matches('.').count() == 2).then_some((digest, version))
-            })
+            .filter_map(|(tag, digest)| Some((digest, Version::parse(tag.strip_prefix('v')?).ok()?)))
             .collect();
         for (tag, digest) in &tags {
-            if tag.matches('.').count() != 2 {
+            // Version tags only: pointers are checked below, cosign's `sha256-….sig` and
+            // `.att` tags are its own.
+            if tag.strip_prefix('v').and_then(|version| Version::parse(version).ok()).is_none() {
                 continue;
             }
             // I1
@@ -564,7 +575,7 @@ impl<'a> World<'a> {
         let published = self.published();
         let mut pointers: Vec<(String, Option<Version>, Option<Version>)> = Vec::new();
         for (tag, digest) in &tags {
-            if tag.matches('.').count() == 2 {
+            if !is_pointer(tag) {
                 continue;
             }
             let line = |v: &Version| match tag.as_str() {
@@ -683,11 +694,22 @@ impl<'a> World<'a> {
                 ));
             }
         }
-        if newest.is_some() && !self.pointers.contains_key("latest") {
-            return Err("I2 at the end: `latest` does not exist".to_owned());
+        for pointer in ["latest", "GitHub's Latest", "the formula"] {
+            if newest.is_some() && !self.pointers.contains_key(pointer) {
+                return Err(format!("I2 at the end: {pointer} names nothing, and {newest:?} is published"));
+            }
         }
         Ok(())
     }
+}
+
+/// `latest`, `vX` or `vX.Y`: a floating tag, not a version's.
+fn is_pointer(tag: &str) -> bool {
+    tag == "latest"
+        || tag.strip_prefix('v').is_some_and(|rest| {
+            let parts: Vec<&str> = rest.split('.').collect();
+            parts.len() <= 2 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 fn summary(result: &Result<String, String>) -> String {
