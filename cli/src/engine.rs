@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use bollard::Docker;
+use bollard::{ClientVersion, Docker};
 
 pub(crate) struct Engine {
     pub(crate) docker: Docker,
@@ -162,8 +162,7 @@ pub(crate) async fn connect() -> Result<Engine, EngineUnreachable> {
     for candidate in candidates(&process_env) {
         match try_endpoint(&candidate.endpoint).await {
             Ok(docker) => {
-                // A no-op on bollard 0.21 for some engines (bollard#736), but cheap.
-                let docker = docker.clone().negotiate_version().await.unwrap_or(docker);
+                let docker = agree_on_version(docker, &candidate.endpoint).await;
                 return Ok(Engine { docker, endpoint: candidate.endpoint });
             }
             Err(failure) => tried.push((candidate, failure)),
@@ -182,6 +181,75 @@ async fn try_endpoint(endpoint: &str) -> Result<Docker, Failure> {
         Ok(Err(err)) => Err(Failure::Unusable(root_cause(&err))),
         Err(_) => Err(Failure::Unusable("no answer within 3 s".to_owned())),
     }
+}
+
+/// The client speaking the lower of bollard's API version and the engine's. Docker
+/// refuses a version above its own, and Docker 29 one below 1.44, so the version is
+/// agreed on, never fixed. `_ping`'s `API-Version` header names the engine's in one cheap
+/// request; `GET /version` (bollard's `negotiate_version`) is asked only when the header
+/// is missing, because Podman 4.3 gathers host facts to answer it (0.3 s, three times
+/// `status`'s budget). When neither answers, bollard's own version is tried as it is.
+/// (bollard 0.21.1 builds request paths with `Url::join`, which drops the `/vX.Y`
+/// prefix, so engines answer at their own current version whatever is agreed here: the
+/// agreement is kept for the bollard that sends it.)
+async fn agree_on_version(docker: Docker, endpoint: &str) -> Docker {
+    let ours = docker.client_version();
+    match ping_api_version(endpoint).await {
+        Some(theirs) if theirs >= ours => docker,
+        Some(theirs) => with_version(endpoint, &theirs).unwrap_or(docker),
+        None => docker.clone().negotiate_version().await.unwrap_or(docker),
+    }
+}
+
+/// A client for `endpoint` (an address `try_endpoint` accepted) at `version`, as
+/// `Docker::connect_with_host` makes it.
+fn with_version(endpoint: &str, version: &ClientVersion) -> Option<Docker> {
+    const TIMEOUT_SECS: u64 = 120; // bollard's default
+    #[cfg(unix)]
+    if endpoint.starts_with("unix://") {
+        return Docker::connect_with_unix(endpoint, TIMEOUT_SECS, version).ok();
+    }
+    if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+        return Docker::connect_with_http(endpoint, TIMEOUT_SECS, version).ok();
+    }
+    None
+}
+
+/// The engine's API version from `_ping`'s `API-Version` header: a plain request over
+/// the connector bollard uses for that address (bollard's `ping()` returns the body
+/// alone). `None` when the address is of another kind, or the header is missing or
+/// unreadable.
+async fn ping_api_version(endpoint: &str) -> Option<ClientVersion> {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+    use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+    let request = |uri: hyper::Uri| hyper::Request::get(uri).body(Empty::<Bytes>::new()).ok();
+    let response = if let Some(path) = endpoint.strip_prefix("unix://") {
+        #[cfg(unix)]
+        {
+            let uri: hyper::Uri = hyperlocal::Uri::new(path, "/_ping").into();
+            let client = Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
+            client.request(request(uri)?)
+        }
+        #[cfg(not(unix))]
+        return None;
+    } else if let Some(address) = endpoint.strip_prefix("tcp://").or_else(|| endpoint.strip_prefix("http://"))
+    {
+        let uri: hyper::Uri = format!("http://{address}/_ping").parse().ok()?;
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        client.request(request(uri)?)
+    } else {
+        return None;
+    };
+    let response = tokio::time::timeout(Duration::from_secs(3), response).await.ok()?.ok()?;
+    parse_api_version(response.headers().get("api-version")?.to_str().ok()?)
+}
+
+/// `1.41` as a version; anything else is `None`.
+fn parse_api_version(value: &str) -> Option<ClientVersion> {
+    let (major, minor) = value.trim().split_once('.')?;
+    Some(ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
 }
 
 /// Connects once, without HTTP, to tell the reasons apart: bollard's error for each is
@@ -390,6 +458,16 @@ mod tests {
 
     fn listed(candidates: &[Candidate]) -> Vec<String> {
         candidates.iter().map(|c| format!("{} ({})", c.endpoint, c.source)).collect()
+    }
+
+    #[test]
+    fn the_api_version_header_reads_as_major_and_minor() {
+        let read = |value| parse_api_version(value).map(|v| (v.major_version, v.minor_version));
+        assert_eq!(read("1.41"), Some((1, 41)));
+        assert_eq!(read(" 1.53 "), Some((1, 53)));
+        for unreadable in ["", "1", "1.x", "v1.41", "1.41.2"] {
+            assert_eq!(read(unreadable), None, "{unreadable:?}");
+        }
     }
 
     #[test]

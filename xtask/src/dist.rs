@@ -187,19 +187,26 @@ fn home_dir() -> PathBuf {
 }
 
 /// Writes the archive: one top folder `stigmer-vX.Y.Z-<os>-<arch>/` with the binary,
-/// README.md, LICENSE and CHANGELOG.md. Every byte is a function of the inputs: entries
-/// in name order, owner 0:0 with no names, the source date as every mtime, and a gzip
-/// header without time or file name.
+/// README.md, LICENSE, CHANGELOG.md, `completions/` and `man/` (`cli_docs`).
+/// Every byte is a function of the inputs: entries in name order, owner 0:0 with no
+/// names, the source date as every mtime, and a gzip header without time or file name.
 fn package(sh: &Shell, binary: &[u8], stamp: &Stamp, archive: &Path) -> anyhow::Result<()> {
     let top = archive.file_name().unwrap().to_str().unwrap().trim_end_matches(".tar.gz").to_owned();
     let root = sh.current_dir();
-    let mut files: Vec<(&str, Vec<u8>, u32)> = Vec::new();
+    // A directory is an entry without bytes.
+    let mut files: Vec<(String, Option<Vec<u8>>, u32)> =
+        vec![("completions/".to_owned(), None, 0o755), (crate::cli_docs::MAN_DIR.to_owned(), None, 0o755)];
     for name in ["CHANGELOG.md", "LICENSE", "README.md"] {
         let bytes = std::fs::read(root.join(name)).with_context(|| format!("reading {name}"))?;
-        files.push((name, bytes, 0o644));
+        files.push((name.to_owned(), Some(bytes), 0o644));
     }
-    files.push(("stigmer", binary.to_vec(), 0o755));
-    files.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, bytes) in
+        crate::cli_docs::generate(&stamp.version).context("generating completions and the man pages")?
+    {
+        files.push((name, Some(bytes), 0o644));
+    }
+    files.push(("stigmer".to_owned(), Some(binary.to_vec()), 0o755));
+    files.sort_by(|a, b| a.0.cmp(&b.0));
 
     let file = File::create(archive).with_context(|| format!("creating {}", archive.display()))?;
     let gzip = flate2::GzBuilder::new().mtime(0).write(file, flate2::Compression::best());
@@ -209,8 +216,16 @@ fn package(sh: &Shell, binary: &[u8], stamp: &Stamp, archive: &Path) -> anyhow::
     let mut header = entry_header(mtime, 0o755, tar::EntryType::Directory, 0);
     tar.append_data(&mut header, format!("{top}/"), std::io::empty())?;
     for (name, bytes, mode) in files {
-        let mut header = entry_header(mtime, mode, tar::EntryType::Regular, bytes.len() as u64);
-        tar.append_data(&mut header, format!("{top}/{name}"), bytes.as_slice())?;
+        match bytes {
+            Some(bytes) => {
+                let mut header = entry_header(mtime, mode, tar::EntryType::Regular, bytes.len() as u64);
+                tar.append_data(&mut header, format!("{top}/{name}"), bytes.as_slice())?;
+            }
+            None => {
+                let mut header = entry_header(mtime, mode, tar::EntryType::Directory, 0);
+                tar.append_data(&mut header, format!("{top}/{name}"), std::io::empty())?;
+            }
+        }
     }
     let mut gzip = tar.into_inner()?;
     gzip.flush()?;

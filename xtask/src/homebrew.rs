@@ -2,7 +2,8 @@
 //! checkout, checks it with `ruby -c`, and commits and pushes it when it changed. It
 //! only moves forward: not when the plan says a newer release exists, nor when the
 //! tap's formula names a newer version.
-//! Owns the formula text; the assets it points at are uploaded by `github_release.rs`.
+//! Owns the formula text; the assets it points at are uploaded by `github_release.rs`,
+//! and the completions and man pages it installs are in each archive (`cli_docs.rs`).
 
 use std::path::Path;
 
@@ -10,7 +11,7 @@ use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
 use crate::{
-    checksums, files, flags, plan,
+    checksums, cli_docs, files, flags, plan,
     platform::Target,
     pointer::{Current, Pointer},
 };
@@ -119,6 +120,10 @@ class Stigmer < Formula
 
   def install
     bin.install "stigmer"
+    bash_completion.install "{bash}" => "stigmer"
+    zsh_completion.install "{zsh}"
+    fish_completion.install "{fish}"
+    man1.install Dir["{man_dir}*.1"]
   end
 
   def caveats
@@ -133,6 +138,10 @@ class Stigmer < Formula
   end
 end
 "##,
+        bash = cli_docs::BASH,
+        zsh = cli_docs::ZSH,
+        fish = cli_docs::FISH,
+        man_dir = cli_docs::MAN_DIR,
         darwin_arm = block(Target::DarwinArm64, "arm"),
         darwin_intel = block(Target::DarwinAmd64, "intel"),
         linux_arm = block(Target::LinuxArm64, "arm"),
@@ -194,9 +203,10 @@ mod tests {
     }
 
     #[test]
-    fn the_formula_names_every_platform() {
+    fn the_formula_names_every_platform_and_installs_completions_and_man_pages() {
         let formula = render(&semver::Version::new(1, 3, 0), &artifacts("1.3.0"), "stigmer/stigmer").unwrap();
         insta::assert_snapshot!(formula);
+        check(&Shell::new().unwrap(), &formula).unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod bench;
 mod buildx;
 mod changelog;
 mod checksums;
+mod cli_docs;
 mod credentials;
 mod digest;
 mod dist;

@@ -108,6 +108,11 @@ fn check_prerequisites(sh: &Shell) -> anyhow::Result<()> {
         // `ruby -c` checks the Homebrew formula; `file` names the arch of each binary.
         ("ruby", "apt-get install ruby"),
         ("file", "apt-get install file"),
+        // The man pages in every archive are rendered by `man -l`; install.sh runs under
+        // dash, busybox sh and bash.
+        ("man", "apt-get install man-db"),
+        ("dash", "apt-get install dash"),
+        ("busybox", "apt-get install busybox"),
         ("curl", "apt-get install curl"),
         ("openssl", "apt-get install openssl"),
         // The CLI's discovery tests connect as `nobody` (root ignores a socket's mode).

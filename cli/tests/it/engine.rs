@@ -11,13 +11,16 @@ use std::{
         net::{UnixListener, UnixStream},
     },
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use serde_json::Value;
 use test_support::{engine::Engine, shell};
 use xshell::{cmd, Cmd};
 
-use crate::{run, run_ok, text, Instance, STIGMER};
+use crate::{on_every_engine, run, run_ok, text, Instance, STIGMER};
+
+on_every_engine!(the_api_version_comes_from_ping_and_never_from_get_version);
 
 /// The engine the tests run against.
 const ENGINE_SOCKET: &str = "/var/run/docker.sock";
@@ -220,4 +223,90 @@ fn permission_denied_on_the_engine_socket_names_the_group_to_join() {
         )),
         "{shown}"
     );
+}
+
+/// A socket at `path` in front of `engine`'s, forwarding each connection and keeping
+/// the request lines the CLI sends. With `hide_api_version`, the engine's `API-Version`
+/// response headers reach the CLI renamed, as from an engine that sends none.
+fn recording_forward(engine: Engine, path: &Path, hide_api_version: bool) -> Arc<Mutex<Vec<u8>>> {
+    let host = engine.host();
+    let engine_socket = PathBuf::from(host.strip_prefix("unix://").unwrap());
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let listener = UnixListener::bind(path).unwrap();
+    let recorded = Arc::clone(&sent);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let mut to_engine = UnixStream::connect(&engine_socket).unwrap();
+            let mut from_engine = to_engine.try_clone().unwrap();
+            let mut to_client = client.try_clone().unwrap();
+            let recorded = Arc::clone(&recorded);
+            std::thread::spawn(move || {
+                let mut buffer = [0; 65536];
+                while let Ok(read @ 1..) = std::io::Read::read(&mut client, &mut buffer) {
+                    recorded.lock().unwrap().extend_from_slice(&buffer[..read]);
+                    if std::io::Write::write_all(&mut to_engine, &buffer[..read]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to_engine.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let mut buffer = [0; 65536];
+                while let Ok(read @ 1..) = std::io::Read::read(&mut from_engine, &mut buffer) {
+                    let chunk = &mut buffer[..read];
+                    if hide_api_version {
+                        // Same length, so Content-Length and framing stay true.
+                        const HEADER: &[u8] = b"\r\napi-version:";
+                        for at in 0..chunk.len().saturating_sub(HEADER.len()) {
+                            if chunk[at..at + HEADER.len()].eq_ignore_ascii_case(HEADER) {
+                                chunk[at + 2..at + HEADER.len()].copy_from_slice(b"x-api-versi:");
+                            }
+                        }
+                    }
+                    if std::io::Write::write_all(&mut to_client, chunk).is_err() {
+                        break;
+                    }
+                }
+                let _ = to_client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    sent
+}
+
+/// The paths `stigmer server status` requests (with no agent-runner there) through a
+/// `recording_forward` in front of `engine`, in order.
+fn status_requests(engine: Engine, hide_api_version: bool) -> Vec<String> {
+    let instance = Instance::without_image(engine);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("engine.sock");
+    let sent = recording_forward(engine, &socket, hide_api_version);
+    let output = run(instance
+        .stigmer(&["server", "status"])
+        .env("DOCKER_HOST", format!("unix://{}", socket.display())));
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output));
+    assert!(text(&output).contains("agent-runner: missing"), "{}", text(&output));
+    let sent = String::from_utf8_lossy(&sent.lock().unwrap()).into_owned();
+    sent.lines()
+        .filter_map(|line| {
+            let (method, rest) = line.split_once(' ')?;
+            let path = rest.strip_suffix(" HTTP/1.1")?;
+            ["GET", "POST", "DELETE", "HEAD", "PUT"].contains(&method).then(|| path.to_owned())
+        })
+        .collect()
+}
+
+/// Regression: Podman 4.3 takes 0.3 s to answer `GET /version`, which `status` asked on
+/// every call to agree on a version.
+fn the_api_version_comes_from_ping_and_never_from_get_version(engine: Engine) {
+    let paths = status_requests(engine, false);
+    assert!(paths.iter().any(|path| path.ends_with("/_ping")), "{paths:?}");
+    assert!(!paths.iter().any(|path| path.ends_with("/version")), "{paths:?}");
+}
+
+#[test]
+fn without_an_api_version_header_the_version_is_asked_with_get_version() {
+    let paths = status_requests(Engine::Docker20, true);
+    assert!(paths.iter().any(|path| path.ends_with("/version")), "{paths:?}");
 }

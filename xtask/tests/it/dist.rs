@@ -191,3 +191,62 @@ fn checksums_gathers_archives_built_on_separate_runners() {
     let mixed = run_err(cmd!(sh, "{XTASK} checksums {dir}"));
     assert!(mixed.contains("holds archives of several versions"), "{mixed}");
 }
+
+/// This machine's archive (the others hold the same generated files: they come from the
+/// CLI's clap definition, not from running its binary): bash completes from its script,
+/// and `man` renders every page without a warning.
+#[test]
+fn every_archive_holds_completions_that_bash_uses_and_man_pages_that_render() {
+    let temp = tempfile::tempdir().unwrap();
+    let out = temp.path().join("dist");
+    let sh = shell();
+    let triple = match host_platform() {
+        "linux-arm64" => "aarch64-unknown-linux-musl",
+        _ => "x86_64-unknown-linux-musl",
+    };
+    run_ok(cmd!(sh, "{XTASK} dist --target {triple} --version 1.2.3 --out {out}"));
+    let archive = out.join(format!("stigmer-v1.2.3-{}.tar.gz", host_platform()));
+    let date = cmd!(sh, "git log -1 --format=%ct").read().unwrap();
+    insta::assert_snapshot!(listing(&archive)
+        .replace(host_platform(), "[platform]")
+        .replace(&date, "[commit time]"));
+
+    let unpacked = temp.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    run_ok(cmd!(sh, "tar -xzf {archive} -C {unpacked} --strip-components=1"));
+
+    // What bash does on Tab after `stigmer server st`: the function `complete -p` names,
+    // called with the words so far.
+    let complete = r#"
+        source "$1" || exit 1
+        function=$(complete -p stigmer | sed -E 's/.* -F ([^ ]+) .*/\1/')
+        COMP_WORDS=(stigmer server st)
+        COMP_CWORD=2
+        COMP_LINE="stigmer server st"
+        COMP_POINT=${#COMP_LINE}
+        "$function" stigmer st server
+        printf '%s\n' "${COMPREPLY[@]}"
+    "#;
+    let script = unpacked.join("completions/stigmer.bash");
+    let offered = run_ok(cmd!(sh, "bash --norc --noprofile -c {complete} bash {script}"));
+    let mut offered: Vec<&str> = offered.split_whitespace().collect();
+    offered.sort_unstable();
+    assert_eq!(offered, ["start", "status", "stop"]);
+
+    assert!(
+        test_support::on_path("man"),
+        "man is not on PATH: `apt-get install man-db` (or `bash ci/setup.sh`)"
+    );
+    for page in ["stigmer", "stigmer-server", "stigmer-server-start", "stigmer-server-status"] {
+        let path = unpacked.join(format!("man/{page}.1"));
+        let output = cmd!(sh, "man --warnings -l {path}")
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let rendered = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success() && stderr.is_empty(), "man -l {page}.1: {stderr}");
+        assert!(rendered.contains("SYNOPSIS") && rendered.contains("stigmer 1.2.3"), "{page}.1:\n{rendered}");
+    }
+}

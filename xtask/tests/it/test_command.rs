@@ -29,6 +29,7 @@ fn missing_prerequisites_are_all_named_with_their_fix() {
         "the buildx engine does not answer `docker --host unix:///nonexistent.sock info`",
         "/docker-buildx is missing: run `bash ci/setup.sh`",
         "`strace` is not on PATH: apt-get install strace",
+        "`man` is not on PATH: apt-get install man-db",
     ] {
         assert!(output.contains(expected), "missing {expected:?} in:\n{output}");
     }
