@@ -220,6 +220,37 @@ fn a_release_made_here_passes_every_check() {
     ));
     assert!(refused.contains("- signature checksums.txt: not signed by the public key"), "{refused}");
     assert!(refused.contains("- image signature "), "{refused}");
+
+    // Found by reading `verify_release.rs`: a pointer the plan said "stays" was never
+    // read, and checksums.txt was never compared with the targets. `latest` moved back
+    // onto another index, and a tarball taken out of checksums.txt, are both named.
+    let creds: Vec<String> = release
+        .fixture
+        .registry
+        .skopeo_creds()
+        .last()
+        .map(|creds| vec!["--src-creds".into(), creds.clone(), "--dest-creds".into(), creds.clone()])
+        .unwrap_or_default();
+    let foreign = test_support::base_image::push_index(&release.fixture.registry);
+    let latest = format!("docker://{repository}:latest");
+    cmd!(sh, "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false {creds...} docker://{foreign} {latest}")
+        .run()
+        .unwrap();
+    let sums = release.dir().join("checksums.txt");
+    let kept: String = std::fs::read_to_string(&sums)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("darwin-amd64"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&sums, kept).unwrap();
+    let failed = release.failures(&sh);
+    let named =
+        |check: &str, subject: &str| failed.iter().find(|(c, s, _)| c == check && s.ends_with(subject));
+    let pointer = named("pointer", ":latest").unwrap_or_else(|| panic!("{failed:#?}"));
+    assert!(pointer.2.contains(&format!("not v{VERSION}, the newest of its line")), "{pointer:?}");
+    let archives = named("archives", "checksums.txt").unwrap_or_else(|| panic!("{failed:#?}"));
+    assert!(archives.2.contains("darwin-amd64.tar.gz is not in checksums.txt"), "{archives:?}");
 }
 
 #[test]

@@ -280,10 +280,21 @@ impl<'a> World<'a> {
         index
     }
 
+    /// What a step that cannot be taken here does instead (every step acts): a patch.
+    fn instead(&mut self, why: String) {
+        self.log.push(format!("{why}: a patch release instead"));
+        self.act(&Action::Release(Bump::Patch));
+    }
+
     /// Runs an xtask command as a job of release `index`: at its commit, with GitHub's
     /// stand-in; returns its output, Err when it failed.
     fn xtask(&self, index: usize, cmd: xshell::Cmd<'_>) -> Result<String, String> {
         self.repo.git(&["checkout", "--quiet", "--detach", &self.releases[index].commit]);
+        self.run(cmd)
+    }
+
+    /// Runs an xtask command in the repository as it is checked out now.
+    fn run(&self, cmd: xshell::Cmd<'_>) -> Result<String, String> {
         let output = cmd
             .env("XTASK_PROJECT_ROOT", self.repo.work())
             .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD)
@@ -301,18 +312,20 @@ impl<'a> World<'a> {
         }
     }
 
-    fn image(&mut self, index: usize, content: usize) -> Result<String, String> {
-        let sh = shell();
+    /// The image job of release `index`, as release.yml's `image` job runs it: the
+    /// platform images of `content` merged under its plan (signed when the world signs).
+    fn merge<'s>(&self, sh: &'s xshell::Shell, index: usize, content: usize) -> xshell::Cmd<'s> {
         let [amd64, arm64] = &self.seed.contents[content];
         let digests = format!("{amd64},{arm64}");
-        let plan = self.releases[index].plan();
+        let (plan, base) = (self.releases[index].plan(), &self.seed.base);
         let key: Vec<String> =
             self.keys.map(|k| vec!["--cosign-key".into(), k.key.display().to_string()]).unwrap_or_default();
-        let base = &self.seed.base;
-        let result = self.xtask(
-            index,
-            cmd!(sh, "{XTASK} image --merge {digests} --plan {plan} --base-image {base} {key...}"),
-        );
+        cmd!(sh, "{XTASK} image --merge {digests} --plan {plan} --base-image {base} {key...}")
+    }
+
+    fn image(&mut self, index: usize, content: usize) -> Result<String, String> {
+        let sh = shell();
+        let result = self.xtask(index, self.merge(&sh, index, content));
         self.published_by(index, &result);
         result
     }
@@ -374,7 +387,7 @@ impl<'a> World<'a> {
                     false => pre,
                 };
                 if self.releases.iter().any(|r| r.version == pre) {
-                    return self.log.push("pre-release: none left to cut".to_owned());
+                    return self.instead("pre-release: none left to cut".to_owned());
                 }
                 let index = self.start(pre);
                 self.jobs(index).map(|()| format!("released v{}", self.releases[index].version))
@@ -386,7 +399,7 @@ impl<'a> World<'a> {
                     .filter(|v| newest.as_ref().is_some_and(|n| (v.major, v.minor) != (n.major, n.minor)))
                     .max()
                     .cloned();
-                let Some(line) = line else { return self.log.push("backport: no older line".to_owned()) };
+                let Some(line) = line else { return self.instead("backport: no older line".to_owned()) };
                 let highest_on_line = self
                     .releases
                     .iter()
@@ -401,7 +414,7 @@ impl<'a> World<'a> {
             }
             Action::Rerun(n, job) => {
                 if self.releases.is_empty() {
-                    return self.log.push("rerun: nothing released yet".to_owned());
+                    return self.instead("rerun: nothing released yet".to_owned());
                 }
                 let index = n % self.releases.len();
                 // A job runs only after the jobs it `needs:` succeeded, as on GitHub.
@@ -441,8 +454,9 @@ impl<'a> World<'a> {
                 let (first, second) = std::thread::scope(|scope| {
                     let world = &*self;
                     let content = world.releases[index].content;
-                    let a = scope.spawn(move || world.merge_result(index, content));
-                    let b = scope.spawn(move || world.merge_result(index, content));
+                    // No checkout: both run at the release's commit, which `start` made.
+                    let merge = move || world.run(world.merge(&shell(), index, content));
+                    let (a, b) = (scope.spawn(merge), scope.spawn(merge));
                     (a.join().unwrap(), b.join().unwrap())
                 });
                 self.published_by(index, &first);
@@ -477,7 +491,7 @@ impl<'a> World<'a> {
             }
             Action::Rebuilt(n) => {
                 if self.releases.is_empty() {
-                    return self.log.push("rebuild: nothing released yet".to_owned());
+                    return self.instead("rebuild: nothing released yet".to_owned());
                 }
                 let index = n % self.releases.len();
                 let other = self.next_content % self.seed.contents.len();
@@ -503,32 +517,6 @@ impl<'a> World<'a> {
             "{action:?}: {}",
             outcome.unwrap_or_else(|err| format!("a job failed: {}", last_line(&err)))
         ));
-    }
-
-    /// A merge of `content` for release `index` (for the concurrent runs).
-    fn merge_result(&self, index: usize, content: usize) -> Result<String, String> {
-        let sh = shell();
-        let [amd64, arm64] = &self.seed.contents[content];
-        let digests = format!("{amd64},{arm64}");
-        let plan = self.releases[index].plan();
-        let key: Vec<String> =
-            self.keys.map(|k| vec!["--cosign-key".into(), k.key.display().to_string()]).unwrap_or_default();
-        // No checkout here: both threads run at the release's commit, made by `start`.
-        let base = &self.seed.base;
-        let output = cmd!(sh, "{XTASK} image --merge {digests} --plan {plan} --base-image {base} {key...}")
-            .env("XTASK_PROJECT_ROOT", self.repo.work())
-            .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD)
-            .quiet()
-            .ignore_status()
-            .output()
-            .unwrap();
-        let text =
-            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        if output.status.success() {
-            Ok(text)
-        } else {
-            Err(text)
-        }
     }
 
     /// The versions a pointer may name: final releases of ours whose image is published.
