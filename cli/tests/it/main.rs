@@ -4,6 +4,7 @@
 mod engine;
 mod progress;
 mod server;
+mod update_check;
 
 use std::{
     net::{Ipv4Addr, TcpListener},
