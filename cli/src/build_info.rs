@@ -36,6 +36,12 @@ pub(crate) fn is_snapshot(version: &str) -> bool {
     version.split_once('-').is_some_and(|(_, pre)| pre.starts_with("snapshot-"))
 }
 
+/// Whether `cargo xtask dist` built this binary (a release or a snapshot), rather than
+/// a plain `cargo build`.
+pub(crate) fn is_released() -> bool {
+    REVISION.is_some()
+}
+
 /// `stigmer --version`: the version, revision, build date and the image this CLI runs.
 pub(crate) fn long_version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();

@@ -232,8 +232,12 @@ async fn ping_api_version(endpoint: &str) -> Option<ClientVersion> {
             let client = Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
             client.request(request(uri)?)
         }
+        // Windows: Docker Desktop's named pipe; `GET /version` agrees instead.
         #[cfg(not(unix))]
-        return None;
+        {
+            let _ = path;
+            return None;
+        }
     } else if let Some(address) = endpoint.strip_prefix("tcp://").or_else(|| endpoint.strip_prefix("http://"))
     {
         let uri: hyper::Uri = format!("http://{address}/_ping").parse().ok()?;

@@ -1,6 +1,7 @@
 //! Where the CLI keeps its state: `STIGMER_HOME`, else `~/.stigmer`. `data/` holds the
 //! container id file (a cache: the container is always found by name and label) and the
-//! secret files mounted into the container; `workspace/` is mounted at `/workspace`.
+//! secret files mounted into the container, and the newer-release check's cache
+//! (`update-check.json`, `update.rs`); `workspace/` is mounted at `/workspace`.
 //! Nothing else writes there, and nothing here is created before it is needed.
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `stigmer`: the runtime CLI. It runs the agent-runner container on this machine:
 //! engine discovery (`engine`), image resolution (`image`) and pull progress
 //! (`progress`), container lifecycle (`server`), logs (`logs`), state on disk (`home`),
-//! build stamps (`build_info`). This module only parses flags, dispatches, and maps
+//! build stamps (`build_info`), the newer-release notice (`update`). This module only parses flags, dispatches, and maps
 //! errors to the exit codes `--help` documents.
 
 mod build_info;
@@ -12,6 +12,7 @@ mod image;
 mod logs;
 mod progress;
 mod server;
+mod update;
 
 use std::process::ExitCode;
 
@@ -28,7 +29,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(flags)) {
+    let result = runtime.block_on(run(flags));
+    // Not waiting for blocking threads: a newer-release check still asking a slow
+    // server (`update`) must not hold the command up; its curl ends by itself.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(err) => exit_code_for(&err),
     }
@@ -39,6 +44,20 @@ async fn run(flags: flags::Stigmer) -> anyhow::Result<ExitCode> {
     // Before anything is written: no engine, no state files.
     let engine = engine::connect().await?;
     let home = home::Home::from_env()?;
+    // Beside the command, so that it costs the command no time of its own.
+    let update = update::start(&home);
+    let code = run_command(command, &engine, &home).await?;
+    if let Some(update) = update {
+        update.finish().await;
+    }
+    Ok(code)
+}
+
+async fn run_command(
+    command: Server,
+    engine: &engine::Engine,
+    home: &home::Home,
+) -> anyhow::Result<ExitCode> {
     match command {
         Server::Start(start) => {
             let options = server::StartOptions {
@@ -47,18 +66,18 @@ async fn run(flags: flags::Stigmer) -> anyhow::Result<ExitCode> {
                 timeout: start.timeout,
                 pinned_digest: build_info::IMAGE_DIGEST,
             };
-            server::start(&engine, &home, options).await?;
+            server::start(engine, home, options).await?;
         }
-        Server::Stop(stop) => server::stop(&engine, &home, stop.timeout).await?,
+        Server::Stop(stop) => server::stop(engine, home, stop.timeout).await?,
         Server::Status(status) => {
-            if !server::status(&engine, &home, status.json).await? {
+            if !server::status(engine, home, status.json).await? {
                 return Ok(ExitCode::from(4));
             }
         }
         Server::Logs(logs) => {
             let flags::Component::AgentRunner = logs.component;
             let request = logs::LogsRequest { follow: logs.follow, tail: logs.tail, since: logs.since };
-            logs::logs(&engine, &home, request).await?;
+            logs::logs(engine, home, request).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,7 @@
 //! `cargo xtask checksums`: checksums.txt (GoReleaser's `<sha256>  <name>` lines, sorted
-//! by name, so `sha256sum -c` passes) and manifest.json for the archives in a directory.
+//! by name, so `sha256sum -c` passes) and manifest.json for the archives in a directory,
+//! and the release's `install.sh` (rendered here from `install.sh` in this directory,
+//! so it is made wherever the archives are gathered, and listed in checksums.txt).
 //! `dist` calls it after every build; the release workflow calls it once the archives
 //! of all runners are gathered. Reads archives, never builds them.
 
@@ -19,6 +21,13 @@ use crate::{
 
 pub(crate) const CHECKSUMS: &str = "checksums.txt";
 pub(crate) const MANIFEST: &str = "manifest.json";
+/// The installer, a release asset like the archives.
+pub(crate) const INSTALLER: &str = "install.sh";
+
+/// `install.sh` for `version`: the POSIX sh installer, with its version filled in.
+pub(crate) fn installer(version: &semver::Version) -> String {
+    include_str!("install.sh").replace("@VERSION@", &version.to_string())
+}
 
 impl flags::Checksums {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
@@ -122,7 +131,10 @@ pub(crate) fn write(dir: &Path) -> anyhow::Result<Vec<Archive>> {
         );
     }
 
-    let mut checksums = String::new();
+    let installer = installer(&version);
+    files::write_atomically(&dir.join(INSTALLER), installer.as_bytes())?;
+    // `install.sh` sorts before every `stigmer-v…`.
+    let mut checksums = format!("{}  {INSTALLER}\n", sha256_hex(installer.as_bytes()));
     let mut artifacts = Vec::new();
     for archive in &archives {
         let bytes =

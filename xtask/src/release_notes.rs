@@ -133,10 +133,18 @@ fn install_section(notes: &mut String, tag: &str, artifacts: &[(String, String)]
             homebrew.reason
         ));
     }
+    let base = format!("https://github.com/{GITHUB_REPO}/releases/download/{tag}");
+    if artifacts.iter().any(|(name, _)| name == checksums::INSTALLER) {
+        notes.push_str(&format!(
+            "With the installer (Linux and macOS; it checks the archive's sha256, and with \
+             `cosign` on PATH the signature of checksums.txt, then installs to ~/.local/bin):\n\n\
+             ```sh\ncurl -fsSL {base}/{installer} | sh\n```\n\n",
+            installer = checksums::INSTALLER
+        ));
+    }
     let example = artifacts.iter().map(|(name, _)| name.as_str()).find(|name| name.contains("-linux-amd64"));
     if let Some(example) = example {
         let top = example.trim_end_matches(".tar.gz");
-        let base = format!("https://github.com/{GITHUB_REPO}/releases/download/{tag}");
         notes.push_str(&format!(
             "From a tarball (here Linux on x86-64; pick your platform below):\n\n```sh\n\
              curl -LO {base}/{example}\ncurl -LO {base}/checksums.txt\n\
@@ -159,6 +167,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, platform)| (format!("stigmer-v1.3.0-{platform}.tar.gz"), format!("{i}").repeat(64)))
+            .chain([(checksums::INSTALLER.to_owned(), "9".repeat(64))])
             .collect()
     }
 

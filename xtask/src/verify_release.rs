@@ -3,7 +3,7 @@
 //! image index (`verify::verify`) and its signature, SBOM and provenance, the digest
 //! each tarball's CLI pins (read from the binary, never run), the Homebrew formula in
 //! the tap (the newest release, as `Pointer::expected` says), the release notes, that
-//! checksums.txt lists one archive per target, and that every floating tag of the
+//! checksums.txt lists one archive per target and install.sh, and that every floating tag of the
 //! release's lines names the newest release of its line the registry has published.
 //! Every check runs; one table (or `--json`) reports them all.
 //!
@@ -186,9 +186,13 @@ async fn check_all(sh: &Shell, release: &Release, registry: &Registry) -> anyhow
     let mut checks = Vec::new();
     let sums = check_checksums(sh, release, &mut checks);
     checks.push(check_archives(release, &sums));
+    // The installer is checked above like every asset; it holds no CLI and is not in
+    // the formula.
+    let archives: Vec<(String, String)> =
+        sums.iter().filter(|(name, _)| name != checksums::INSTALLER).cloned().collect();
     let digest = check_image(sh, release, registry, &mut checks).await?;
     let unverified = || Err("not checked: the index did not verify".to_owned());
-    for (name, _) in &sums {
+    for (name, _) in &archives {
         let path = release.dir.join(name);
         let result = match (&digest, path.exists()) {
             (_, false) => Err(format!("{name} is missing from {}", release.dir.display())),
@@ -205,7 +209,7 @@ async fn check_all(sh: &Shell, release: &Release, registry: &Registry) -> anyhow
         checks.push(row("cli pin", name.clone(), result));
     }
     let published = plan::released_images(registry).await?;
-    checks.push(check_formula(sh, release, &sums, &published));
+    checks.push(check_formula(sh, release, &archives, &published));
     checks.push(match &digest {
         Some(digest) => check_notes(release, digest),
         None => row("notes", release.notes.display().to_string(), unverified()),
@@ -383,10 +387,12 @@ fn digests_in(bytes: &[u8]) -> Vec<String> {
     found
 }
 
-/// checksums.txt lists exactly the archives the release makes, one per target.
+/// checksums.txt lists exactly the assets the release makes: one archive per target,
+/// and the installer.
 fn check_archives(release: &Release, sums: &[(String, String)]) -> Check {
-    let expected: Vec<String> =
+    let mut expected: Vec<String> =
         Target::ALL.iter().map(|target| target.archive_name(&release.version)).collect();
+    expected.push(checksums::INSTALLER.to_owned());
     let mut problems: Vec<String> = expected
         .iter()
         .filter(|name| !sums.iter().any(|(listed, _)| listed == *name))
@@ -398,7 +404,11 @@ fn check_archives(release: &Release, sums: &[(String, String)]) -> Check {
             .map(|(listed, _)| format!("{listed} is not an archive of {}", release.tag)),
     );
     let result = match problems.is_empty() {
-        true => Ok(format!("one archive for each of the {} targets", expected.len())),
+        true => Ok(format!(
+            "one archive for each of the {} targets, and {}",
+            expected.len() - 1,
+            checksums::INSTALLER
+        )),
         false => Err(problems.join("; ")),
     };
     row("archives", checksums::CHECKSUMS, result)

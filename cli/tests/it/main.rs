@@ -5,6 +5,7 @@ mod engine;
 mod progress;
 mod server;
 mod upgrade;
+mod update_check;
 
 use std::{
     net::{Ipv4Addr, TcpListener},

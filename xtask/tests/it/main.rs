@@ -4,6 +4,7 @@
 mod dist;
 mod help;
 mod image;
+mod install;
 mod invariants;
 mod publish;
 mod rehearsal;

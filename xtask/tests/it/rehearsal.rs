@@ -213,17 +213,18 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     }
     let release_dir = first.artifacts.join("checksums");
     let checksums = std::fs::read_to_string(release_dir.join("checksums.txt")).unwrap();
-    assert_eq!(checksums.lines().count(), 4, "{checksums}");
+    assert_eq!(checksums.lines().count(), 5, "{checksums}");
     let notes = &first.job("release").log;
     assert!(notes.contains(&format!("create  draft release {tag}")), "{notes}");
-    assert!(notes.contains(&format!("{tag} is published with 6 asset(s)")), "{notes}");
+    assert!(notes.contains(&format!("{tag} is published with 7 asset(s)")), "{notes}");
     assert_eq!(github.latest().as_ref(), Some(&tag), "{:?}", github.releases());
     let published = &github.releases()[0];
-    assert!(!published.draft && published.assets.len() == 6, "{published:?}");
+    assert!(!published.draft && published.assets.len() == 7, "{published:?}");
     let summary = first.job("release").summary.clone();
     assert!(summary.contains(&digest), "the release notes do not name the verified digest:\n{summary}");
     let formula = tap.git(&["--git-dir", tap.remote().to_str().unwrap(), "show", "main:Formula/stigmer.rb"]);
-    for line in checksums.lines() {
+    // Every archive; the installer is an asset beside them, not in the formula.
+    for line in checksums.lines().filter(|line| !line.ends_with("  install.sh")) {
         let sha = line.split_whitespace().next().unwrap();
         assert!(formula.contains(sha), "the formula lacks {line}:\n{formula}");
     }
@@ -736,7 +737,13 @@ impl Rehearsal<'_> {
                 allowed(&["name", "path", "if-no-files-found"]);
                 let artifact = artifacts.join(&with["name"]);
                 assert!(!artifact.exists(), "{job}: the artifact {} was uploaded already", with["name"]);
-                let files = glob(context.workspace, &with["path"]);
+                // One pattern a line, as GitHub takes them; the files land flat, as
+                // they do here under one common directory.
+                let files: Vec<PathBuf> = with["path"]
+                    .lines()
+                    .filter(|line| !line.trim().is_empty())
+                    .flat_map(|pattern| glob(context.workspace, pattern.trim()))
+                    .collect();
                 assert!(!files.is_empty(), "{job}: no files match {} for {}", with["path"], with["name"]);
                 std::fs::create_dir_all(&artifact).unwrap();
                 for file in files {

