@@ -4,8 +4,8 @@
 mod engine;
 mod progress;
 mod server;
-mod upgrade;
 mod update_check;
+mod upgrade;
 
 use std::{
     net::{Ipv4Addr, TcpListener},
