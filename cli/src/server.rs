@@ -451,9 +451,17 @@ async fn wait_healthy(engine: &Engine, id: &str, port: u16, timeout: Duration) -
             Some(format!("it did not become healthy within {} s", timeout.as_secs()))
         } else if Instant::now() >= next_state_check {
             next_state_check = Instant::now() + Duration::from_millis(500);
-            let state = engine.docker.inspect_container(id, None).await?.state.unwrap_or_default();
-            (!state.running.unwrap_or(false))
-                .then(|| format!("the container exited (code {})", state.exit_code.unwrap_or(-1)))
+            match engine.docker.inspect_container(id, None).await {
+                Ok(container) => {
+                    let state = container.state.unwrap_or_default();
+                    (!state.running.unwrap_or(false))
+                        .then(|| format!("the container exited (code {})", state.exit_code.unwrap_or(-1)))
+                }
+                // Podman passes through states Docker has no name for (`stopped`, on the
+                // way to `exited`), which bollard cannot read: ask again next time.
+                Err(bollard::errors::Error::JsonDataError { .. }) => None,
+                Err(err) => return Err(err.into()),
+            }
         } else {
             None
         };

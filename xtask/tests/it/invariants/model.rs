@@ -494,8 +494,13 @@ impl<'a> World<'a> {
                     return self.instead("rebuild: nothing released yet".to_owned());
                 }
                 let index = n % self.releases.len();
-                let other = self.next_content % self.seed.contents.len();
+                let count = self.seed.contents.len();
+                let mut other = self.next_content % count;
                 self.next_content += 1;
+                if other == self.releases[index].content {
+                    // Other bytes, not the same ones again (those are reused, rightly).
+                    other = (other + 1) % count;
+                }
                 let published =
                     self.releases[index].done.contains(&Job::Image) && !self.releases[index].burned;
                 let result = self.image(index, other);
@@ -505,6 +510,7 @@ impl<'a> World<'a> {
                     assert!(refused.contains("a published version never changes"), "{refused}");
                 } else if result.is_ok() {
                     self.releases[index].done.push(Job::Image);
+                    self.releases[index].content = other;
                 }
                 Ok(format!(
                     "rebuilt v{} from other bytes: {}",
