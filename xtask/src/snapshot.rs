@@ -88,7 +88,8 @@ pub(crate) fn run(sh: &Shell, flags: &flags::Release) -> anyhow::Result<()> {
         println!("  image     {image} (local engine)");
     }
     for (name, _) in &artifacts {
-        println!("  tarball   {}", relative(sh, &out.join(name)));
+        let kind = if name == checksums::INSTALLER { "installer" } else { "tarball" };
+        println!("  {kind:<9} {}", relative(sh, &out.join(name)));
     }
     println!("  checksums {}", relative(sh, &out.join(checksums::CHECKSUMS)));
     println!("  manifest  {}", relative(sh, &out.join(checksums::MANIFEST)));

@@ -212,7 +212,9 @@ fn snapshot_makes_every_artifact_it_lists_and_publishes_nothing() {
         .filter_map(|line| line.trim().split_once(' ').map(|(_, path)| path.trim()))
         .filter(|path| path.contains("dist/"))
         .collect();
-    assert_eq!(listed.len(), 4, "{summary}");
+    // The tarball, the installer, checksums, manifest and notes.
+    assert_eq!(listed.len(), 5, "{summary}");
+    assert!(summary.contains("  installer "), "{summary}");
     assert!(
         summary.contains("skipped   Homebrew formula: it needs every platform's tarball, pass --all-targets")
     );
