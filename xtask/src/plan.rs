@@ -1,12 +1,13 @@
 //! The release plan: everything a release will publish and move, computed once from
-//! the version and the state of the world (git's release tags, and what the registry's
-//! version tag and floating tags name now). `cargo xtask plan` prints it or writes it
-//! as JSON; in the release workflow the first job writes plan.json and every later job
-//! reads it (`--plan`), so no job derives versions or tags from its own flags.
+//! the version and the state of the world (the releases published: the registry's
+//! version tags and, in release.yml, GitHub's releases; and what the registry's version
+//! tag and floating tags name now). `cargo xtask plan` prints it or writes it as JSON;
+//! in the release workflow the first job writes plan.json and every later job reads it
+//! (`--plan`), so no job derives versions or tags from its own flags.
 //!
-//! The plan says which floating pointers may move. The commands that move them check
-//! again at the moment of moving (`Pointer::newer_than` over what the pointer names
-//! then), so a plan that went stale can never move a pointer backwards.
+//! The plan says which floating pointers may move. The commands that move them decide
+//! again at the moment of moving (`Pointer::decide` over what the pointer names then),
+//! so a plan that went stale can never move a pointer backwards.
 
 use std::path::Path;
 

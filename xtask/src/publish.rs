@@ -163,8 +163,7 @@ async fn check_ours(
 ) -> anyhow::Result<()> {
     let tagged = format!("{}:{}", plan.repository, plan.version_tag());
     let refuse = |why: String| {
-        let version = &plan.release.version;
-        let next = semver::Version::new(version.major, version.minor, version.patch + 1);
+        let next = tags::next_patch(plan);
         anyhow::anyhow!(
             "{tagged} names {digest}, which {why}: it is not this release's, and a published version \
              never changes. Nothing was built, tagged or moved. Find out who pushed it; then cut the \

@@ -58,14 +58,19 @@ pub(crate) async fn write_version(
 
 /// The refusal of a second digest for a published version, with the way out.
 pub(crate) fn write_once_refusal(plan: &PublishPlan, published: &str, new: &str) -> String {
-    let version = &plan.release.version;
-    let next = semver::Version::new(version.major, version.minor, version.patch + 1);
+    let next = next_patch(plan);
     format!(
         "{}:{} is published as {published}, and this build is {new}: a published version never \
          changes. Nothing was tagged. Cut the next patch instead (`cargo xtask release --bump patch`, v{next})",
         plan.repository,
         plan.version_tag()
     )
+}
+
+/// The version to cut when this plan's version cannot be published.
+pub(crate) fn next_patch(plan: &PublishPlan) -> semver::Version {
+    let version = &plan.release.version;
+    semver::Version::new(version.major, version.minor, version.patch + 1)
 }
 
 /// The index's bytes as the registry holds them, and its media type: what a tag names
