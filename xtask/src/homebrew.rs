@@ -70,7 +70,7 @@ impl flags::Homebrew {
 }
 
 /// The `version "X.Y.Z"` a formula installs.
-fn formula_version(formula: &str) -> Option<semver::Version> {
+pub(crate) fn formula_version(formula: &str) -> Option<semver::Version> {
     formula.lines().find_map(|line| {
         let quoted = line.trim().strip_prefix("version \"")?.strip_suffix('"')?;
         semver::Version::parse(quoted).ok()

@@ -25,7 +25,7 @@ use crate::{
     digest::sha256_hex,
     document::{self, is_attestation, Document},
     flags,
-    homebrew::FORMULA,
+    homebrew::{self, FORMULA},
     oci::{self, Registry, Repository},
     plan::{self, ReleasePlan},
     platform::{Platform, Target},
@@ -427,10 +427,7 @@ fn check_formula(
         Ok(formula) => formula,
         Err(err) => return row("formula", subject, Err(format!("{err:#}"))),
     };
-    let version = formula.lines().find_map(|line| {
-        let quoted = line.trim().strip_prefix("version \"")?.strip_suffix('"')?;
-        semver::Version::parse(quoted).ok()
-    });
+    let version = homebrew::formula_version(&formula);
     // The formula follows `latest`: the newest final release published, this one or not.
     let expected =
         Pointer::Latest.expected(published.iter().chain(Some(&release.version).filter(|v| v.pre.is_empty())));
