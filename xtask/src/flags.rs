@@ -408,15 +408,33 @@ pub struct VerifyRelease {
 
 /// Run every test against real parts: the command CI runs.
 ///
-/// Checks prerequisites (and says how to install what is missing), builds missing test
-/// base images, then runs rustfmt, clippy, every workspace test and the agent-runner's
-/// pytest suite against a real Docker Engine and real registries.
+/// Checks prerequisites, builds missing test base images, then runs rustfmt, clippy,
+/// every workspace test and the agent-runner's pytest suite against a real Docker Engine
+/// and real registries, and prints each suite's time and the ten slowest tests. When
+/// something is missing on Debian as root, it first runs `bash ci/setup.sh` (which
+/// installs and starts it all); elsewhere it names each missing part and how to get it.
 #[derive(Args)]
 pub struct Test {
     /// Only check prerequisites and build the test base images (Debian bookworm with
     /// python3, linux/amd64 and linux/arm64), then stop.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["quick", "partition"])]
     pub only_base_images: bool,
+
+    /// Only what needs no engine, registry or cross-build, in a few minutes: rustfmt,
+    /// clippy, pytest, every unit and snapshot test and the tidy, help and workflow
+    /// tests (nextest's `quick` profile in .config/nextest.toml). Needs cargo-nextest.
+    #[arg(long)]
+    pub quick: bool,
+
+    /// Run one shard of the Rust tests, as nextest's --partition takes it (hash:K/N):
+    /// CI runs shards 1 to N on N machines. rustfmt, clippy, pytest and the bench run in
+    /// shard 1 only. Needs cargo-nextest.
+    #[arg(long, value_name = "hash:K/N")]
+    pub partition: Option<String>,
+
+    /// Never run ci/setup.sh: only name what is missing and how to get it.
+    #[arg(long)]
+    pub no_setup: bool,
 
     /// Arguments for the Rust test runner, e.g. a test name filter
     /// (`cargo xtask test -- registry`). With a filter, rustfmt, clippy and pytest are

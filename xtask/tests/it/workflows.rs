@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use test_support::{on_path, project_root, shell};
 use xshell::cmd;
 
-use crate::{run, run_err, run_ok, XTASK};
+use crate::{nextest_list, run, run_err, run_ok, XTASK};
 
 fn workflow_files() -> Vec<PathBuf> {
     let dir = project_root().join(".github/workflows");
@@ -262,6 +262,7 @@ fn placeholder(name: &str) -> Option<String> {
         "REGISTRY" => "ghcr.io/stigmer".to_owned(),
         "BASE_IMAGE" => "python:3.11-slim".to_owned(),
         "GH_REPO" => "stigmer/stigmer".to_owned(),
+        "PARTITION" => "hash:1/4".to_owned(),
         _ => return None,
     };
     Some(value)
@@ -356,6 +357,65 @@ fn the_release_matrix_builds_every_dist_target() {
         matrix, supported,
         "the `cli` matrix of release.yml must build exactly the targets `dist` supports"
     );
+}
+
+/// ci.yml runs the suite as N shards of nextest's hash partitioning, and every test
+/// runs in exactly one: the matrix is shards 1 to N of the one N its step passes, and
+/// nextest's own list of each shard, taken here, shows them disjoint and together whole.
+#[test]
+fn every_test_runs_in_exactly_one_ci_shard() {
+    let ci: serde_yaml::Value =
+        serde_yaml::from_str(&read(&project_root().join(".github/workflows/ci.yml"))).unwrap();
+    let job = &ci["jobs"]["test"];
+    assert_eq!(
+        job["strategy"]["fail-fast"].as_bool(),
+        Some(false),
+        "a failing shard must not cancel the others"
+    );
+    let shards: Vec<u64> = job["strategy"]["matrix"]["shard"]
+        .as_sequence()
+        .expect("the test job's matrix lists its shards")
+        .iter()
+        .map(|shard| shard.as_u64().expect("a shard is a number"))
+        .collect();
+    let steps: Vec<&serde_yaml::Value> = job["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|step| step["run"].as_str().is_some_and(|run| run.contains("cargo xtask test")))
+        .collect();
+    assert_eq!(steps.len(), 1, "one step runs the suite: {steps:?}");
+    assert_eq!(steps[0]["run"].as_str(), Some("cargo xtask test --partition \"$PARTITION\""));
+    let partition = steps[0]["env"]["PARTITION"].as_str().expect("the step sets PARTITION");
+    let count: u64 = partition
+        .strip_prefix("hash:${{ matrix.shard }}/")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("PARTITION is {partition:?}, not hash:${{{{ matrix.shard }}}}/N"));
+    assert_eq!(shards, (1..=count).collect::<Vec<_>>(), "the matrix must list shards 1 to {count}");
+
+    let all = nextest_list(&["--profile", "default"]);
+    let mut shards_of = std::collections::BTreeMap::new();
+    for shard in &shards {
+        let partition = format!("hash:{shard}/{count}");
+        for test in nextest_list(&["--profile", "default", "--partition", &partition]) {
+            shards_of.entry(test).or_insert_with(Vec::new).push(*shard);
+        }
+    }
+    let wrong: Vec<String> = all
+        .iter()
+        .filter_map(|test| match shards_of.get(test) {
+            Some(shards) if shards.len() == 1 => None,
+            shards => Some(format!("{} {} runs in shards {shards:?}", test.binary, test.name)),
+        })
+        .chain(
+            shards_of
+                .keys()
+                .filter(|test| !all.contains(test))
+                .map(|test| format!("{test:?} is in no full list")),
+        )
+        .collect();
+    assert!(all.len() > 150, "only {} tests listed: is the listing right?", all.len());
+    assert!(wrong.is_empty(), "not in exactly one shard:\n{}", wrong.join("\n"));
 }
 
 /// The seed's Makefile targets.
