@@ -1,20 +1,39 @@
-//! What this binary was built from, stamped in by `cargo xtask dist` through environment
-//! variables read at compile time. A plain `cargo build` has none of them and says so,
-//! rather than guessing a revision or a date.
+//! What this binary was built from: the stamp `cargo xtask dist` writes into the linked
+//! binary (`stamp.rs` has the format and why it is written after linking). A plain
+//! `cargo build` has no stamp and says so, rather than guessing a revision or a date.
+
+use std::sync::OnceLock;
+
+use crate::stamp::{self, Stamp};
+
+/// The block `dist` fills in. `#[used]` keeps it through LTO and strip; the volatile
+/// read below keeps the compiler from folding the blank it sees at compile time into
+/// the code, so the bytes written into the file are what the binary reads.
+#[used]
+static STAMP_BLOCK: [u8; stamp::BLOCK_LEN] = stamp::blank();
+
+fn stamp() -> Option<&'static Stamp> {
+    static STAMP: OnceLock<Option<Stamp>> = OnceLock::new();
+    STAMP
+        .get_or_init(|| {
+            // SAFETY: a read of an initialized static through a valid, aligned pointer.
+            let block = unsafe { std::ptr::read_volatile(&STAMP_BLOCK) };
+            stamp::read_block(&block)
+        })
+        .as_ref()
+}
 
 /// The version users see: `X.Y.Z`, or `X.Y.(Z+1)-snapshot-<sha>` for a snapshot build.
 /// It also names the image tag the CLI pulls when it has no pinned digest.
-pub(crate) const VERSION: &str = match option_env!("STIGMER_BUILD_VERSION") {
-    Some(version) => version,
-    None => env!("CARGO_PKG_VERSION"),
-};
-const REVISION: Option<&str> = option_env!("STIGMER_BUILD_REVISION");
-const DATE: Option<&str> = option_env!("STIGMER_BUILD_DATE");
+pub(crate) fn version() -> &'static str {
+    stamp().map_or(env!("CARGO_PKG_VERSION"), |stamp| &stamp.version)
+}
 
 /// The agent-runner index digest published with this version, when the build knew it:
 /// the CLI then pulls the image by digest, so a moved tag cannot change what runs.
-/// `cargo xtask dist` leaves the variable unset when it has no digest.
-pub(crate) const IMAGE_DIGEST: Option<&str> = option_env!("STIGMER_IMAGE_DIGEST");
+pub(crate) fn image_digest() -> Option<&'static str> {
+    stamp()?.image_digest.as_deref()
+}
 
 /// Where released agent-runner images live (`STIGMER_REGISTRY` overrides it at run time).
 pub(crate) const DEFAULT_REGISTRY: &str = "ghcr.io/stigmer";
@@ -39,22 +58,23 @@ pub(crate) fn is_snapshot(version: &str) -> bool {
 /// Whether `cargo xtask dist` built this binary (a release or a snapshot), rather than
 /// a plain `cargo build`.
 pub(crate) fn is_released() -> bool {
-    REVISION.is_some()
+    stamp().is_some()
 }
 
 /// `stigmer --version`: the version, revision, build date and the image this CLI runs.
 pub(crate) fn long_version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| {
-        let image = published_image(&format!("{DEFAULT_REGISTRY}/agent-runner"), VERSION, IMAGE_DIGEST);
-        let image = match IMAGE_DIGEST {
-            Some(_) => format!("{image} (v{VERSION}, pinned)"),
+        let (version, digest) = (version(), image_digest());
+        let image = published_image(&format!("{DEFAULT_REGISTRY}/agent-runner"), version, digest);
+        let image = match digest {
+            Some(_) => format!("{image} (v{version}, pinned)"),
             None => image,
         };
         format!(
-            "{VERSION}\nrevision:      {}\nbuilt:         {}\nagent-runner:  {image}",
-            REVISION.unwrap_or("unknown (not built by `cargo xtask dist`)"),
-            DATE.unwrap_or("unknown"),
+            "{version}\nrevision:      {}\nbuilt:         {}\nagent-runner:  {image}",
+            stamp().map_or("unknown (not built by `cargo xtask dist`)", |stamp| &stamp.revision),
+            stamp().map_or("unknown", |stamp| &stamp.date),
         )
     })
 }
@@ -69,10 +89,11 @@ mod tests {
     #[test]
     fn an_unstamped_build_runs_the_image_of_its_cargo_version() {
         // `cargo test` stamps nothing: the version is Cargo.toml's.
-        assert_eq!(VERSION, env!("CARGO_PKG_VERSION"));
-        assert_eq!(IMAGE_DIGEST, None);
+        assert_eq!(version(), env!("CARGO_PKG_VERSION"));
+        assert_eq!(image_digest(), None);
+        assert!(!is_released());
         assert_eq!(
-            published_image(REPOSITORY, VERSION, IMAGE_DIGEST),
+            published_image(REPOSITORY, version(), image_digest()),
             format!("{REPOSITORY}:v{}", env!("CARGO_PKG_VERSION"))
         );
     }

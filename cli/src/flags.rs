@@ -1,6 +1,6 @@
 //! Command-line flags of `stigmer`: the clap types and their parsers, nothing else.
 //! xtask compiles this file too (`xtask/src/cli_docs.rs`: completions and man pages), so
-//! it may use only clap, std and `super::build_info`'s `VERSION` and `long_version`.
+//! it may use only clap, std and `super::build_info`'s `version` and `long_version`.
 
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ const EXIT_CODES: &str = "Exit codes:
 #[derive(Parser)]
 #[command(
     name = "stigmer",
-    version = super::build_info::VERSION,
+    version = super::build_info::version(),
     long_version = super::build_info::long_version(),
     after_help = EXIT_CODES
 )]

@@ -38,7 +38,7 @@ pub(crate) fn choose(
         std::env::var("STIGMER_REGISTRY").unwrap_or_else(|_| crate::build_info::DEFAULT_REGISTRY.to_owned());
     let repository = format!("{}/agent-runner", registry.trim_end_matches('/'));
     let published =
-        crate::build_info::published_image(&repository, crate::build_info::VERSION, pinned_digest);
+        crate::build_info::published_image(&repository, crate::build_info::version(), pinned_digest);
     let local_build = local.is_some_and(|labels| {
         labels.get(LOCAL_BUILD_LABEL.0).map(String::as_str) == Some(LOCAL_BUILD_LABEL.1)
     });
@@ -94,12 +94,12 @@ pub(crate) async fn ensure(
         Choice::Local(local) => {
             let version = local_labels.as_ref().and_then(|labels| labels.get(VERSION_LABEL));
             let version = version.map_or("unknown", String::as_str);
-            if version != crate::build_info::VERSION {
+            if version != crate::build_info::version() {
                 eprintln!(
                     "note: {local} is agent-runner {version}, this CLI is {}: rebuild it with \
                      `cargo xtask image --local`, or remove it (`docker image rm {local}`) to run the \
                      published image",
-                    crate::build_info::VERSION
+                    crate::build_info::version()
                 );
             }
         }
@@ -124,11 +124,11 @@ pub(crate) async fn ensure(
     // A snapshot's tag is never pushed: say so rather than leave the user to wonder.
     let snapshot = matches!(choice, Choice::Published(_))
         && pinned_digest.is_none()
-        && crate::build_info::is_snapshot(crate::build_info::VERSION);
+        && crate::build_info::is_snapshot(crate::build_info::version());
     let why = snapshot.then(|| {
         format!(
             "This CLI is a snapshot build ({}): snapshot images are never published.\n",
-            crate::build_info::VERSION
+            crate::build_info::version()
         )
     });
     pull(engine, &reference).await.map_err(|err| pull_failed(&reference, err, why.as_deref()))?;

@@ -1,8 +1,9 @@
 //! `stigmer`: the runtime CLI. It runs the agent-runner container on this machine:
 //! engine discovery (`engine`), image resolution (`image`) and pull progress
 //! (`progress`), container lifecycle (`server`), logs (`logs`), state on disk (`home`),
-//! build stamps (`build_info`), the newer-release notice (`update`). This module only parses flags, dispatches, and maps
-//! errors to the exit codes `--help` documents.
+//! build stamps (`build_info`, in the format of `stamp`), the newer-release notice
+//! (`update`). This module only parses flags, dispatches, and maps errors to the exit
+//! codes `--help` documents.
 
 mod build_info;
 mod engine;
@@ -12,6 +13,7 @@ mod image;
 mod logs;
 mod progress;
 mod server;
+mod stamp;
 mod update;
 
 use std::process::ExitCode;
@@ -64,7 +66,7 @@ async fn run_command(
                 image: start.image,
                 port: start.port,
                 timeout: start.timeout,
-                pinned_digest: build_info::IMAGE_DIGEST,
+                pinned_digest: build_info::image_digest(),
             };
             server::start(engine, home, options).await?;
         }

@@ -183,7 +183,7 @@ fn container_body(home: &Home, image: &str, port: u16) -> anyhow::Result<Contain
     let labels = HashMap::from([
         (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
         (LABEL_HOME.to_owned(), home.root().display().to_string()),
-        (LABEL_CLI_VERSION.to_owned(), crate::build_info::VERSION.to_owned()),
+        (LABEL_CLI_VERSION.to_owned(), crate::build_info::version().to_owned()),
     ]);
     // Host networking reaches services on the host's localhost (Temporal, the Stigmer
     // server) on Linux; Docker Desktop does not support it dependably, so elsewhere the
@@ -573,7 +573,7 @@ pub(crate) async fn status(engine: &Engine, home: &Home, as_json: bool) -> anyho
         .filter(|_| running)
         .map(|started| (chrono::Utc::now() - started.with_timezone(&chrono::Utc)).num_seconds().max(0));
     let explicit = std::env::var("STIGMER_AGENT_RUNNER_IMAGE").ok().filter(|image| !image.is_empty());
-    let would = image::would_run(engine, &name, explicit, crate::build_info::IMAGE_DIGEST).await?;
+    let would = image::would_run(engine, &name, explicit, crate::build_info::image_digest()).await?;
     let other_image = other_image_note(&container, &would);
     let id = container.id.unwrap_or_default();
     let state_name = if running { "running" } else { "stopped" };

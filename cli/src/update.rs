@@ -51,7 +51,8 @@ impl Check {
     pub(crate) async fn finish(self) {
         let left = BUDGET.saturating_sub(self.started.elapsed());
         let Ok(Ok(Some(latest))) = tokio::time::timeout(left, self.task).await else { return };
-        if let Some(notice) = notice(build_info::VERSION, &latest, std::env::current_exe().ok().as_deref()) {
+        if let Some(notice) = notice(build_info::version(), &latest, std::env::current_exe().ok().as_deref())
+        {
             eprintln!("\n{notice}");
         }
     }
@@ -96,7 +97,7 @@ fn write_cache(cache: &Path, record: &Value) {
 /// a blocking thread; `--max-time` ends it when the command no longer waits.
 async fn fetch(url: &str) -> Option<Value> {
     let url = url.to_owned();
-    let agent = format!("stigmer/{}", build_info::VERSION);
+    let agent = format!("stigmer/{}", build_info::version());
     let body = tokio::task::spawn_blocking(move || {
         let sh = xshell::Shell::new().ok()?;
         xshell::cmd!(

@@ -11,7 +11,9 @@ use clap_complete::Shell;
 /// What `cli/src/flags.rs` reads from the CLI's `build_info`; the version is set from
 /// the release's when the files are generated.
 mod build_info {
-    pub(crate) const VERSION: &str = "";
+    pub(crate) fn version() -> &'static str {
+        ""
+    }
     pub(crate) fn long_version() -> &'static str {
         ""
     }

@@ -17,7 +17,11 @@ use crate::{
     checksums, files, flags, human::human_bytes, macho, plan::ReleasePlan, platform::Target, project, version,
 };
 
-/// What a build stamps into the binary (see cli/src/build_info.rs).
+/// The stamp's format: the CLI's own file, so the two cannot disagree.
+#[path = "../../cli/src/stamp.rs"]
+pub(crate) mod cli_stamp;
+
+/// What `dist` stamps into each binary after linking (see cli/src/stamp.rs).
 pub(crate) struct Stamp {
     pub(crate) version: semver::Version,
     pub(crate) revision: String,
@@ -46,6 +50,16 @@ impl Stamp {
             date: project::source_date(sh)?,
             image_digest,
         })
+    }
+
+    /// The stamp as the binary holds it.
+    fn as_written(&self) -> cli_stamp::Stamp {
+        cli_stamp::Stamp {
+            version: self.version.to_string(),
+            revision: self.revision.clone(),
+            date: self.date.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            image_digest: self.image_digest.clone(),
+        }
     }
 }
 
@@ -99,8 +113,11 @@ pub(crate) fn dist(sh: &Shell, targets: &[Target], stamp: &Stamp, out: &Path) ->
     let mut made = Vec::new();
     for &target in &targets {
         let started = Instant::now();
-        let path = build(sh, target, stamp)?;
+        let path = build(sh, target)?;
         let mut binary = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        cli_stamp::write(&mut binary, &stamp.as_written())
+            .map_err(|err| anyhow::anyhow!("stamping {}: {err}", path.display()))?;
+        // After the stamp: the UUID and the signature's page hashes cover it.
         if target.os() == "darwin" {
             macho::make_reproducible(&mut binary)
                 .with_context(|| format!("rewriting the UUID of {}", path.display()))?;
@@ -145,17 +162,19 @@ fn has_zigbuild(sh: &Shell) -> bool {
     cmd!(sh, "cargo zigbuild --help").quiet().ignore_stdout().ignore_stderr().run().is_ok()
 }
 
-/// Compiles the CLI for `target` in release mode with the build stamps, and returns the
-/// binary's path. Builds go to dist/ below cargo's target directory (`CARGO_TARGET_DIR`
-/// or target/), so their flags never evict the test build.
-fn build(sh: &Shell, target: Target, stamp: &Stamp) -> anyhow::Result<PathBuf> {
+/// Compiles the CLI for `target` in release mode, unstamped, and returns the binary's
+/// path. Every version and digest shares this one build: the stamp is written into a
+/// copy afterwards, so a new digest costs no compile. Builds go to dist/ below cargo's
+/// target directory (`CARGO_TARGET_DIR` or target/), so their flags never evict the
+/// test build.
+fn build(sh: &Shell, target: Target) -> anyhow::Result<PathBuf> {
     let triple = target.triple();
     let root = sh.current_dir();
     let target_dir =
         sh.var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("dist");
     let native = Some(target) == Target::host();
     let subcommand = if native { "build" } else { "zigbuild" };
-    eprintln!("==> building stigmer {} for {triple} (cargo {subcommand})", stamp.version);
+    eprintln!("==> building stigmer for {triple} (cargo {subcommand})");
 
     // Paths in panic messages would differ between machines; remap them so a rebuild
     // elsewhere gives the same bytes.
@@ -166,19 +185,11 @@ fn build(sh: &Shell, target: Target, stamp: &Stamp) -> anyhow::Result<PathBuf> {
         rustflags.push_str(&format!(" --remap-path-prefix={}={to}", from.display()));
     }
 
-    let mut build = cmd!(sh, "cargo {subcommand} --locked --release --package stigmer --target {triple}")
-        .env("STIGMER_BUILD_VERSION", stamp.version.to_string())
-        .env("STIGMER_BUILD_REVISION", &stamp.revision)
-        .env("STIGMER_BUILD_DATE", stamp.date.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .env("SOURCE_DATE_EPOCH", stamp.date.timestamp().to_string())
+    cmd!(sh, "cargo {subcommand} --locked --release --package stigmer --target {triple}")
         .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", rustflags.trim());
-    // Unset, not empty, without a digest: the CLI reads absence as "no digest".
-    build = match &stamp.image_digest {
-        Some(digest) => build.env("STIGMER_IMAGE_DIGEST", digest),
-        None => build.env_remove("STIGMER_IMAGE_DIGEST"),
-    };
-    build.run().with_context(|| format!("building the CLI for {triple}"))?;
+        .env("RUSTFLAGS", rustflags.trim())
+        .run()
+        .with_context(|| format!("building the CLI for {triple}"))?;
     Ok(target_dir.join(triple).join("release/stigmer"))
 }
 

@@ -170,6 +170,7 @@ impl Engine {
             }
         }
         let file = prepared.as_ref().map_or(dockerfile.clone(), prepare::PreparedContext::dockerfile);
+        let context = prepared.as_ref().map_or(context, prepare::PreparedContext::context);
         let iid_dir = tempfile::tempdir()?;
         let iidfile = iid_dir.path().join("iid");
         let tags = request.tags.iter().flat_map(|tag| ["--tag", tag.as_str()]);

@@ -5,8 +5,11 @@
 //!
 //! BuildKit does this in the Dockerfile's `prepare` stage on `$BUILDPLATFORM`. The
 //! legacy builder builds every stage it meets, so for it this module does the same on
-//! the host, into `.prepared/<build>/` inside the build context, and hands the engine the
-//! Dockerfile from its `prepared` stage on (`legacy_dockerfile`), which only copies.
+//! the host and hands the engine the Dockerfile from its `prepared` stage on
+//! (`legacy_dockerfile`), which only copies. Each build gets a context of its own,
+//! `.prepared/<build>/` below the agent-runner's: the legacy builder sends its whole
+//! context, and a shared one held every concurrent build's prepared tree (a build
+//! failed when another removed its tree while the context was being sent).
 //!
 //! It must not run anything from the target platform: the base image is read with
 //! `docker create` + `docker cp`, never started.
@@ -118,13 +121,18 @@ pub(crate) fn legacy_dockerfile(dockerfile: &str, tree: &str) -> anyhow::Result<
     Ok(out)
 }
 
-/// A build's prepared files and its legacy Dockerfile, inside the build context;
+/// A build's own context for the legacy builder: its prepared files, the context files
+/// the legacy Dockerfile copies, the context's `.dockerignore`, and the Dockerfile;
 /// removed when dropped.
 pub(crate) struct PreparedContext {
     dir: tempfile::TempDir,
 }
 
 impl PreparedContext {
+    pub(crate) fn context(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub(crate) fn dockerfile(&self) -> PathBuf {
         self.dir.path().join("Dockerfile")
     }
@@ -160,9 +168,10 @@ pub(crate) fn on_host(
             .with_context(|| format!("creating a directory in {}", parent.display()))?,
     };
     let dir = prepared.dir.path();
-    let name = dir.file_name().and_then(|name| name.to_str()).context("a temporary name is UTF-8")?;
-    let tree_in_context = format!(".prepared/{name}/tree");
-    let tree = dir.join("tree");
+    // Where the context's own `.dockerignore` lets prepared files in, so that copying
+    // it verbatim keeps its other rules (no __pycache__) for this context too.
+    let tree_in_context = ".prepared/tree";
+    let tree = dir.join(tree_in_context);
     let site_packages = tree.join("rootfs/opt/stigmer/site-packages");
 
     install_dependencies(sh, platform, &request.context.join("requirements.lock"), &site_packages)?;
@@ -179,8 +188,63 @@ pub(crate) fn on_host(
     // The legacy builder's cache key for a COPY may include file times; fixed times
     // keep the dependency layer cached while the lock file is unchanged.
     set_times(&tree, SystemTime::UNIX_EPOCH + Duration::from_secs(ZIP_EPOCH))?;
-    fs::write(dir.join("Dockerfile"), legacy_dockerfile(dockerfile, &tree_in_context)?)?;
+    let legacy = legacy_dockerfile(dockerfile, tree_in_context)?;
+    let sources = context_sources(&legacy)?.into_iter().filter(|source| source != tree_in_context);
+    for source in sources.chain([".dockerignore".to_owned()]) {
+        let from = request.context.join(&source);
+        if from.exists() {
+            copy_tree(&from, &dir.join(&source))
+                .with_context(|| format!("copying {} into the build's context", from.display()))?;
+        }
+    }
+    fs::write(dir.join("Dockerfile"), legacy)?;
     Ok(prepared)
+}
+
+/// What `dockerfile`'s COPY and ADD instructions take from the build context (those
+/// without `--from`), as written: the files a build context must hold.
+fn context_sources(dockerfile: &str) -> anyhow::Result<Vec<String>> {
+    let mut sources = Vec::new();
+    let joined = dockerfile.replace("\\\n", " ");
+    for line in joined.lines() {
+        let mut words = line.split_whitespace();
+        let Some(instruction) = words.next() else { continue };
+        if !["COPY", "ADD"].iter().any(|name| instruction.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let words: Vec<&str> = words.collect();
+        if words.iter().any(|word| word.starts_with("--from")) {
+            continue;
+        }
+        let operands: Vec<&str> = words.into_iter().filter(|word| !word.starts_with("--")).collect();
+        match operands.as_slice() {
+            [first, ..] if first.starts_with('[') => {
+                bail!("`{line}`: the JSON form of {instruction} is not read here; write its sources plainly")
+            }
+            [sources_of_line @ .., _destination] if !sources_of_line.is_empty() => {
+                sources.extend(sources_of_line.iter().map(|source| source.trim_end_matches('/').to_owned()))
+            }
+            _ => bail!("`{line}`: {instruction} needs a source and a destination"),
+        }
+    }
+    Ok(sources)
+}
+
+/// Copies a file, or a directory with everything below it.
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if !from.is_dir() {
+        fs::copy(from, to)?;
+        return Ok(());
+    }
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+    }
+    Ok(())
 }
 
 /// 1980-01-01, the earliest time a wheel (a zip file) can record.
@@ -371,7 +435,7 @@ mod tests {
 
     #[test]
     fn the_legacy_dockerfile_of_the_agent_runner_only_copies() {
-        let legacy = legacy_dockerfile(&dockerfile(), ".prepared/build-x/tree").unwrap();
+        let legacy = legacy_dockerfile(&dockerfile(), ".prepared/tree").unwrap();
         let instructions: Vec<&str> = legacy
             .lines()
             .filter(|line| !line.starts_with([' ', '#']) && !line.is_empty())
@@ -391,6 +455,16 @@ mod tests {
             dockerfile.contains(&format!("wheels=\"{for_arm64}\"")),
             "the Dockerfile's prepare stage does not use `{for_arm64}`"
         );
+    }
+
+    /// The build's own context holds these and nothing else of the agent-runner's.
+    #[test]
+    fn the_legacy_context_holds_what_the_legacy_dockerfile_copies() {
+        let legacy = legacy_dockerfile(&dockerfile(), ".prepared/tree").unwrap();
+        assert_eq!(context_sources(&legacy).unwrap(), [".prepared/tree", "src/stigmer_agent_runner"]);
+        let continued = "FROM scratch\nCOPY --chown=1:1 \\\n  a.txt b/ \\\n  /dest/\nCOPY --from=x /y /z\n";
+        assert_eq!(context_sources(continued).unwrap(), ["a.txt", "b"]);
+        assert!(context_sources("COPY [\"a\", \"/b\"]\n").unwrap_err().to_string().contains("JSON form"));
     }
 
     #[test]

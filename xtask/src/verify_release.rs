@@ -23,6 +23,7 @@ use xshell::{cmd, Shell};
 use crate::{
     checksums,
     digest::sha256_hex,
+    dist,
     document::{self, is_attestation, Document},
     flags,
     homebrew::{self, FORMULA},
@@ -197,14 +198,7 @@ async fn check_all(sh: &Shell, release: &Release, registry: &Registry) -> anyhow
         let result = match (&digest, path.exists()) {
             (_, false) => Err(format!("{name} is missing from {}", release.dir.display())),
             (None, true) => unverified(),
-            (Some(digest), true) => match pinned_digests(&path) {
-                Ok(pins) if pins == [digest.clone()] => Ok(format!("stigmer pins {digest}")),
-                Ok(pins) if pins.is_empty() => Err("the stigmer binary pins no image digest".to_owned()),
-                Ok(pins) => {
-                    Err(format!("the stigmer binary pins {}, not the verified {digest}", pins.join(", ")))
-                }
-                Err(err) => Err(format!("{err:#}")),
-            },
+            (Some(digest), true) => stamp_of(&path).and_then(|stamp| check_pin(stamp, release, digest)),
         };
         checks.push(row("cli pin", name.clone(), result));
     }
@@ -350,20 +344,44 @@ async fn in_index_predicates(registry: &Registry, digest: &str) -> anyhow::Resul
     Ok(predicates)
 }
 
-/// The image digests (`sha256:` and 64 hex digits) the `stigmer` binary in a tarball
-/// carries, read from its bytes: the binary is never run (it may be another platform's).
-fn pinned_digests(archive: &Path) -> anyhow::Result<Vec<String>> {
-    let file = std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    for entry in tar.entries().with_context(|| format!("reading {}", archive.display()))? {
-        let mut entry = entry?;
-        if entry.path()?.file_name().is_some_and(|name| name == "stigmer") {
-            let mut binary = Vec::new();
-            entry.read_to_end(&mut binary)?;
-            return Ok(digests_in(&binary));
+/// The stamp of the `stigmer` binary in a tarball, read from its bytes: the binary is
+/// never run (it may be another platform's).
+fn stamp_of(archive: &Path) -> Result<Option<dist::cli_stamp::Stamp>, String> {
+    let read = || -> anyhow::Result<Option<dist::cli_stamp::Stamp>> {
+        let file = std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        for entry in tar.entries().with_context(|| format!("reading {}", archive.display()))? {
+            let mut entry = entry?;
+            if entry.path()?.file_name().is_some_and(|name| name == "stigmer") {
+                let mut binary = Vec::new();
+                entry.read_to_end(&mut binary)?;
+                return dist::cli_stamp::read(&binary)
+                    .map_err(|err| anyhow::anyhow!("the stigmer binary: {err}"));
+            }
         }
+        bail!("{} holds no stigmer binary", archive.display())
+    };
+    read().map_err(|err| format!("{err:#}"))
+}
+
+/// A CLI of this release runs the verified index: its stamp names this version and
+/// pins `digest`.
+fn check_pin(
+    stamp: Option<dist::cli_stamp::Stamp>,
+    release: &Release,
+    digest: &str,
+) -> Result<String, String> {
+    let Some(stamp) = stamp else {
+        return Err("the stigmer binary carries no stamp: it was not built by `cargo xtask dist`".to_owned());
+    };
+    if stamp.version != release.version.to_string() {
+        return Err(format!("the stigmer binary is stamped v{}, not {}", stamp.version, release.tag));
     }
-    bail!("{} holds no stigmer binary", archive.display())
+    match stamp.image_digest {
+        Some(pinned) if pinned == digest => Ok(format!("stigmer pins {digest}")),
+        Some(pinned) => Err(format!("the stigmer binary pins {pinned}, not the verified {digest}")),
+        None => Err("the stigmer binary pins no image digest".to_owned()),
+    }
 }
 
 /// Every distinct `sha256:` followed by 64 hex digits in `bytes`, in order of appearance.
@@ -373,8 +391,6 @@ fn digests_in(bytes: &[u8]) -> Vec<String> {
     let mut at = 0;
     while let Some(offset) = bytes[at..].windows(marker.len()).position(|w| w == marker) {
         let start = at + offset + marker.len();
-        // No terminator to look for: a binary's string constants sit side by side (the
-        // digest is followed by the revision, itself hex).
         let hex = &bytes[start..bytes.len().min(start + 64)];
         if hex.len() == 64 && hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             let digest = format!("sha256:{}", String::from_utf8_lossy(hex));
@@ -581,8 +597,7 @@ mod tests {
     fn digests_are_found_whole_and_once() {
         let a = format!("sha256:{}", "a".repeat(64));
         let b = format!("sha256:{}", "b".repeat(64));
-        // As in a binary's read-only data: the digest, then the revision's hex.
-        let bytes = format!("\0{a}\0junk sha256:abc sha256:ABC{} {b}0123abc{a}", "d".repeat(64));
-        assert_eq!(digests_in(bytes.as_bytes()), [a, b]);
+        let text = format!("`{a}` junk sha256:abc sha256:ABC{} {b}0123abc @{a}", "d".repeat(64));
+        assert_eq!(digests_in(text.as_bytes()), [a, b]);
     }
 }

@@ -63,7 +63,10 @@ impl Instance {
             .env("STIGMER_AGENT_RUNNER_NAME", &self.name)
             .env("STIGMER_AGENT_RUNNER_PORT", self.port.to_string())
             .env_remove("STIGMER_AGENT_RUNNER_IMAGE")
-            .env_remove("STIGMER_REGISTRY");
+            .env_remove("STIGMER_REGISTRY")
+            // A stamped test binary (upgrade.rs) would ask GitHub for newer releases;
+            // update_check.rs turns the notice back on against its own server.
+            .env("STIGMER_NO_UPDATE_CHECK", "1");
         if let Some(image) = &self.image {
             cmd = cmd.env("STIGMER_AGENT_RUNNER_IMAGE", image);
         }

@@ -7,21 +7,25 @@ use xshell::cmd;
 
 use crate::{run_ok, Instance};
 
-/// A `stigmer` built as `cargo xtask dist` stamps a release: `version`, pinned to
-/// `digest`. Built into its own target directory, so the test binary's is untouched.
-fn released_cli(version: &str, digest: &str) -> std::path::PathBuf {
-    let sh = shell();
-    let target = test_support::project_root().join("target/released-cli-tests");
-    let dir = target.join(version);
-    cmd!(sh, "cargo build --quiet --package stigmer --target-dir {target}")
-        .env("STIGMER_BUILD_VERSION", version)
-        .env("STIGMER_IMAGE_DIGEST", digest)
-        .run()
-        .expect("building a stamped stigmer");
-    std::fs::create_dir_all(&dir).unwrap();
-    let binary = dir.join("stigmer");
-    std::fs::copy(target.join("debug/stigmer"), &binary).unwrap();
-    binary
+/// The stamp's format, the CLI's own file (xtask's `dist` compiles it the same way).
+#[path = "../../src/stamp.rs"]
+mod stamp;
+
+/// A `stigmer` stamped as `cargo xtask dist` stamps a release: `version`, pinned to
+/// `digest`, written into a copy of this test build's binary after linking.
+fn released_cli(dir: &std::path::Path, version: &str, digest: &str) -> std::path::PathBuf {
+    let mut binary = std::fs::read(crate::STIGMER).unwrap();
+    let stamp = stamp::Stamp {
+        version: version.to_owned(),
+        revision: "0123456789abcdef0123456789abcdef01234567".to_owned(),
+        date: "2026-12-04T00:00:00Z".to_owned(),
+        image_digest: Some(digest.to_owned()),
+    };
+    stamp::write(&mut binary, &stamp).unwrap();
+    let path = dir.join(format!("stigmer-{version}"));
+    std::fs::write(&path, binary).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
 }
 
 /// Pushes the agent-runner of `version` and returns its digest in `registry`.
@@ -45,7 +49,8 @@ fn an_upgraded_cli_runs_its_own_release_and_a_developers_runs_the_local_build() 
     let engine = Engine::Docker20;
     let registry = TestRegistry::start();
     let (a, b) = (publish(&registry, "9.0.0"), publish(&registry, "9.1.0"));
-    let (old, new) = (released_cli("9.0.0", &a), released_cli("9.1.0", &b));
+    let clis = tempfile::tempdir().unwrap();
+    let (old, new) = (released_cli(clis.path(), "9.0.0", &a), released_cli(clis.path(), "9.1.0", &b));
     let instance = Instance::without_image(engine);
     let host = registry.host();
     let pinned = |digest: &str| format!("{host}/agent-runner@{digest}");

@@ -59,14 +59,3 @@ pub fn run_captured(cmd: xshell::Cmd<'_>, what: &str) -> anyhow::Result<String> 
     let tail = tail[tail.len().saturating_sub(30)..].join("\n");
     anyhow::bail!("{what} failed ({}); last lines of its output:\n{tail}", output.status)
 }
-
-/// Held by every test that runs `cargo xtask dist` (directly, through a snapshot or the
-/// bench), across processes: their builds share target/dist, and builds with other
-/// stamps in between would make cargo recompile each target again (minutes each).
-pub fn dist_builds_lock() -> std::fs::File {
-    let path = project_root().join("target/dist-tests.lock");
-    std::fs::create_dir_all(path.parent().unwrap()).expect("creating target/");
-    let file = std::fs::File::create(&path).expect("creating target/dist-tests.lock");
-    file.lock().expect("locking target/dist-tests.lock");
-    file
-}

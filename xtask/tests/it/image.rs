@@ -316,6 +316,34 @@ fn an_arm64_build_after_an_amd64_build_of_the_same_files_does_not_reuse_its_prep
     }
 }
 
+/// Found when a snapshot and an `image --push` ran in one checkout: the legacy builder
+/// sends its whole context, and the shared one held every running build's prepared
+/// tree, so a build failed (`Can't add file .../.prepared/build-*/tree/...`) when the
+/// other build removed its tree mid-send. Another build's files are planted in the
+/// context here; the build must send none of them.
+#[test]
+fn a_build_sends_only_its_own_files_while_another_build_uses_the_context() {
+    let name = unique_name("stigmer-agent-runner-it-alone");
+    let _images =
+        ImageGuard::new([format!("{name}:local"), format!("{name}:v{}", env!("CARGO_PKG_VERSION"))]);
+    let context = agent_runner_copy();
+    let other = context.path().join(".prepared/build-other/.prepared/tree/rootfs");
+    std::fs::create_dir_all(&other).unwrap();
+    // 64 MB of another build's dependencies: far more than this build's whole context.
+    std::fs::write(other.join("site-packages.bin"), vec![7u8; 64 << 20]).unwrap();
+    let output = build(&name, "amd64", context.path());
+    let sent = output
+        .lines()
+        .find_map(|line| line.strip_prefix("Sending build context to Docker daemon"))
+        .unwrap_or_else(|| panic!("no context size in the legacy builder's output:\n{output}"))
+        .trim()
+        .to_owned();
+    assert!(sent.ends_with("MB") || sent.ends_with("kB"), "{sent}");
+    let megabytes: f64 = sent.trim_end_matches("MB").trim_end_matches("kB").parse().unwrap();
+    assert!(sent.ends_with("kB") || megabytes < 64.0, "another build's files were sent: {sent}");
+    assert!(other.join("site-packages.bin").exists(), "the other build's files were touched");
+}
+
 #[test]
 fn a_dependency_without_a_wheel_for_the_platform_is_named_and_nothing_is_built() {
     let name = unique_name("stigmer-agent-runner-it-nowheel");

@@ -82,7 +82,6 @@ const REWRITES: [(&str, &str, &str); 6] = [
 #[test]
 fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     test_support::engine::require_engine();
-    let _builds = test_support::dist_builds_lock();
     let registry = TestRegistry::start_with_auth();
     let base = test_support::base_image::push_index(&registry);
     let sh = shell();

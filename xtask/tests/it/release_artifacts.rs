@@ -193,7 +193,6 @@ fn the_formula_refuses_missing_platforms_and_pre_releases_leaving_the_tap_alone(
 #[test]
 fn snapshot_makes_every_artifact_it_lists_and_publishes_nothing() {
     test_support::engine::require_engine();
-    let _builds = test_support::dist_builds_lock();
     let base = test_support::base_image::require("amd64");
     let temp = tempfile::tempdir().unwrap();
     let out = temp.path().join("dist");

@@ -79,7 +79,6 @@ impl Release {
 
     /// `dist` for `targets` (every one when empty), pinned to `digest`; rewrites checksums.txt.
     fn build_cli(&self, sh: &Shell, targets: &[&str], digest: &str) {
-        let _builds = test_support::dist_builds_lock();
         let out = self.dir();
         let targets: Vec<String> = targets.iter().map(|t| format!("--target={t}")).collect();
         run_ok(cmd!(sh, "{XTASK} dist {targets...} --version {VERSION} --image-digest {digest} --out {out}"));
