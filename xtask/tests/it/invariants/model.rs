@@ -18,11 +18,15 @@
 //! - I2: every pointer (`latest`, `vX.Y`, `vX`, GitHub's Latest, the formula) names a
 //!   final release, only moves forward, and never past the newest release of its line;
 //!   at the end, each names exactly the newest release of its line.
+//! - I3: in every CLI_SEQUENCES-th sequence, each image job is followed by release.yml's
+//!   CLI job (`verify-image` of the version tag, then `dist --image-digest` for this
+//!   machine's target, a real stamped binary); every CLI built pins, by its own
+//!   `--version`, the digest its version tag names, then and after every later step.
 //! - I5: with a signing key, nothing a third party pushed carries the release's signature.
 //!
-//! Not checked here: I3 (the released CLI's pin: stamped CLI builds per release cost
-//! minutes each) and I4 (`verify-release` needs them); the rehearsal and the
-//! verify_release tests hold those for one release.
+//! Not checked here: I4 (`verify-release` reads every target's CLI; the verify_release
+//! tests hold it, fault by fault, for one release), and a CLI running its pin (the
+//! upgrade test starts it).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,6 +44,9 @@ const STEPS: usize = 8;
 const CONTENTS: usize = 6;
 /// Every SIGNED-th sequence signs with a key (cosign costs seconds per release).
 const SIGNED: u64 = 20;
+/// Every CLI_SEQUENCES-th sequence builds the CLI after each image job (a second or two
+/// per release: the build is shared, the stamp and the archive are not).
+const CLI_SEQUENCES: u64 = 5;
 
 #[derive(Clone, Copy, Debug)]
 enum Bump {
@@ -212,13 +219,17 @@ struct World<'a> {
     ours: BTreeMap<String, Vec<String>>,
     /// The digests a third party pushed.
     foreign: Vec<String>,
+    /// I3: whether image jobs are followed by the CLI job, and the digest each CLI built
+    /// pins, by version.
+    cli: bool,
+    pins: BTreeMap<Version, String>,
     /// I2: the version each pointer named at the last check.
     pointers: BTreeMap<String, Version>,
     log: Vec<String>,
 }
 
 impl<'a> World<'a> {
-    fn new(seed: &'a Seed, keys: Option<&'a KeyPair>) -> World<'a> {
+    fn new(seed: &'a Seed, keys: Option<&'a KeyPair>, cli: bool) -> World<'a> {
         let registry = TestRegistry::start_from(&seed.registry.storage());
         let repo = TestRepo::new();
         repo.write("CHANGELOG.md", "# Changelog\n");
@@ -236,6 +247,8 @@ impl<'a> World<'a> {
             version_tags: BTreeMap::new(),
             ours: BTreeMap::new(),
             foreign: Vec::new(),
+            cli,
+            pins: BTreeMap::new(),
             pointers: BTreeMap::new(),
             log: Vec::new(),
         }
@@ -343,6 +356,11 @@ impl<'a> World<'a> {
         let sh = shell();
         let (plan, dir) = (self.releases[index].plan(), self.releases[index].dir.clone());
         let result = match job {
+            // release.yml's `cli` jobs need the image job and nothing else: here they
+            // count as its last step.
+            Job::Image if self.cli => {
+                self.image(index, self.releases[index].content).and_then(|out| Ok(out + &self.cli(index)?))
+            }
             Job::Image => self.image(index, self.releases[index].content),
             Job::GitHub => self.xtask(index, cmd!(sh, "{XTASK} github-release --plan {plan} --dir {dir}")),
             Job::Homebrew => {
@@ -363,6 +381,55 @@ impl<'a> World<'a> {
             self.releases[index].done.push(job);
         }
         result
+    }
+
+    /// release.yml's CLI job for this machine's target: the digest the version tag names,
+    /// verified, then `dist` pinned to it, from this checkout (the model's repository
+    /// holds no CLI source). Records what the built binary says it pins.
+    fn cli(&mut self, index: usize) -> Result<String, String> {
+        let sh = shell();
+        let release = &self.releases[index];
+        let (plan, dir, version) = (release.plan(), release.dir.clone(), release.version.clone());
+        let reference = format!("{}/agent-runner:v{version}", self.registry.host());
+        let verified = self.xtask(index, cmd!(sh, "{XTASK} verify-image {reference} --json"))?;
+        // As release.yml reads it (`jq .index_digest`), from the pretty JSON on stdout.
+        let digest = verified
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("\"index_digest\": \"")?.split('"').next())
+            .ok_or(verified.clone())?
+            .to_owned();
+        let triple = match std::env::consts::ARCH {
+            "aarch64" => "aarch64-unknown-linux-musl",
+            _ => "x86_64-unknown-linux-musl",
+        };
+        let root = test_support::project_root();
+        let built =
+            cmd!(sh, "{XTASK} dist --plan {plan} --target {triple} --out {dir} --image-digest {digest}")
+                .env("XTASK_PROJECT_ROOT", &root)
+                .quiet()
+                .ignore_status()
+                .output()
+                .unwrap();
+        if !built.status.success() {
+            return Err(String::from_utf8_lossy(&built.stderr).into_owned());
+        }
+        // New checksums drop the old bundle; the release job signs them again.
+        std::fs::write(dir.join("checksums.txt.sigstore.json"), "{}").unwrap();
+        let platform = if triple.starts_with("aarch64") { "linux-arm64" } else { "linux-amd64" };
+        let archive = dir.join(format!("stigmer-v{version}-{platform}.tar.gz"));
+        let unpacked = tempfile::tempdir().unwrap();
+        let into = unpacked.path();
+        cmd!(sh, "tar -xzf {archive} -C {into} --strip-components 1").run().unwrap();
+        let said = cmd!(sh, "{into}/stigmer --version").read().unwrap();
+        let pinned = said
+            .lines()
+            .find_map(|line| line.strip_prefix("agent-runner:"))
+            .and_then(|line| line.split('@').nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("the CLI of v{version} pins nothing:\n{said}"))
+            .to_owned();
+        self.pins.insert(version, pinned);
+        Ok(format!("\n==> cli pinned to {digest}"))
     }
 
     /// Every job of a release, in `needs` order, stopping at the first failure.
@@ -621,6 +688,16 @@ impl<'a> World<'a> {
             }
             self.pointers.insert(name, names);
         }
+        // I3
+        for (version, pinned) in &self.pins {
+            let tag = format!("v{version}");
+            if tags.get(&tag) != Some(pinned) {
+                return Err(format!(
+                    "I3: the CLI of {tag} pins {pinned}, and {tag} names {:?}",
+                    tags.get(&tag)
+                ));
+            }
+        }
         // I5
         if let Some(keys) = self.keys {
             for digest in &self.foreign {
@@ -718,8 +795,8 @@ fn last_line(text: &str) -> String {
 }
 
 /// Runs `actions` in a fresh world; the failure, with the log, if a rule broke.
-fn run(seed: &Seed, keys: Option<&KeyPair>, actions: &[Action]) -> Result<(), String> {
-    let mut world = World::new(seed, keys);
+fn run(seed: &Seed, keys: Option<&KeyPair>, cli: bool, actions: &[Action]) -> Result<(), String> {
+    let mut world = World::new(seed, keys, cli);
     for (step, action) in actions.iter().enumerate() {
         world.act(action);
         world.check().map_err(|err| {
@@ -731,13 +808,13 @@ fn run(seed: &Seed, keys: Option<&KeyPair>, actions: &[Action]) -> Result<(), St
 
 /// A failing sequence cut down to the steps that matter: each step is dropped in turn
 /// while the sequence still fails.
-fn shrink(seed: &Seed, keys: Option<&KeyPair>, mut actions: Vec<Action>) -> (Vec<Action>, String) {
-    let mut failure = run(seed, keys, &actions).unwrap_err();
+fn shrink(seed: &Seed, keys: Option<&KeyPair>, cli: bool, mut actions: Vec<Action>) -> (Vec<Action>, String) {
+    let mut failure = run(seed, keys, cli, &actions).unwrap_err();
     let mut i = 0;
     while i < actions.len() {
         let mut shorter = actions.clone();
         shorter.remove(i);
-        match run(seed, keys, &shorter) {
+        match run(seed, keys, cli, &shorter) {
             Err(err) => (actions, failure) = (shorter, err),
             Ok(()) => i += 1,
         }
@@ -761,8 +838,9 @@ fn random_sequences_of_releases_reruns_failures_and_third_parties_keep_every_rul
     for seed_number in seeds {
         let actions = actions(seed_number);
         let keys = (seed_number % SIGNED == 0).then_some(&keys);
-        if run(&seed, keys, &actions).is_err() {
-            let (shrunk, failure) = shrink(&seed, keys, actions);
+        let cli = seed_number % CLI_SEQUENCES == 0;
+        if run(&seed, keys, cli, &actions).is_err() {
+            let (shrunk, failure) = shrink(&seed, keys, cli, actions);
             panic!("seed {seed_number} breaks a rule; shrunk to {shrunk:?}:\n{failure}");
         }
     }
