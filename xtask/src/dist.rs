@@ -113,14 +113,14 @@ pub(crate) fn dist(sh: &Shell, targets: &[Target], stamp: &Stamp, out: &Path) ->
     let mut made = Vec::new();
     for &target in &targets {
         let started = Instant::now();
-        let path = build(sh, target)?;
-        let mut binary = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut binary = build(sh, target)?;
+        let triple = target.triple();
         cli_stamp::write(&mut binary, &stamp.as_written())
-            .map_err(|err| anyhow::anyhow!("stamping {}: {err}", path.display()))?;
+            .map_err(|err| anyhow::anyhow!("stamping the CLI for {triple}: {err}"))?;
         // After the stamp: the UUID and the signature's page hashes cover it.
         if target.os() == "darwin" {
             macho::make_reproducible(&mut binary)
-                .with_context(|| format!("rewriting the UUID of {}", path.display()))?;
+                .with_context(|| format!("rewriting the UUID of the CLI for {triple}"))?;
         }
         let binary_bytes = binary.len() as u64;
         let archive = target.archive_name(&stamp.version);
@@ -162,35 +162,44 @@ fn has_zigbuild(sh: &Shell) -> bool {
     cmd!(sh, "cargo zigbuild --help").quiet().ignore_stdout().ignore_stderr().run().is_ok()
 }
 
-/// Compiles the CLI for `target` in release mode, unstamped, and returns the binary's
-/// path. Every version and digest shares this one build: the stamp is written into a
-/// copy afterwards, so a new digest costs no compile. Builds go to dist/ below cargo's
-/// target directory (`CARGO_TARGET_DIR` or target/), so their flags never evict the
-/// test build.
-fn build(sh: &Shell, target: Target) -> anyhow::Result<PathBuf> {
+/// Compiles the CLI for `target` in release mode, unstamped, and returns the binary.
+/// Every version and digest shares this one build: the stamp is written into a copy
+/// afterwards, so a new digest costs no compile. Builds go to dist/ below cargo's target
+/// directory (`CARGO_TARGET_DIR` or target/), so their flags never evict the test build.
+///
+/// The flags name no checkout: cargo hands rustc the workspace's sources by relative
+/// path, and the paths that would differ between machines (the target directory, where
+/// build scripts write, and `CARGO_HOME`) are remapped, so a rebuild elsewhere gives the
+/// same bytes, and checkouts that share a target directory share its dependencies.
+fn build(sh: &Shell, target: Target) -> anyhow::Result<Vec<u8>> {
     let triple = target.triple();
-    let root = sh.current_dir();
     let target_dir =
-        sh.var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("dist");
+        sh.var_os("CARGO_TARGET_DIR").map_or_else(|| sh.current_dir().join("target"), PathBuf::from).join("dist");
+    std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
+    // One spelling of the directory, whatever symlink led to it: the flags name it.
+    let target_dir = target_dir.canonicalize().with_context(|| format!("resolving {}", target_dir.display()))?;
     let native = Some(target) == Target::host();
     let subcommand = if native { "build" } else { "zigbuild" };
-    eprintln!("==> building stigmer for {triple} (cargo {subcommand})");
 
-    // Paths in panic messages would differ between machines; remap them so a rebuild
-    // elsewhere gives the same bytes.
     let cargo_home =
         std::env::var("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|_| home_dir().join(".cargo"));
     let mut rustflags = std::env::var("RUSTFLAGS").unwrap_or_default();
-    for (from, to) in [(root.as_path(), "/stigmer"), (cargo_home.as_path(), "/cargo")] {
+    for (from, to) in [(target_dir.as_path(), "/target"), (cargo_home.as_path(), "/cargo")] {
         rustflags.push_str(&format!(" --remap-path-prefix={}={to}", from.display()));
     }
 
+    // Held from the build until the binary is read: another checkout's dist in this
+    // directory would put its own binary at the same path in between.
+    let lock = std::fs::File::create(target_dir.join("dist.lock"))?;
+    lock.lock().with_context(|| format!("locking {}", target_dir.join("dist.lock").display()))?;
+    eprintln!("==> building stigmer for {triple} (cargo {subcommand})");
     cmd!(sh, "cargo {subcommand} --locked --release --package stigmer --target {triple}")
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("RUSTFLAGS", rustflags.trim())
         .run()
         .with_context(|| format!("building the CLI for {triple}"))?;
-    Ok(target_dir.join(triple).join("release/stigmer"))
+    let path = target_dir.join(triple).join("release/stigmer");
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
 }
 
 fn home_dir() -> PathBuf {

@@ -22,6 +22,20 @@ pub(crate) fn check_binaries(binary: &dyn Fn(&str) -> PathBuf, version: &str, re
     assert!(host.starts_with(&format!("stigmer {version}\n")), "{host}");
     assert!(host.contains(&format!("revision:      {revision}")), "{host}");
     assert!(host.contains("built:         20"), "{host}");
+    // Nothing of this machine's paths: not the checkout (nor the target directory below
+    // it), not CARGO_HOME. dist's remapping keeps them out, and so its flags the same
+    // for every checkout.
+    for platform in ["linux-amd64", "linux-arm64", "darwin-arm64", "darwin-amd64"] {
+        let bytes = std::fs::read(binary(platform)).unwrap();
+        let cargo_home = std::env::var("CARGO_HOME")
+            .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+        for path in [test_support::project_root().display().to_string(), cargo_home] {
+            assert!(
+                !bytes.windows(path.len()).any(|window| window == path.as_bytes()),
+                "the {platform} binary holds {path}"
+            );
+        }
+    }
 
     // binfmt hands the foreign binary to qemu-aarch64: the static musl build needs nothing else.
     let arm_binary = binary("linux-arm64");
