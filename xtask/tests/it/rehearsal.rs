@@ -20,8 +20,10 @@
 //! - The runner's Docker: dockerd 26 with the containerd image store, and a Docker config
 //!   of the job's own. `docker/setup-buildx-action` does here what it does on GitHub: it
 //!   makes a `docker-container` builder current, from the BuildKit image `ci/setup.sh`
-//!   builds (moby/buildkit cannot be pulled), so xtask's automatic choice takes buildx
-//!   and the image-platform jobs push by digest through it. BuildKit's default SBOM
+//!   builds and with the machine's buildx (moby/buildkit cannot be pulled: the pinned
+//!   `version` and `driver-opts` image are checked for a pin and otherwise not used), so
+//!   xtask's automatic choice takes buildx and the image-platform jobs push by digest
+//!   through it. BuildKit's default SBOM
 //!   scanner (docker/buildkit-syft-scanner on Docker Hub) is the test scanner, served by
 //!   a registry that the builder's configuration names as Docker Hub's mirror.
 //! - GitHub's cache service: `type=gha` caches become `type=registry` caches in the
@@ -45,7 +47,7 @@
 //!   becomes signing with a cosign key pair made for the test (`--cosign-key`, no
 //!   transparency log), and `verify-release` checks against its public half (`--key`);
 //!   `sigstore/cosign-installer` finds the machine's cosign. GitHub's attestation store:
-//!   `actions/attest-build-provenance` only checks that its subjects exist. The verify
+//!   `actions/attest` only checks that its subjects exist. The verify
 //!   job clones the tap's bare repository where it would clone the GitHub one.
 //! - The tap: a bare repository; the job's `environment:` (its secrets and reviewers) is
 //!   GitHub's and not rehearsed.
@@ -719,7 +721,28 @@ impl Rehearsal<'_> {
                 }
             }
             "docker/setup-buildx-action" => {
-                allowed(&["cache-binary"]);
+                allowed(&["version", "driver-opts", "cache-binary"]);
+                // Pinned on GitHub; here the machine's buildx and the BuildKit image
+                // ci/setup.sh builds stand in for them (moby/buildkit cannot be pulled,
+                // nor a buildx release downloaded), so both are checked for a pin and
+                // otherwise ignored. workflows.rs checks the versions ARCHITECTURE.md names.
+                if let Some(version) = with.get("version") {
+                    assert!(
+                        version.starts_with('v') && version[1..].split('.').all(|n| n.parse::<u32>().is_ok()),
+                        "{job}: setup-buildx-action's version {version} is not a release"
+                    );
+                }
+                for option in with.get("driver-opts").map_or("", String::as_str).lines() {
+                    let option = option.trim();
+                    let pinned = option
+                        .strip_prefix("image=")
+                        .and_then(|image| image.split_once("@sha256:"))
+                        .is_some_and(|(_, digest)| digest.len() == 64);
+                    assert!(
+                        pinned || option.is_empty(),
+                        "{job}: the rehearsal does not know the driver option {option} of {name}"
+                    );
+                }
                 let name = test_support::unique_name("rehearsal-builder");
                 return Some(buildx.container_builder(&name, &self.buildkitd_toml));
             }
@@ -737,7 +760,7 @@ impl Rehearsal<'_> {
                 );
             }
             // GitHub's attestation store is not here: what it would attest must exist.
-            "actions/attest-build-provenance" => {
+            "actions/attest" => {
                 allowed(&["subject-path"]);
                 for pattern in with["subject-path"].lines().filter(|line| !line.trim().is_empty()) {
                     let found = glob(context.workspace, pattern.trim());
@@ -905,6 +928,8 @@ fn value_of(expression: &str, context: &Context<'_>) -> String {
         ["runner", "os"] => context.runner.0.to_owned(),
         ["runner", "arch"] => context.runner.1.to_owned(),
         ["github", "repository"] => "stigmer/stigmer".to_owned(),
+        // A tag push: the rehearsal runs the tag's release.
+        ["github", "ref_type"] => "tag".to_owned(),
         _ => panic!("the rehearsal cannot evaluate `{expression}`: teach it"),
     }
 }

