@@ -59,3 +59,19 @@ pub fn run_captured(cmd: xshell::Cmd<'_>, what: &str) -> anyhow::Result<String> 
     let tail = tail[tail.len().saturating_sub(30)..].join("\n");
     anyhow::bail!("{what} failed ({}); last lines of its output:\n{tail}", output.status)
 }
+
+/// Points `<cargo_target>/dist`, where `cargo xtask dist` builds under that target
+/// directory, at this checkout's `target/dist`, as a runner's cache would hand builds
+/// over: dist's flags name no checkout, so another checkout's CLI builds reuse the
+/// suite's dependency builds instead of compiling all four targets again (minutes each,
+/// cold), and dist's lock keeps concurrent builds apart.
+pub fn share_dist_builds(cargo_target: &std::path::Path) {
+    let shared = project_root().join("target/dist");
+    std::fs::create_dir_all(&shared).expect("creating target/dist");
+    std::fs::create_dir_all(cargo_target).expect("creating the target directory");
+    let link = cargo_target.join("dist");
+    if !link.is_symlink() {
+        let _ = std::fs::remove_dir_all(&link);
+        std::os::unix::fs::symlink(&shared, &link).expect("linking the shared dist builds");
+    }
+}

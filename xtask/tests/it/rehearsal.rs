@@ -464,18 +464,8 @@ impl Rehearsal<'_> {
         let runner = project_root().join("target/rehearsal");
         let workspace = runner.join("work/stigmer/stigmer");
         let cargo_target = runner.join("cargo-target");
-        // The CLI jobs' release builds (`dist` builds in $CARGO_TARGET_DIR/dist) share
-        // this checkout's, as a runner's cache would hand them over: dist's flags name
-        // no checkout, so the dependencies of all four targets are built once for the
-        // whole suite, not again for the rehearsal (minutes each, cold).
-        let shared_dist = project_root().join("target/dist");
-        std::fs::create_dir_all(&shared_dist).unwrap();
-        std::fs::create_dir_all(&cargo_target).unwrap();
-        let dist_link = cargo_target.join("dist");
-        if !dist_link.is_symlink() {
-            let _ = std::fs::remove_dir_all(&dist_link);
-            std::os::unix::fs::symlink(&shared_dist, &dist_link).unwrap();
-        }
+        // The CLI jobs' release builds share the suite's (the dependencies of four targets).
+        test_support::share_dist_builds(&cargo_target);
         let shim = dir.path().join("bin");
         let calls = dir.path().join("xtask-calls");
         let tool_builds = dir.path().join("tool-builds");

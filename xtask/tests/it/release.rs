@@ -410,7 +410,10 @@ fn the_commit_a_minor_release_makes_builds_and_snapshots() {
     // The released tree, as release.yml checks it out: every cargo command must work.
     let tree = repo.shell();
     // Its own target directory: this run's binaries in target/ stay as the tests use them.
+    // Its release builds (`dist`'s, below dist/) are the suite's: dist's flags name no
+    // checkout, so the CLI's dependencies are not built a second time.
     let target = test_support::project_root().join("target/released-tree");
+    test_support::share_dist_builds(&target);
     run_ok(cmd!(tree, "cargo metadata --locked --format-version 1"));
     run_ok(cmd!(tree, "cargo build --locked -p xtask -p stigmer").env("CARGO_TARGET_DIR", &target));
     // No base image here: the snapshot says it skipped the image, and builds the rest.
