@@ -173,11 +173,14 @@ fn has_zigbuild(sh: &Shell) -> bool {
 /// same bytes, and checkouts that share a target directory share its dependencies.
 fn build(sh: &Shell, target: Target) -> anyhow::Result<Vec<u8>> {
     let triple = target.triple();
-    let target_dir =
-        sh.var_os("CARGO_TARGET_DIR").map_or_else(|| sh.current_dir().join("target"), PathBuf::from).join("dist");
+    let target_dir = sh
+        .var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| sh.current_dir().join("target"), PathBuf::from)
+        .join("dist");
     std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
     // One spelling of the directory, whatever symlink led to it: the flags name it.
-    let target_dir = target_dir.canonicalize().with_context(|| format!("resolving {}", target_dir.display()))?;
+    let target_dir =
+        target_dir.canonicalize().with_context(|| format!("resolving {}", target_dir.display()))?;
     let native = Some(target) == Target::host();
     let subcommand = if native { "build" } else { "zigbuild" };
 
