@@ -16,8 +16,10 @@ const EXIT_CODES: &str = "Exit codes:
 /// Run Stigmer's agent-runner on this machine.
 ///
 /// The agent-runner runs in a container (Docker or Podman). `stigmer server start`
-/// finds the image (a local build first, else the published one for this version),
-/// starts it and waits until it is healthy.
+/// finds the image (a released stigmer: the one published with it, pinned by digest; a
+/// developer's build: `cargo xtask image --local`'s first), starts it and waits until it
+/// is healthy. A released stigmer says when a newer release is out, asking at most once
+/// a day; STIGMER_NO_UPDATE_CHECK=1 (or CI set) turns that off.
 #[derive(Parser)]
 #[command(
     name = "stigmer",
