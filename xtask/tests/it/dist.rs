@@ -117,10 +117,19 @@ fn code_signature_pages(binary: &Path) -> Option<bool> {
     Some(false)
 }
 
-fn host_platform() -> &'static str {
+/// This machine's platform as archives name it.
+pub(crate) fn host_platform() -> &'static str {
     match std::env::consts::ARCH {
         "aarch64" => "linux-arm64",
         _ => "linux-amd64",
+    }
+}
+
+/// The target `dist` builds for this machine (its CLI runs here).
+pub(crate) fn host_triple() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "aarch64-unknown-linux-musl",
+        _ => "x86_64-unknown-linux-musl",
     }
 }
 
@@ -218,10 +227,7 @@ fn every_archive_holds_completions_that_bash_uses_and_man_pages_that_render() {
     let temp = tempfile::tempdir().unwrap();
     let out = temp.path().join("dist");
     let sh = shell();
-    let triple = match host_platform() {
-        "linux-arm64" => "aarch64-unknown-linux-musl",
-        _ => "x86_64-unknown-linux-musl",
-    };
+    let triple = host_triple();
     run_ok(cmd!(sh, "{XTASK} dist --target {triple} --version 1.2.3 --out {out}"));
     let archive = out.join(format!("stigmer-v1.2.3-{}.tar.gz", host_platform()));
     let date = cmd!(sh, "git log -1 --format=%ct").read().unwrap();

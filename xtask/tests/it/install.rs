@@ -25,10 +25,7 @@ impl Release {
         let dir = temp.path().join("dist");
         let keys = KeyPair::generate();
         let sh = shell();
-        let triple = match std::env::consts::ARCH {
-            "aarch64" => "aarch64-unknown-linux-musl",
-            _ => "x86_64-unknown-linux-musl",
-        };
+        let triple = crate::dist::host_triple();
         run_ok(cmd!(sh, "{XTASK} dist --target {triple} --version {VERSION} --out {dir}"));
         let key = &keys.key;
         run_ok(

@@ -398,10 +398,7 @@ impl<'a> World<'a> {
             .find_map(|line| line.trim().strip_prefix("\"index_digest\": \"")?.split('"').next())
             .ok_or(verified.clone())?
             .to_owned();
-        let triple = match std::env::consts::ARCH {
-            "aarch64" => "aarch64-unknown-linux-musl",
-            _ => "x86_64-unknown-linux-musl",
-        };
+        let triple = crate::dist::host_triple();
         let root = test_support::project_root();
         let built =
             cmd!(sh, "{XTASK} dist --plan {plan} --target {triple} --out {dir} --image-digest {digest}")
@@ -415,8 +412,7 @@ impl<'a> World<'a> {
         }
         // New checksums drop the old bundle; the release job signs them again.
         std::fs::write(dir.join("checksums.txt.sigstore.json"), "{}").unwrap();
-        let platform = if triple.starts_with("aarch64") { "linux-arm64" } else { "linux-amd64" };
-        let archive = dir.join(format!("stigmer-v{version}-{platform}.tar.gz"));
+        let archive = dir.join(format!("stigmer-v{version}-{}.tar.gz", crate::dist::host_platform()));
         let unpacked = tempfile::tempdir().unwrap();
         let into = unpacked.path();
         cmd!(sh, "tar -xzf {archive} -C {into} --strip-components 1").run().unwrap();
