@@ -166,7 +166,12 @@ impl flags::Bench {
             seed: Some("2.04 GB whole image"),
         });
 
-        cmd!(sh, "cargo build --quiet --package stigmer").run()?;
+        // Built with the whole workspace's features, as the test build has them: the
+        // CLI's dependencies are compiled once for both (`--package stigmer` alone would
+        // turn fewer features on, and compile tokio, hyper and bollard again).
+        cmd!(sh, "cargo build --quiet --workspace --features xtask/test-env --bin stigmer")
+            .run()
+            .context("building the CLI to measure")?;
         for engine in test_support::engine::Engine::ALL {
             eprintln!("==> stigmer server start, status, idle memory on {engine:?} ({runs}x)");
             results.extend(measure_server(sh, engine, &format!("{image}:local"), runs)?);

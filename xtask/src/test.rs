@@ -149,21 +149,11 @@ fn timed(name: &'static str, suite: impl FnOnce() -> bool) -> Suite {
 }
 
 /// Runs one suite with its output streaming through; a failure is recorded, not
-/// returned, so that every suite reports.
-///
-/// Without the variables `cargo run` set for this process (CARGO_MANIFEST_DIR,
-/// CARGO_PKG_*, ...), as a shell would run it: ring's build script reruns when they
-/// change, and rustls, reqwest and xtask after it, so with them every `cargo xtask test`
-/// rebuilt those (20 s), relinked target/debug/xtask under this process, and the next
-/// `cargo` from a shell rebuilt them again.
-fn step(mut cmd: xshell::Cmd<'_>) -> bool {
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let prefixes = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_"];
-        if prefixes.iter().any(|prefix| name.starts_with(prefix)) {
-            cmd = cmd.env_remove(&*name);
-        }
-    }
+/// returned, so that every suite reports. Without the variables `cargo run` set for this
+/// process: with them every `cargo xtask test` rebuilt ring, rustls, reqwest and xtask
+/// (`test_support::as_a_shell_runs_it` says why).
+fn step(cmd: xshell::Cmd<'_>) -> bool {
+    let cmd = test_support::as_a_shell_runs_it(cmd);
     eprintln!("\n==> {cmd}");
     cmd.run().is_ok()
 }

@@ -75,3 +75,18 @@ pub fn share_dist_builds(cargo_target: &std::path::Path) {
         std::os::unix::fs::symlink(&shared, &link).expect("linking the shared dist builds");
     }
 }
+
+/// `cmd` without the variables `cargo run` and `cargo test` set for this process
+/// (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...), as a shell would run it: ring's build script
+/// reruns when they change, and rustls, reqwest and xtask after it, so a `cargo` run
+/// with them rebuilds those (20 s), and the next `cargo` from a shell rebuilds them again.
+pub fn as_a_shell_runs_it(mut cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let prefixes = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_"];
+        if prefixes.iter().any(|prefix| name.starts_with(prefix)) {
+            cmd = cmd.env_remove(&*name);
+        }
+    }
+    cmd
+}

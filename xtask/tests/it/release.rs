@@ -407,17 +407,28 @@ fn the_commit_a_minor_release_makes_builds_and_snapshots() {
     let after = version(&repo);
     assert_ne!(after, before);
 
-    // The released tree, as release.yml checks it out: every cargo command must work.
+    // The released tree, as release.yml checks it out: every cargo command it runs must
+    // work (the lock file agrees with the bumped version: `--locked`).
     let tree = repo.shell();
-    // Its own target directory: this run's binaries in target/ stay as the tests use them.
-    // Its release builds (`dist`'s, below dist/) are the suite's: dist's flags name no
-    // checkout, so the CLI's dependencies are not built a second time.
-    let target = test_support::project_root().join("target/released-tree");
+    // Its own target directory, so that this run's binaries in target/ stay as the tests
+    // use them; the suite's build directory, so that the dependencies it compiles (the
+    // same crates, features and profile) are not compiled again. Only the workspace's
+    // own crates, at another path, are. Its release builds (`dist`'s, below dist/) are
+    // the suite's too: dist's flags name no checkout.
+    let root = test_support::project_root();
+    let (target, build_dir) = (root.join("target/released-tree"), root.join("target"));
     test_support::share_dist_builds(&target);
+    // As a shell runs them: with this test's CARGO_PKG_* and the like, ring's build
+    // script would run again, and rustls and reqwest after it, here and in the suite.
+    let cargo = |cmd: xshell::Cmd<'_>| -> String {
+        let cmd = test_support::as_a_shell_runs_it(cmd);
+        run_ok(cmd.env("CARGO_TARGET_DIR", &target).env("CARGO_BUILD_BUILD_DIR", &build_dir))
+    };
     run_ok(cmd!(tree, "cargo metadata --locked --format-version 1"));
-    run_ok(cmd!(tree, "cargo build --locked -p xtask -p stigmer").env("CARGO_TARGET_DIR", &target));
+    // What ci/release-tool.sh builds in release.yml's plan job.
+    cargo(cmd!(tree, "cargo build --locked --package xtask"));
     // No base image here: the snapshot says it skipped the image, and builds the rest.
-    let output = run_ok(cmd!(tree, "cargo xtask release --snapshot").env("CARGO_TARGET_DIR", &target));
+    let output = cargo(cmd!(tree, "cargo xtask release --snapshot"));
     let snapshot = format!("v{}-snapshot-", bump_patch(&after));
     assert!(output.contains(&format!("snapshot {}", &snapshot[1..])), "{output}");
     let archive = std::fs::read_dir(repo.work().join("dist"))

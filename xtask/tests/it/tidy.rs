@@ -236,3 +236,47 @@ fn only_tags_rs_writes_a_tag() {
     let oci = std::fs::read_to_string(root.join("xtask/src/oci.rs")).unwrap();
     assert_eq!(oci.matches("put_tag(").count(), 1, "oci.rs defines put_tag and never calls it");
 }
+
+/// Each dependency's features as `cargo tree` resolves them for `args`: "name@version"
+/// to its feature list.
+fn resolved_features(args: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let sh = xshell::Shell::new().unwrap();
+    sh.change_dir(project_root());
+    let format = "{p}|{f}";
+    let text =
+        xshell::cmd!(sh, "cargo tree --locked {args...} --format {format} --prefix none").read().unwrap();
+    text.lines()
+        .filter_map(|line| {
+            let (package, features) = line.split_once('|')?;
+            let mut words = package.split_whitespace();
+            let (name, version) = (words.next()?, words.next()?);
+            // Workspace members carry their path; their own features are not shared builds.
+            (!package.contains(" (/"))
+                .then(|| (format!("{name}@{version}"), features.trim_end_matches(" (*)").trim().to_owned()))
+        })
+        .collect()
+}
+
+/// `cargo xtask` (the alias: xtask alone, with test-env) and the test build (the whole
+/// workspace, dev-dependencies too) turn on the same features of every dependency they
+/// share, so cargo compiles each of those once in a cold run, not once per feature set
+/// (tokio, hyper and everything built on them were compiled two and three times).
+#[test]
+fn one_feature_set_builds_the_dependencies() {
+    let alias =
+        resolved_features(&["--package", "xtask", "--features", "xtask/test-env", "-e", "normal,build"]);
+    let tests = resolved_features(&["--workspace", "--features", "xtask/test-env", "-e", "normal,build,dev"]);
+    assert!(alias.len() > 100, "read too few packages: {alias:?}");
+    let differ: Vec<String> = alias
+        .iter()
+        .filter_map(|(package, features)| {
+            let other = tests.get(package)?;
+            (other != features).then(|| format!("{package}: `cargo xtask` [{features}], the tests [{other}]"))
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "turn these features on in xtask/Cargo.toml too (see the comment above `hyper` there):\n{}",
+        differ.join("\n")
+    );
+}

@@ -122,6 +122,19 @@ impl Release {
         )
     }
 
+    /// `skopeo copy --all` within the release's registry, as someone with write access.
+    fn copy(&self, sh: &Shell, from: &str, to: &str) {
+        let creds: Vec<String> = (self.fixture.registry.skopeo_creds().last())
+            .map(|creds| vec!["--src-creds".into(), creds.clone(), "--dest-creds".into(), creds.clone()])
+            .unwrap_or_default();
+        cmd!(
+            sh,
+            "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false {creds...} {from} {to}"
+        )
+        .run()
+        .unwrap();
+    }
+
     /// The failed checks `verify-release` names, as (check, subject, result) from --json.
     fn failures(&self, sh: &Shell) -> Vec<(String, String, String)> {
         let output = crate::run(self.verify(sh).arg("--json"));
@@ -223,18 +236,8 @@ fn a_release_made_here_passes_every_check() {
     // Found by reading `verify_release.rs`: a pointer the plan said "stays" was never
     // read, and checksums.txt was never compared with the targets. `latest` moved back
     // onto another index, and a tarball taken out of checksums.txt, are both named.
-    let creds: Vec<String> = release
-        .fixture
-        .registry
-        .skopeo_creds()
-        .last()
-        .map(|creds| vec!["--src-creds".into(), creds.clone(), "--dest-creds".into(), creds.clone()])
-        .unwrap_or_default();
     let foreign = test_support::base_image::push_index(&release.fixture.registry);
-    let latest = format!("docker://{repository}:latest");
-    cmd!(sh, "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false {creds...} docker://{foreign} {latest}")
-        .run()
-        .unwrap();
+    release.copy(&sh, &format!("docker://{foreign}"), &format!("docker://{repository}:latest"));
     let sums = release.dir().join("checksums.txt");
     let kept: String = std::fs::read_to_string(&sums)
         .unwrap()
@@ -384,6 +387,19 @@ fn a_formula_with_one_wrong_sha256_is_named() {
         &format!(
             "stigmer-v{VERSION}-darwin-arm64.tar.gz: the formula says sha256 {wrong}, checksums.txt {sha256}"
         )
+    );
+
+    // Found by reading `verify_release.rs`: for a backport the formula check passed
+    // anything. With v1.4.0 published, v1.3.0 is a backport, and a formula naming it
+    // (moved back) is named; the formula follows the newest release.
+    let repository = release.fixture.repository();
+    release.copy(&sh, &format!("docker://{repository}:v{VERSION}"), &format!("docker://{repository}:v1.4.0"));
+    let failed = release.failures(&sh);
+    let formula =
+        failed.iter().find(|(check, _, _)| check == "formula").unwrap_or_else(|| panic!("{failed:#?}"));
+    assert_eq!(
+        formula.2,
+        format!("names {VERSION}, not 1.4.0, the newest release: the homebrew job did not finish")
     );
 }
 

@@ -790,16 +790,28 @@ fn last_line(text: &str) -> String {
     text.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default().to_owned()
 }
 
-/// Runs `actions` in a fresh world; the failure, with the log, if a rule broke.
+/// Runs `actions` in a fresh world; the failure, with the log, if a rule broke. A panic
+/// in a step (an assertion about a job's output) is a failure too, so that a sequence
+/// run on another thread can be reported by its seed and shrunk.
 fn run(seed: &Seed, keys: Option<&KeyPair>, cli: bool, actions: &[Action]) -> Result<(), String> {
-    let mut world = World::new(seed, keys, cli);
-    for (step, action) in actions.iter().enumerate() {
-        world.act(action);
-        world.check().map_err(|err| {
-            format!("after step {} ({action:?}): {err}\n{}", step + 1, world.log.join("\n"))
-        })?;
-    }
-    world.converge().map_err(|err| format!("{err}\n{}", world.log.join("\n")))
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut world = World::new(seed, keys, cli);
+        for (step, action) in actions.iter().enumerate() {
+            world.act(action);
+            world.check().map_err(|err| {
+                format!("after step {} ({action:?}): {err}\n{}", step + 1, world.log.join("\n"))
+            })?;
+        }
+        world.converge().map_err(|err| format!("{err}\n{}", world.log.join("\n")))
+    }));
+    attempt.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        Err(format!("a step panicked: {message}"))
+    })
 }
 
 /// A failing sequence cut down to the steps that matter: each step is dropped in turn
@@ -818,6 +830,12 @@ fn shrink(seed: &Seed, keys: Option<&KeyPair>, cli: bool, mut actions: Vec<Actio
     (actions, failure)
 }
 
+/// Sequences run at once, each in its own world (registry, git origin, tap, `gh`
+/// stand-in): a step mostly waits on those processes, so two keep this machine's two
+/// cores busy where one left them half idle, and the suite's longest test takes its
+/// share of them beside the others.
+const WORLDS_AT_ONCE: usize = 2;
+
 #[test]
 fn random_sequences_of_releases_reruns_failures_and_third_parties_keep_every_rule() {
     test_support::engine::require_engine();
@@ -831,13 +849,31 @@ fn random_sequences_of_releases_reruns_failures_and_third_parties_keep_every_rul
         Ok(one) => vec![one.parse().expect("STIGMER_MODEL_SEED is a number")],
         Err(_) => seeds,
     };
-    for seed_number in seeds {
-        let actions = actions(seed_number);
-        let keys = (seed_number % SIGNED == 0).then_some(&keys);
-        let cli = seed_number % CLI_SEQUENCES == 0;
-        if run(&seed, keys, cli, &actions).is_err() {
-            let (shrunk, failure) = shrink(&seed, keys, cli, actions);
-            panic!("seed {seed_number} breaks a rule; shrunk to {shrunk:?}:\n{failure}");
+    let settings = |seed_number: u64| {
+        (seed_number.is_multiple_of(SIGNED).then_some(&keys), seed_number.is_multiple_of(CLI_SEQUENCES))
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..WORLDS_AT_ONCE {
+            scope.spawn(|| loop {
+                let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&seed_number) = seeds.get(at) else { break };
+                if !failed.lock().unwrap().is_empty() {
+                    break;
+                }
+                let (keys, cli) = settings(seed_number);
+                if run(&seed, keys, cli, &actions(seed_number)).is_err() {
+                    failed.lock().unwrap().push(seed_number);
+                }
+            });
         }
+    });
+    // The first failing seed, shrunk here, on one thread.
+    let first_failed = failed.into_inner().unwrap().into_iter().min();
+    if let Some(seed_number) = first_failed {
+        let (keys, cli) = settings(seed_number);
+        let (shrunk, failure) = shrink(&seed, keys, cli, actions(seed_number));
+        panic!("seed {seed_number} breaks a rule; shrunk to {shrunk:?}:\n{failure}");
     }
 }
