@@ -1,5 +1,5 @@
 //! Command-line flags of `stigmer`: the clap types and their parsers, nothing else.
-//! xtask compiles this file too (`xtask/src/cli_docs.rs`: completions and man pages), so
+//! xtask compiles this file too (`xtask/src/dist/cli_docs.rs`: completions and man pages), so
 //! it may use only clap, std and `super::build_info`'s `version` and `long_version`.
 
 use std::time::Duration;

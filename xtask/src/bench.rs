@@ -14,17 +14,22 @@ use serde_json::{json, Value};
 use xshell::{cmd, Shell};
 
 use crate::{
-    checksums,
-    engine::Engine,
+    build::{
+        engine::Engine,
+        prepare::{BuildRequest, DependencyPath, LOCAL_BUILD_LABEL},
+    },
+    dist::checksums,
     flags,
     human::human_bytes,
-    oci::{self, Registry, RetryPolicy},
     plan,
     platform::{Platform, Target},
-    prepare::{BuildRequest, DependencyPath, LOCAL_BUILD_LABEL},
-    project, publish,
-    publish_plan::{self, Steps},
-    verify,
+    project,
+    publish::{
+        self,
+        publish_plan::{self, Steps},
+        verify,
+    },
+    registry::oci::{self, Registry, RetryPolicy},
 };
 
 #[derive(Clone, Copy)]

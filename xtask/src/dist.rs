@@ -2,6 +2,14 @@
 //! per target, then write checksums.txt and manifest.json (`checksums.rs`). Owns the
 //! build stamps and the archive layout (the targets are `platform::Target`); it never
 //! publishes anything.
+//!
+//! The `dist` subsystem is what goes into or beside an archive: checksums.txt,
+//! manifest.json and the installer `install.sh` (`checksums`), the completions and man
+//! pages (`cli_docs`), and the reproducible Mach-O rewrite (`macho`).
+
+pub(crate) mod checksums;
+pub(crate) mod cli_docs;
+pub(crate) mod macho;
 
 use std::{
     fs::File,
@@ -13,9 +21,7 @@ use std::{
 use anyhow::{bail, Context};
 use xshell::{cmd, Shell};
 
-use crate::{
-    checksums, files, flags, human::human_bytes, macho, plan::ReleasePlan, platform::Target, project, version,
-};
+use crate::{files, flags, human::human_bytes, plan::ReleasePlan, platform::Target, project, version};
 
 /// The stamp's format: the CLI's own file, so the two cannot disagree.
 #[path = "../../cli/src/stamp.rs"]
@@ -218,13 +224,13 @@ fn package(sh: &Shell, binary: &[u8], stamp: &Stamp, archive: &Path) -> anyhow::
     let root = sh.current_dir();
     // A directory is an entry without bytes.
     let mut files: Vec<(String, Option<Vec<u8>>, u32)> =
-        vec![("completions/".to_owned(), None, 0o755), (crate::cli_docs::MAN_DIR.to_owned(), None, 0o755)];
+        vec![("completions/".to_owned(), None, 0o755), (cli_docs::MAN_DIR.to_owned(), None, 0o755)];
     for name in ["CHANGELOG.md", "LICENSE", "README.md"] {
         let bytes = std::fs::read(root.join(name)).with_context(|| format!("reading {name}"))?;
         files.push((name.to_owned(), Some(bytes), 0o644));
     }
     for (name, bytes) in
-        crate::cli_docs::generate(&stamp.version).context("generating completions and the man pages")?
+        cli_docs::generate(&stamp.version).context("generating completions and the man pages")?
     {
         files.push((name, Some(bytes), 0o644));
     }

@@ -11,19 +11,26 @@ use xshell::Shell;
 use oci_client::secrets::RegistryAuth;
 
 use crate::{
-    buildx::Capabilities,
-    credentials::{self, ExplicitLogin},
-    engine::Engine,
+    build::{
+        engine::Engine,
+        prepare::{BuildRequest, DependencyPath, LOCAL_BUILD_LABEL},
+    },
     flags::{self, BuilderChoice},
     human::human_bytes,
-    oci::{self, Registry, Repository, RetryPolicy},
     plan::{self, ReleasePlan},
     platform::Platform,
     pointer::Decision,
-    prepare::{BuildRequest, DependencyPath, LOCAL_BUILD_LABEL},
-    project, publish,
-    publish_plan::{Builder, PublishMode, PublishPlan, Steps},
-    sign::Signer,
+    project,
+    publish::{
+        self,
+        buildx::Capabilities,
+        publish_plan::{Builder, PublishMode, PublishPlan, Steps},
+        sign::Signer,
+    },
+    registry::{
+        credentials::{self, ExplicitLogin},
+        oci::{self, Registry, Repository, RetryPolicy},
+    },
     version,
 };
 

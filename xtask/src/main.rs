@@ -2,45 +2,24 @@
 //! maintainer and by GitHub Actions. `main` only parses flags and dispatches; each
 //! subcommand owns a module.
 
-mod attest;
 #[cfg(feature = "test-env")]
 mod bench;
-mod buildx;
-mod changelog;
-mod checksums;
-mod cli_docs;
-mod credentials;
-mod digest;
+mod build;
 mod dist;
-mod document;
-mod engine;
-mod engine_push;
 mod files;
 mod flags;
 mod github;
-mod github_release;
-mod homebrew;
 mod human;
 mod image;
-mod index;
-mod macho;
-mod oci;
 mod plan;
 mod platform;
 mod pointer;
-mod prepare;
 mod project;
 mod publish;
-mod publish_plan;
+mod registry;
 mod release;
-mod release_notes;
-mod sign;
-mod snapshot;
-mod tags;
 #[cfg(feature = "test-env")]
 mod test;
-mod verify;
-mod verify_release;
 mod version;
 
 use std::process::ExitCode;

@@ -18,11 +18,12 @@ use xshell::{cmd, Shell};
 
 use crate::{
     flags, github,
-    oci::{self, Registry, Repository},
     platform::Platform,
     platform::Target,
     pointer::{Current, Decision, Pointer},
-    project, version,
+    project,
+    registry::oci::{self, Registry, Repository},
+    version,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,8 +369,8 @@ impl flags::Plan {
         let plan = match event {
             Subject::Snapshot => for_snapshot(sh, &repository)?,
             Subject::Release { version, dry_run } => {
-                let registry = crate::oci::connect(sh, &repository, None)?;
-                crate::oci::block_on(for_version(sh, &version, dry_run, &registry, self.github))?
+                let registry = crate::registry::oci::connect(sh, &repository, None)?;
+                crate::registry::oci::block_on(for_version(sh, &version, dry_run, &registry, self.github))?
             }
         };
         if let Some(out) = &self.out {

@@ -15,6 +15,22 @@
 //! (`check_ours`: it verifies, its revision is the commit being released, and it
 //! carries this release's signature), never rebuilt; anything else under the version
 //! tag is refused, and nothing is tagged or moved.
+//!
+//! The `publish` subsystem holds everything a publish runs through below this module:
+//! the plan (`publish_plan`), the two builders (`buildx`, `engine_push`), the index
+//! (`index`), verification (`verify`, also `cargo xtask verify-image`), signatures and
+//! attestations (`sign`, `attest`) and every tag write (`tags`). It builds through
+//! `build` and reaches registries through `registry`; it never imports `image` or
+//! `release`.
+
+pub(crate) mod attest;
+pub(crate) mod buildx;
+pub(crate) mod engine_push;
+pub(crate) mod index;
+pub(crate) mod publish_plan;
+pub(crate) mod sign;
+pub(crate) mod tags;
+pub(crate) mod verify;
 
 use std::time::Instant;
 
@@ -22,14 +38,13 @@ use anyhow::{bail, Context};
 use xshell::Shell;
 
 use crate::{
-    attest, buildx,
-    digest::sha256_digest,
-    document::{self, is_attestation, platform_of},
-    engine::Engine,
-    engine_push, index,
-    oci::{self, Registry},
-    publish_plan::{Builder, PublishMode, PublishPlan, Steps},
-    sign, tags, verify,
+    build::engine::Engine,
+    publish::publish_plan::{Builder, PublishMode, PublishPlan, Steps},
+    registry::{
+        digest::sha256_digest,
+        document::{self, is_attestation, platform_of},
+        oci::{self, Registry},
+    },
 };
 
 /// Runs the plan: builder (or merge), then verification, signature, the version tag and
@@ -249,10 +264,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        oci::Repository,
+        build::prepare::DependencyPath,
         plan::{self, Kind, World},
         platform::Platform,
-        prepare::DependencyPath,
+        registry::oci::Repository,
     };
 
     fn version(text: &str) -> semver::Version {
@@ -275,7 +290,7 @@ mod tests {
             sbom_generator: None,
             cache_from: vec!["type=gha".into()],
             cache_to: vec!["type=gha,mode=max".into()],
-            signer: Some(crate::sign::Signer::Keyless),
+            signer: Some(crate::publish::sign::Signer::Keyless),
         }
     }
 

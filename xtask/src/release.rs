@@ -7,12 +7,26 @@
 //! back together; a failure before the commit restores every file. A rerun after a
 //! failure finishes the job: when HEAD is already `release: vX.Y.Z` it only tags and
 //! pushes what is missing.
+//!
+//! The `release` subsystem is the git and GitHub side of a release, and the top of the
+//! tool: this command and its `--snapshot` (`snapshot`), the changelog (`changelog`),
+//! the notes (`release_notes`), the Homebrew formula (`homebrew`), the GitHub release
+//! (`github_release`) and `cargo xtask verify-release` (`verify_release`), which checks
+//! what all of them published. It sits above `image`, `dist` and `publish`: nothing
+//! but `main` imports it.
+
+pub(crate) mod changelog;
+pub(crate) mod github_release;
+pub(crate) mod homebrew;
+pub(crate) mod release_notes;
+pub(crate) mod snapshot;
+pub(crate) mod verify_release;
 
 use anyhow::{bail, Context};
 use semver::{Prerelease, Version};
 use xshell::{cmd, Shell};
 
-use crate::{changelog, files, flags, project, version::Bump};
+use crate::{files, flags, project, version::Bump};
 
 const REPOSITORY_URL: &str = "https://github.com/stigmer/stigmer";
 
@@ -53,7 +67,7 @@ pub(crate) fn next_version(current: &Version, bump: &Bump) -> anyhow::Result<Ver
 impl flags::Release {
     pub(crate) fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let Some(bump) = self.bump.clone() else {
-            return crate::snapshot::run(sh, &self);
+            return snapshot::run(sh, &self);
         };
         let current = project::workspace_version(sh)?;
         let tag = format!("v{current}");

@@ -196,6 +196,6 @@ fn an_unsupported_architecture_is_refused_naming_the_builds() {
 fn the_installer_passes_shellcheck_as_posix_sh() {
     assert!(test_support::on_path("shellcheck"), "shellcheck is not on PATH: apt-get install shellcheck");
     let sh = shell();
-    let installer = test_support::project_root().join("xtask/src/install.sh");
+    let installer = test_support::project_root().join("xtask/src/dist/install.sh");
     run_ok(cmd!(sh, "shellcheck --shell=sh {installer}"));
 }

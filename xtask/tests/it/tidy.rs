@@ -1,6 +1,9 @@
 //! Repository hygiene that a reviewer would otherwise have to remember.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
 
 use test_support::project_root;
 
@@ -90,63 +93,154 @@ fn no_workspace_path_dependency_pins_a_version() {
     assert!(pinned.is_empty(), "path dependencies that pin a version: {pinned:?}");
 }
 
-/// The modules a crate's non-test code names (`crate::x` anywhere, and each top-level
-/// name of a `use crate::{...}` group), module by module.
-fn module_imports(src: &Path) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
-    let mut modules = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let path = entry.unwrap().path();
-        let Some(name) =
-            path.file_stem().and_then(|s| s.to_str()).filter(|_| path.extension().is_some_and(|e| e == "rs"))
-        else {
-            continue;
-        };
-        let text = std::fs::read_to_string(&path).unwrap();
-        let code = text.split("#[cfg(test)]").next().unwrap();
-        let mut named = std::collections::BTreeSet::new();
-        for (at, _) in code.match_indices("crate::") {
-            let rest = &code[at + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let (mut depth, mut item) = (0, String::new());
-                for c in group.chars() {
-                    match c {
-                        '{' => depth += 1,
-                        '}' if depth == 0 => break,
-                        '}' => depth -= 1,
-                        ',' if depth == 0 => {
-                            named.insert(item.split("::").next().unwrap().trim().to_owned());
-                            item.clear();
-                            continue;
-                        }
-                        _ => {}
-                    }
-                    item.push(c);
+/// A crate's modules, by module path (`["registry", "oci"]` for `src/registry/oci.rs`,
+/// `["registry"]` for `src/registry.rs` or `src/registry/mod.rs`, `[]` for main.rs or
+/// lib.rs), each with its source text.
+fn crate_modules(src: &Path) -> Vec<(Vec<String>, String)> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    files
+        .iter()
+        .map(|file| {
+            let relative = file.strip_prefix(src).unwrap().with_extension("");
+            let mut path: Vec<String> =
+                relative.components().map(|c| c.as_os_str().to_str().unwrap().to_owned()).collect();
+            if path.last().is_some_and(|name| name == "mod") || path == ["main"] || path == ["lib"] {
+                path.pop();
+            }
+            (path, std::fs::read_to_string(file).unwrap())
+        })
+        .collect()
+}
+
+/// The paths a use tree or a path spells from the start of `text`, each as its segments
+/// after `prefix` (`{registry::{oci::{self, Registry}, digest::hex}, flags}` is four:
+/// `registry::oci`, `registry::oci::Registry`, `registry::digest::hex`, `flags`); returns
+/// what follows it.
+fn use_tree<'a>(mut text: &'a str, prefix: &[String], found: &mut Vec<Vec<String>>) -> &'a str {
+    let mut path = prefix.to_vec();
+    loop {
+        text = text.trim_start();
+        if let Some(group) = text.strip_prefix('{') {
+            text = group;
+            loop {
+                text = text.trim_start();
+                if let Some(rest) = text.strip_prefix('}') {
+                    return rest;
                 }
-                named.insert(item.split("::").next().unwrap().trim().to_owned());
-            } else {
-                let ident: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                named.insert(ident);
+                text = use_tree(text, &path, found).trim_start();
+                match text.strip_prefix(',') {
+                    Some(rest) => text = rest,
+                    None => return text.trim_start().strip_prefix('}').unwrap_or(text),
+                }
             }
         }
-        named.remove(name);
-        modules.insert(name.to_owned(), named);
+        let ident: String = text.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        text = &text[ident.len()..];
+        if !ident.is_empty() && ident != "self" {
+            path.push(ident);
+        }
+        match text.strip_prefix("::") {
+            Some(rest) => text = rest,
+            None => break,
+        }
     }
-    let known: std::collections::BTreeSet<String> = modules.keys().cloned().collect();
-    for named in modules.values_mut() {
-        named.retain(|module| known.contains(module));
+    found.push(path);
+    match text.trim_start().strip_prefix("as ") {
+        Some(rest) => rest.trim_start().trim_start_matches(|c: char| c.is_alphanumeric() || c == '_'),
+        None => text,
     }
-    modules
+}
+
+/// The module paths each module's non-test code names: `crate::` paths anywhere (every
+/// path of a `use crate::{...}` group), `super::` and `self::` paths resolved from the
+/// module, and a module's own submodules named bare (`tags::write_version` in
+/// publish.rs). Each is cut to the longest known module it starts with, so
+/// `crate::registry::oci::Registry` names `registry::oci`; what names no module (an item
+/// of main.rs) is dropped.
+fn module_imports(modules: &[(Vec<String>, String)]) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let known: BTreeSet<&[String]> = modules.iter().map(|(path, _)| path.as_slice()).collect();
+    let not_in_path = |code: &str, at: usize| {
+        let before = &code[..at];
+        !before.ends_with("::") && !before.ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '$')
+    };
+    let mut imports = BTreeMap::new();
+    for (module, text) in modules {
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        let mut found = Vec::new();
+        for (at, _) in code.match_indices("crate::").filter(|(at, _)| not_in_path(code, *at)) {
+            use_tree(&code[at + "crate::".len()..], &[], &mut found);
+        }
+        for (at, _) in code.match_indices("super::").filter(|(at, _)| not_in_path(code, *at)) {
+            let mut rest = &code[at..];
+            let mut base = module.clone();
+            while let Some(after) = rest.strip_prefix("super::") {
+                base.pop();
+                rest = after;
+            }
+            use_tree(rest, &base, &mut found);
+        }
+        for (at, _) in code.match_indices("self::").filter(|(at, _)| not_in_path(code, *at)) {
+            use_tree(&code[at + "self::".len()..], module, &mut found);
+        }
+        for (child, _) in modules.iter().filter(|(path, _)| path.len() == module.len() + 1) {
+            let name = child.last().unwrap();
+            let bare = format!("{name}::");
+            if child.starts_with(module) && code.match_indices(&bare).any(|(at, _)| not_in_path(code, at)) {
+                found.push(child.clone());
+            }
+        }
+        let named = found
+            .into_iter()
+            .filter_map(|mut path| {
+                while !known.contains(path.as_slice()) {
+                    path.pop()?;
+                }
+                Some(path).filter(|path| !path.is_empty() && path != module)
+            })
+            .collect();
+        imports.insert(module.clone(), named);
+    }
+    imports
+}
+
+/// The import graph between the units of the directory `dir` (a module path; `[]` is
+/// the crate's `src`): each module directly in it is a unit together with everything
+/// below it (`crate::registry::oci::x` names `registry`), and `dir`'s own module is one
+/// more, `self` (the crate root, main.rs or lib.rs, which only declares and dispatches,
+/// is left out). Each edge keeps one module that makes it, to name in a failure.
+fn unit_graph(
+    imports: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>,
+    dir: &[String],
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let unit = |module: &[String]| -> Option<String> {
+        match module.strip_prefix(dir)? {
+            [] if dir.is_empty() => None,
+            [] => Some("self".to_owned()),
+            [first, ..] => Some(first.clone()),
+        }
+    };
+    let mut graph: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (module, named) in imports {
+        let Some(from) = unit(module) else { continue };
+        let edges = graph.entry(from.clone()).or_default();
+        for to in named.iter().filter_map(|path| unit(path)).filter(|to| *to != from) {
+            edges.entry(to).or_insert_with(|| module.join("::"));
+        }
+    }
+    for to in graph.values().flat_map(|edges| edges.keys().cloned()).collect::<Vec<_>>() {
+        graph.entry(to).or_default();
+    }
+    graph
 }
 
 /// A cycle in `imports`, as the modules along it, if there is one.
-fn import_cycle(
-    imports: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
-) -> Option<Vec<String>> {
+fn import_cycle(imports: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     fn visit(
         module: &str,
-        imports: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        imports: &BTreeMap<String, BTreeSet<String>>,
         path: &mut Vec<String>,
-        done: &mut std::collections::BTreeSet<String>,
+        done: &mut BTreeSet<String>,
     ) -> Option<Vec<String>> {
         if let Some(start) = path.iter().position(|m| m == module) {
             let mut cycle = path[start..].to_vec();
@@ -165,30 +259,104 @@ fn import_cycle(
         path.pop();
         None
     }
-    let mut done = std::collections::BTreeSet::new();
+    let mut done = BTreeSet::new();
     imports.keys().find_map(|module| visit(module, imports, &mut Vec::new(), &mut done))
 }
 
-/// Imports point one way: a module never imports, directly or through others, a module
-/// that imports it (main.rs and lib.rs, which only declare and dispatch, aside).
+/// The import cycles of a crate, one per directory that has one, each as `dir: a → b
+/// (by a::x) → a (by b)`: first between the top-level modules and directories of `src`,
+/// then between the modules of each directory, shallowest first.
+fn import_cycles(modules: &[(Vec<String>, String)]) -> Vec<String> {
+    let imports = module_imports(modules);
+    let mut dirs: Vec<&[String]> = vec![&[]];
+    dirs.extend(
+        imports
+            .keys()
+            .filter(|dir| {
+                !dir.is_empty() && imports.keys().any(|m| m.len() > dir.len() && m.starts_with(dir))
+            })
+            .map(Vec::as_slice),
+    );
+    dirs.sort_by_key(|dir| dir.len());
+    let mut cycles = Vec::new();
+    for dir in dirs {
+        let graph = unit_graph(&imports, dir);
+        let plain =
+            graph.iter().map(|(from, edges)| (from.clone(), edges.keys().cloned().collect())).collect();
+        if let Some(cycle) = import_cycle(&plain) {
+            let steps: Vec<String> = cycle
+                .windows(2)
+                .map(|pair| format!("{} (by {})", pair[1], graph[&pair[0]][&pair[1]]))
+                .collect();
+            let name = if dir.is_empty() { "the top level".to_owned() } else { dir.join("::") };
+            cycles.push(format!("{name}: {} → {}", cycle[0], steps.join(" → ")));
+        }
+    }
+    cycles
+}
+
+/// Imports point one way: no module imports, directly or through others, a module that
+/// imports it. Read by subsystem first: the top-level modules and directories of `src`
+/// as units, then the modules inside each directory.
 #[test]
 fn no_module_imports_a_module_that_imports_it() {
     let root = project_root();
     for src in ["xtask/src", "xtask/test-support/src", "cli/src"] {
-        let mut imports = module_imports(&root.join(src));
-        imports.remove("main");
-        imports.remove("lib");
-        for named in imports.values_mut() {
-            named.remove("main");
-            named.remove("lib");
-        }
-        assert_eq!(import_cycle(&imports), None, "an import cycle in {src}");
+        let cycles = import_cycles(&crate_modules(&root.join(src)));
+        assert!(cycles.is_empty(), "import cycles in {src}:\n{}", cycles.join("\n"));
     }
     // The check can fail: two modules naming each other are found.
-    let mut cyclic = std::collections::BTreeMap::new();
+    let mut cyclic = BTreeMap::new();
     cyclic.insert("a".to_owned(), ["b".to_owned()].into());
     cyclic.insert("b".to_owned(), ["a".to_owned()].into());
     assert_eq!(import_cycle(&cyclic), Some(vec!["a".to_owned(), "b".to_owned(), "a".to_owned()]));
+}
+
+/// Nested modules are read as units: two subsystems whose different modules name each
+/// other are a cycle, and so are two modules of one directory naming each other, by
+/// `super::` or through the directory's own module.
+#[test]
+fn an_import_cycle_between_or_inside_subsystems_is_found() {
+    let crate_of = |files: &[(&str, &str)]| -> Vec<(Vec<String>, String)> {
+        files
+            .iter()
+            .map(|(path, text)| {
+                let path = path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                (path, text.to_string())
+            })
+            .collect()
+    };
+    let acyclic = crate_of(&[
+        ("", "mod plan; mod registry; mod release;"),
+        ("plan", "use crate::registry::{oci::{self, Registry}, digest::hex as h};"),
+        ("registry", "pub(crate) mod digest; pub(crate) mod oci;"),
+        ("registry/oci", "use super::digest;"),
+        ("registry/digest", ""),
+        ("release", "mod notes; fn f() { notes::render() }"),
+        ("release/notes", "use crate::{plan, registry::oci};"),
+    ]);
+    assert_eq!(import_cycles(&acyclic), Vec::<String>::new());
+
+    let mut between = acyclic.clone();
+    between[3].1.push_str("\nfn g() { crate::release::notes::render() }");
+    assert_eq!(
+        import_cycles(&between),
+        ["the top level: plan → registry (by plan) → release (by registry::oci) → plan (by release::notes)"]
+    );
+
+    let mut inside = acyclic.clone();
+    inside[4].1.push_str("use crate::registry::oci::Registry;");
+    assert_eq!(
+        import_cycles(&inside),
+        ["registry: digest → oci (by registry::digest) → digest (by registry::oci)"]
+    );
+
+    let mut through_self = acyclic;
+    through_self[6].1.push_str("use crate::release::VERSION;");
+    assert_eq!(
+        import_cycles(&through_self),
+        ["release: notes → self (by release::notes) → notes (by release)"]
+    );
 }
 
 /// README.md's prerequisite list and `cargo xtask test`'s check name the same tools:
@@ -214,27 +382,30 @@ fn readme_prerequisites_are_checked() {
     );
 }
 
-/// One module writes tags: `tags.rs` is the only caller of `Registry::put_tag`, and
-/// nothing lets buildx push (`--push`, `push=true`), so every tag write in a registry
-/// goes through the write-once and forward-only rules there. (Tags in the local engine,
-/// `docker build --tag`, publish nothing.)
+/// One module writes tags: `publish/tags.rs` is the only caller of `Registry::put_tag`
+/// (defined in `registry/oci.rs`), and nothing lets buildx push (`--push`, `push=true`),
+/// so every tag write in a registry goes through the write-once and forward-only rules
+/// there. (Tags in the local engine, `docker build --tag`, publish nothing.)
 #[test]
 fn only_tags_rs_writes_a_tag() {
+    const TAGS: &str = "xtask/src/publish/tags.rs";
+    const OCI: &str = "xtask/src/registry/oci.rs";
     let root = project_root();
     let mut files = Vec::new();
     rust_files(&root.join("xtask/src"), &mut files);
+    assert!(files.contains(&root.join(TAGS)), "{TAGS} moved: name its new path here");
     let writers: Vec<String> = files
         .iter()
-        .filter(|path| !path.ends_with("tags.rs") && !path.ends_with("oci.rs"))
+        .map(|path| path.strip_prefix(&root).unwrap().display().to_string())
+        .filter(|path| path != TAGS && path != OCI)
         .filter(|path| {
-            let text = std::fs::read_to_string(path).unwrap();
+            let text = std::fs::read_to_string(root.join(path)).unwrap();
             text.contains(".put_tag(") || text.contains("\"--push\"") || text.contains("push=true")
         })
-        .map(|path| path.strip_prefix(&root).unwrap().display().to_string())
         .collect();
-    assert!(writers.is_empty(), "modules that write tags besides tags.rs: {writers:?}");
-    let oci = std::fs::read_to_string(root.join("xtask/src/oci.rs")).unwrap();
-    assert_eq!(oci.matches("put_tag(").count(), 1, "oci.rs defines put_tag and never calls it");
+    assert!(writers.is_empty(), "modules that write tags besides {TAGS}: {writers:?}");
+    let oci = std::fs::read_to_string(root.join(OCI)).unwrap();
+    assert_eq!(oci.matches("put_tag(").count(), 1, "{OCI} defines put_tag and never calls it");
 }
 
 /// Each dependency's features as `cargo tree` resolves them for `args`: "name@version"

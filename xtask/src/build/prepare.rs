@@ -1,0 +1,485 @@
+//! The platform-specific files of the agent-runner image, prepared on the build
+//! platform so that no build step runs a target-platform binary: the locked
+//! dependencies (pip picks the target's wheels by tag), `/etc/passwd` and `/etc/group`
+//! with the `stigmer` user added to the base image's own files, and `/workspace`.
+//!
+//! BuildKit does this in the Dockerfile's `prepare` stage on `$BUILDPLATFORM`. The
+//! legacy builder builds every stage it meets, so for it this module does the same on
+//! the host and hands the engine the Dockerfile from its `prepared` stage on
+//! (`legacy_dockerfile`), which only copies. Each build gets a context of its own,
+//! `.prepared/<build>/` below the agent-runner's: the legacy builder sends its whole
+//! context, and a shared one held every concurrent build's prepared tree (a build
+//! failed when another removed its tree while the context was being sent).
+//!
+//! It must not run anything from the target platform: the base image is read with
+//! `docker create` + `docker cp`, never started.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::{bail, Context};
+use xshell::{cmd, Shell};
+
+use crate::platform::Platform;
+
+/// What an image build needs besides the Dockerfile's own defaults. Here, below
+/// `engine.rs`, because preparing a build's files reads it too.
+/// The label `cargo xtask image --local` puts on what it builds: the CLI runs a
+/// `<name>:local` image only when it carries it (and never when its build pins a digest),
+/// so a tag someone else made is never mistaken for a developer's build.
+pub(crate) const LOCAL_BUILD_LABEL: &str = "dev.stigmer.local-build=cargo xtask image --local";
+
+pub(crate) struct BuildRequest<'a> {
+    pub(crate) context: &'a Path,
+    pub(crate) platform: Platform,
+    pub(crate) tags: &'a [String],
+    /// `KEY=VALUE` labels set at build time, beside the Dockerfile's own.
+    pub(crate) labels: &'a [String],
+    pub(crate) build_args: &'a [(&'static str, String)],
+    /// Pull the base for this platform first (`--pull`).
+    pub(crate) pull: bool,
+    /// Use no cached layer (`--no-cache`): a cold build.
+    pub(crate) no_cache: bool,
+}
+
+/// Where the Dockerfile's `prepare` stage runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DependencyPath {
+    /// On the build platform: pip installs the target's wheels, chosen by tag, without
+    /// running the target's Python. A dependency with no such wheel stops the build.
+    BuildPlatform,
+    /// On the target platform, under qemu when it is foreign (`--allow-emulation`): pip
+    /// runs in the target's Python and may build a dependency from its source.
+    Emulated,
+}
+
+/// The stage the runtime copies from; the legacy Dockerfile starts here.
+const PREPARED_STAGE: &str = "FROM scratch AS prepared";
+
+/// The pip options that select `platform`'s wheels from another machine: CPython 3.11
+/// (the base image's), manylinux up to glibc 2.28 (pip also accepts the older
+/// manylinux tags), wheels only. The Dockerfile's `prepare` stage spells the same.
+pub(crate) fn wheel_selection(platform: Platform) -> Vec<String> {
+    let machine = platform.machine();
+    [
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        "3.11",
+        "--platform",
+        &format!("manylinux2014_{machine}"),
+        "--platform",
+        &format!("manylinux_2_28_{machine}"),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Whether the Dockerfile has the `prepared` stage this module knows how to fill.
+pub(crate) fn has_prepared_stage(dockerfile: &str) -> bool {
+    dockerfile.lines().any(|line| line.trim().eq_ignore_ascii_case(PREPARED_STAGE))
+}
+
+/// The Dockerfile for the legacy builder: the global ARGs, then a `prepared` stage
+/// that copies `tree` (a directory inside the context) instead of the `prepare`
+/// stage's output, then every stage after it. The stages before `prepared` are left
+/// out, since the legacy builder would run their RUN steps even though nothing uses them.
+pub(crate) fn legacy_dockerfile(dockerfile: &str, tree: &str) -> anyhow::Result<String> {
+    let lines: Vec<&str> = dockerfile.lines().collect();
+    let is_from =
+        |line: &&str| line.trim_start().get(..5).is_some_and(|word| word.eq_ignore_ascii_case("FROM "));
+    let first_from = lines.iter().position(is_from).context("the Dockerfile has no FROM")?;
+    let prepared = lines
+        .iter()
+        .position(|line| line.trim().eq_ignore_ascii_case(PREPARED_STAGE))
+        .with_context(|| format!("the Dockerfile has no `{PREPARED_STAGE}` stage"))?;
+    let after_prepared = lines[prepared + 1..]
+        .iter()
+        .position(is_from)
+        .map(|offset| prepared + 1 + offset)
+        .context("the Dockerfile has no stage after `prepared`")?;
+    // The comments just above the first FROM describe the stages left out.
+    let mut preamble = &lines[..first_from];
+    while let [rest @ .., last] = preamble {
+        if !last.trim().is_empty() && !last.trim_start().starts_with('#') {
+            break;
+        }
+        preamble = rest;
+    }
+    let mut out = preamble.join("\n");
+    out += &format!(
+        "\n\n# Generated by cargo xtask for the legacy builder: the stages before `prepared`\n\
+         # are left out, and {tree}/ holds what they would have made, prepared on the host.\n\
+         {PREPARED_STAGE}\nCOPY {tree}/ /\n\n"
+    );
+    out += &lines[after_prepared..].join("\n");
+    out.push('\n');
+    Ok(out)
+}
+
+/// A build's own context for the legacy builder: its prepared files, the context files
+/// the legacy Dockerfile copies, the context's `.dockerignore`, and the Dockerfile;
+/// removed when dropped.
+pub(crate) struct PreparedContext {
+    dir: tempfile::TempDir,
+}
+
+impl PreparedContext {
+    pub(crate) fn context(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn dockerfile(&self) -> PathBuf {
+        self.dir.path().join("Dockerfile")
+    }
+}
+
+impl Drop for PreparedContext {
+    fn drop(&mut self) {
+        // Best effort, and `.prepared/` itself only once no other build uses it.
+        let _ = fs::remove_dir_all(self.dir.path());
+        if let Some(parent) = self.dir.path().parent() {
+            let _ = fs::remove_dir(parent);
+        }
+    }
+}
+
+/// Prepares on this machine what the Dockerfile's `prepare` stage would make for
+/// `request.platform`, and the Dockerfile that copies it. `dockerfile` is the text of
+/// the context's Dockerfile, which must have a `prepared` stage.
+pub(crate) fn on_host(
+    sh: &Shell,
+    program: &str,
+    request: &BuildRequest<'_>,
+    dockerfile: &str,
+) -> anyhow::Result<PreparedContext> {
+    let platform = request.platform;
+    let parent = request.context.join(".prepared");
+    fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
+    // One directory per build: builds of several platforms or checkouts may run at once.
+    let prepared = PreparedContext {
+        dir: tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(&parent)
+            .with_context(|| format!("creating a directory in {}", parent.display()))?,
+    };
+    let dir = prepared.dir.path();
+    // Where the context's own `.dockerignore` lets prepared files in, so that copying
+    // it verbatim keeps its other rules (no __pycache__) for this context too.
+    let tree_in_context = ".prepared/tree";
+    let tree = dir.join(tree_in_context);
+    let site_packages = tree.join("rootfs/opt/stigmer/site-packages");
+
+    install_dependencies(sh, platform, &request.context.join("requirements.lock"), &site_packages)?;
+    let base =
+        request.build_args.iter().find(|(name, _)| *name == "BASE_IMAGE").map(|(_, value)| value.as_str());
+    let base = base.context("the build has no BASE_IMAGE build argument")?;
+    write_accounts(sh, program, base, request, &tree.join("rootfs/etc"))?;
+    // As in the Dockerfile: without it, the legacy builder's cache (blind to
+    // --platform) could hand this `prepared` stage to another platform's build.
+    fs::write(tree.join("rootfs/opt/stigmer/platform"), format!("{platform}\n"))?;
+    let workspace = tree.join("owned/workspace");
+    fs::create_dir_all(&workspace)?;
+    fs::set_permissions(&workspace, std::os::unix::fs::PermissionsExt::from_mode(0o750))?;
+    // The legacy builder's cache key for a COPY may include file times; fixed times
+    // keep the dependency layer cached while the lock file is unchanged.
+    set_times(&tree, SystemTime::UNIX_EPOCH + Duration::from_secs(ZIP_EPOCH))?;
+    let legacy = legacy_dockerfile(dockerfile, tree_in_context)?;
+    let sources = context_sources(&legacy)?.into_iter().filter(|source| source != tree_in_context);
+    for source in sources.chain([".dockerignore".to_owned()]) {
+        let from = request.context.join(&source);
+        if from.exists() {
+            copy_tree(&from, &dir.join(&source))
+                .with_context(|| format!("copying {} into the build's context", from.display()))?;
+        }
+    }
+    fs::write(dir.join("Dockerfile"), legacy)?;
+    Ok(prepared)
+}
+
+/// What `dockerfile`'s COPY and ADD instructions take from the build context (those
+/// without `--from`), as written: the files a build context must hold.
+fn context_sources(dockerfile: &str) -> anyhow::Result<Vec<String>> {
+    let mut sources = Vec::new();
+    let joined = dockerfile.replace("\\\n", " ");
+    for line in joined.lines() {
+        let mut words = line.split_whitespace();
+        let Some(instruction) = words.next() else { continue };
+        if !["COPY", "ADD"].iter().any(|name| instruction.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        let words: Vec<&str> = words.collect();
+        if words.iter().any(|word| word.starts_with("--from")) {
+            continue;
+        }
+        let operands: Vec<&str> = words.into_iter().filter(|word| !word.starts_with("--")).collect();
+        match operands.as_slice() {
+            [first, ..] if first.starts_with('[') => {
+                bail!("`{line}`: the JSON form of {instruction} is not read here; write its sources plainly")
+            }
+            [sources_of_line @ .., _destination] if !sources_of_line.is_empty() => {
+                sources.extend(sources_of_line.iter().map(|source| source.trim_end_matches('/').to_owned()))
+            }
+            _ => bail!("`{line}`: {instruction} needs a source and a destination"),
+        }
+    }
+    Ok(sources)
+}
+
+/// Copies a file, or a directory with everything below it.
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = to.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    if !from.is_dir() {
+        fs::copy(from, to)?;
+        return Ok(());
+    }
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+/// 1980-01-01, the earliest time a wheel (a zip file) can record.
+const ZIP_EPOCH: u64 = 315_532_800;
+
+/// Installs the locked dependencies for `platform` into `target`, from the prepared
+/// copy in `target/prepared-dependencies/` when one was made from the same lock file and
+/// wheel selection (pip fetches every wheel again otherwise: seconds on each warm
+/// build). A copy is complete or absent: it is installed beside and renamed into place.
+fn install_dependencies(sh: &Shell, platform: Platform, lock: &Path, target: &Path) -> anyhow::Result<()> {
+    use sha2::Digest as _;
+    if !lock.is_file() {
+        bail!("{} is missing: the image's dependencies are installed from it", lock.display());
+    }
+    let wheels = wheel_selection(platform);
+    let mut key = sha2::Sha256::new();
+    key.update(fs::read(lock).with_context(|| format!("reading {}", lock.display()))?);
+    key.update(wheels.join("\n"));
+    let key = crate::registry::digest::hex(&key.finalize()[..16]);
+    let cache = crate::project::root().join("target/prepared-dependencies");
+    let prepared = cache.join(format!("{platform}-{key}").replace('/', "-"));
+    if prepared.is_dir() {
+        eprintln!(
+            "==> {platform}: preparing the dependencies on this machine (installed already for this \
+             requirements.lock: {})",
+            prepared.display()
+        );
+    } else {
+        eprintln!(
+            "==> {platform}: preparing the dependencies on this machine (pip, {} wheels)",
+            platform.machine()
+        );
+        fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+        let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(&cache)?;
+        let installed = staging.path().join("site-packages");
+        pip_install(sh, platform, lock, &wheels, &installed)?;
+        // Console scripts name the preparing interpreter in their shebang; the service
+        // runs as `python3 -m`, so they go, as in the Dockerfile.
+        let scripts = installed.join("bin");
+        if scripts.exists() {
+            fs::remove_dir_all(&scripts)?;
+        }
+        // Another build may have made the same copy meanwhile: either is right.
+        if let Err(err) = fs::rename(&installed, &prepared) {
+            if !prepared.is_dir() {
+                return Err(err)
+                    .with_context(|| format!("moving the prepared dependencies to {}", prepared.display()));
+            }
+        }
+    }
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    // Hard links where the context and target/ share a file system; the build only reads them.
+    cmd!(sh, "cp -al {prepared} {target}")
+        .quiet()
+        .ignore_stderr()
+        .run()
+        .or_else(|_| {
+            let _ = fs::remove_dir_all(target);
+            cmd!(sh, "cp -a {prepared} {target}").quiet().run()
+        })
+        .with_context(|| format!("copying the prepared dependencies from {}", prepared.display()))
+}
+
+fn pip_install(
+    sh: &Shell,
+    platform: Platform,
+    lock: &Path,
+    wheels: &[String],
+    target: &Path,
+) -> anyhow::Result<()> {
+    let output = cmd!(
+        sh,
+        "python3 -m pip install --no-cache-dir --disable-pip-version-check --no-deps --require-hashes --no-compile --target {target} {wheels...} -r {lock}"
+    )
+    .quiet()
+    .ignore_status()
+    .output()
+    .context("running `python3 -m pip` (install Python 3 with pip, e.g. `apt-get install python3-pip`)")?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    Err(explain_pip_failure(&stderr, platform))
+}
+
+/// Names the dependency that has no wheel for the platform, when that is why pip
+/// failed; otherwise pip's own last lines.
+fn explain_pip_failure(stderr: &str, platform: Platform) -> anyhow::Error {
+    if let Some(requirement) =
+        stderr.lines().find_map(|line| line.trim().strip_prefix("ERROR: No matching distribution found for "))
+    {
+        return anyhow::anyhow!(
+            "{requirement} has no wheel for {platform} (CPython 3.11, manylinux, {}), so its files \
+             cannot be prepared without running {platform} code. Pin a version that publishes such a \
+             wheel, or pass --allow-emulation to install it inside the {platform} base image, where \
+             pip may build it from source (under qemu on this machine: several times slower)",
+            platform.machine()
+        );
+    }
+    if stderr.contains("No module named pip") {
+        return anyhow::anyhow!(
+            "preparing the dependencies for {platform} needs pip on this machine: install it \
+             (`apt-get install python3-pip`), or pass --allow-emulation to install them inside the image"
+        );
+    }
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    anyhow::anyhow!("pip could not prepare the dependencies for {platform}; its last lines:\n{tail}")
+}
+
+/// The base image's own `/etc/passwd` and `/etc/group`, read without running it, with
+/// the `stigmer` user and group (1000) added.
+fn write_accounts(
+    sh: &Shell,
+    program: &str,
+    base: &str,
+    request: &BuildRequest<'_>,
+    etc: &Path,
+) -> anyhow::Result<()> {
+    let platform = request.platform.to_string();
+    if request.pull {
+        cmd!(sh, "{program} pull --quiet --platform {platform} {base}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("pulling {base} for {platform}"))?;
+    }
+    let created =
+        cmd!(sh, "{program} create --platform {platform} {base}").quiet().read().with_context(|| {
+            format!("reading the account files of {base}: creating a container (never started)")
+        })?;
+    let container = created.trim();
+    fs::create_dir_all(etc)?;
+    let copied = ["passwd", "group"].iter().try_for_each(|file| {
+        let (from, to) = (format!("{container}:/etc/{file}"), etc.join(file));
+        cmd!(sh, "{program} cp {from} {to}")
+            .quiet()
+            .run()
+            .with_context(|| format!("copying /etc/{file} out of {base}"))
+    });
+    cmd!(sh, "{program} rm {container}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("removing the container made to read the base image")?;
+    copied?;
+    for (file, entry) in
+        [("passwd", "stigmer:x:1000:1000::/nonexistent:/usr/sbin/nologin"), ("group", "stigmer:x:1000:")]
+    {
+        let path = etc.join(file);
+        let mut text = fs::read_to_string(&path).with_context(|| format!("reading /etc/{file} of {base}"))?;
+        if let Some(taken) = text.lines().find(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            fields.first() == Some(&"stigmer") || fields.get(2) == Some(&"1000")
+        }) {
+            bail!("/etc/{file} of {base} already has `{taken}`: the image's user is stigmer with ID 1000");
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text += entry;
+        text.push('\n');
+        fs::write(&path, text)?;
+    }
+    Ok(())
+}
+
+fn set_times(path: &Path, time: SystemTime) -> anyhow::Result<()> {
+    if path.is_dir() {
+        for entry in fs::read_dir(path)? {
+            set_times(&entry?.path(), time)?;
+        }
+    }
+    fs::File::open(path)
+        .and_then(|file| file.set_modified(time))
+        .with_context(|| format!("setting the time of {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dockerfile() -> String {
+        std::fs::read_to_string(crate::project::root().join("agent-runner/Dockerfile")).unwrap()
+    }
+
+    #[test]
+    fn the_legacy_dockerfile_of_the_agent_runner_only_copies() {
+        let legacy = legacy_dockerfile(&dockerfile(), ".prepared/tree").unwrap();
+        let instructions: Vec<&str> = legacy
+            .lines()
+            .filter(|line| !line.starts_with([' ', '#']) && !line.is_empty())
+            .filter_map(|line| line.split_whitespace().next())
+            .collect();
+        assert!(!instructions.contains(&"RUN"), "a RUN step would execute the target's binaries:\n{legacy}");
+        insta::assert_snapshot!(legacy);
+    }
+
+    #[test]
+    fn the_dockerfile_selects_the_wheels_the_host_path_selects() {
+        // The `prepare` stage spells the options with ${machine}; the host path with the
+        // machine name. Both must pick the same files.
+        let dockerfile = dockerfile();
+        let for_arm64 = wheel_selection(Platform::LinuxArm64).join(" ").replace("aarch64", "${machine}");
+        assert!(
+            dockerfile.contains(&format!("wheels=\"{for_arm64}\"")),
+            "the Dockerfile's prepare stage does not use `{for_arm64}`"
+        );
+    }
+
+    /// The build's own context holds these and nothing else of the agent-runner's.
+    #[test]
+    fn the_legacy_context_holds_what_the_legacy_dockerfile_copies() {
+        let legacy = legacy_dockerfile(&dockerfile(), ".prepared/tree").unwrap();
+        assert_eq!(context_sources(&legacy).unwrap(), [".prepared/tree", "src/stigmer_agent_runner"]);
+        let continued = "FROM scratch\nCOPY --chown=1:1 \\\n  a.txt b/ \\\n  /dest/\nCOPY --from=x /y /z\n";
+        assert_eq!(context_sources(continued).unwrap(), ["a.txt", "b"]);
+        assert!(context_sources("COPY [\"a\", \"/b\"]\n").unwrap_err().to_string().contains("JSON form"));
+    }
+
+    #[test]
+    fn a_dockerfile_without_a_prepared_stage_is_built_as_it_is() {
+        assert!(has_prepared_stage(&dockerfile()));
+        assert!(!has_prepared_stage("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY app.txt /app.txt\n"));
+        assert!(legacy_dockerfile("FROM scratch\nCOPY a /a\n", "t").is_err());
+    }
+
+    #[test]
+    fn a_missing_wheel_is_named_with_its_platform() {
+        let stderr = "ERROR: Could not find a version that satisfies the requirement docopt==0.6.2 (from versions: none)\n\
+                      ERROR: No matching distribution found for docopt==0.6.2\n";
+        let message = explain_pip_failure(stderr, Platform::LinuxArm64).to_string();
+        assert!(message.starts_with("docopt==0.6.2 has no wheel for linux/arm64"), "{message}");
+        assert!(message.contains("--allow-emulation"), "{message}");
+    }
+}
