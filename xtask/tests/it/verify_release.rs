@@ -390,17 +390,27 @@ fn a_formula_with_one_wrong_sha256_is_named() {
     );
 
     // Found by reading `verify_release.rs`: for a backport the formula check passed
-    // anything. With v1.4.0 published, v1.3.0 is a backport, and a formula naming it
-    // (moved back) is named; the formula follows the newest release.
+    // anything, and a pointer the plan said "stays" was never read. With v1.4.0
+    // published (another index), v1.3.0 is a backport: the formula, `latest` and `v1`
+    // still naming v1.3.0 are named, each should name v1.4.0; `v1.3` rightly names it.
     let repository = release.fixture.repository();
-    release.copy(&sh, &format!("docker://{repository}:v{VERSION}"), &format!("docker://{repository}:v1.4.0"));
+    let newer = test_support::base_image::push_index(&release.fixture.registry);
+    release.copy(&sh, &format!("docker://{newer}"), &format!("docker://{repository}:v1.4.0"));
     let failed = release.failures(&sh);
-    let formula =
-        failed.iter().find(|(check, _, _)| check == "formula").unwrap_or_else(|| panic!("{failed:#?}"));
+    let named = |check: &str, subject: &str| {
+        failed
+            .iter()
+            .find(|(c, s, _)| c == check && s.ends_with(subject))
+            .unwrap_or_else(|| panic!("{failed:#?}"))
+    };
     assert_eq!(
-        formula.2,
+        named("formula", "stigmer.rb").2,
         format!("names {VERSION}, not 1.4.0, the newest release: the homebrew job did not finish")
     );
+    for pointer in [":latest", ":v1"] {
+        assert!(named("pointer", pointer).2.ends_with("not v1.4.0, the newest of its line"), "{failed:#?}");
+    }
+    assert!(!failed.iter().any(|(_, subject, _)| subject.ends_with(":v1.3")), "{failed:#?}");
 }
 
 #[test]
