@@ -269,12 +269,12 @@ pub struct Image {
     #[arg(long, requires = "username")]
     pub password_stdin: bool,
 
-    /// buildx cache sources (e.g. type=gha) [default: type=gha inside GitHub Actions]
+    /// buildx cache sources (e.g. type=registry,ref=REPO:cache) [default: none]
     #[arg(long, value_name = "CACHE", requires = "push")]
     pub cache_from: Vec<String>,
 
-    /// buildx cache destinations (e.g. type=gha,mode=max) [default: type=gha,mode=max
-    /// inside GitHub Actions]
+    /// buildx cache destinations (e.g. type=registry,mode=max,ref=REPO:cache) [default:
+    /// none]
     #[arg(long, value_name = "CACHE", requires = "push")]
     pub cache_to: Vec<String>,
 

@@ -124,11 +124,6 @@ impl flags::Image {
             };
             build_args.extend([("PREPARE_PLATFORM", platform.to_string()), ("EMULATED", "1".to_owned())]);
         }
-        let in_github_actions = sh.var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
-        let default_cache = |cache: &[String], gha: &str| match (cache.is_empty(), in_github_actions) {
-            (true, true) => vec![gha.to_owned()],
-            _ => cache.to_vec(),
-        };
         let dry_run = self.dry_run || release.dry_run;
         let plan = PublishPlan {
             release,
@@ -142,8 +137,9 @@ impl flags::Image {
             credentials_source,
             explicit_auth,
             sbom_generator: self.sbom_generator.clone(),
-            cache_from: default_cache(&self.cache_from, "type=gha"),
-            cache_to: default_cache(&self.cache_to, "type=gha,mode=max"),
+            // No cache unless asked for: inside GitHub Actions too (release.yml says why).
+            cache_from: self.cache_from.clone(),
+            cache_to: self.cache_to.clone(),
             signer: Signer::from_flags(
                 self.cosign_key.as_ref().map(|key| sh.current_dir().join(key)),
                 self.keyless,

@@ -26,8 +26,6 @@
 //!   through it. BuildKit's default SBOM
 //!   scanner (docker/buildkit-syft-scanner on Docker Hub) is the test scanner, served by
 //!   a registry that the builder's configuration names as Docker Hub's mirror.
-//! - GitHub's cache service: `type=gha` caches become `type=registry` caches in the
-//!   registry, the one other change made to a command.
 //! - The release tool: the xtask binary of this test run, run with the job's checkout as
 //!   its project root (the tag's xtask sources are this tree's: the test checks that the
 //!   release commit changed none of them). Where a job builds it (ci/release-tool.sh's
@@ -65,14 +63,7 @@ use xshell::cmd;
 use crate::{run_ok, XTASK};
 
 /// What is rewritten in the scripts, and why: each must be found in release.yml.
-const REWRITES: [(&str, &str, &str); 6] = [
-    // GitHub's cache service does not exist here; the registry keeps the cache instead.
-    ("type=gha,scope=", "type=registry,ref=$REGISTRY/agent-runner-cache:", "GitHub's cache service"),
-    (
-        "type=gha,mode=max,scope=",
-        "type=registry,mode=max,ref=$REGISTRY/agent-runner-cache:",
-        "GitHub's cache service",
-    ),
+const REWRITES: [(&str, &str, &str); 4] = [
     // Keyless signing needs GitHub's OIDC token and sigstore's services: a test key.
     ("--keyless", r#"--cosign-key "$REHEARSAL_COSIGN_KEY""#, "sigstore"),
     (r#""$XTASK" verify-release "#, r#""$XTASK" verify-release --key "$REHEARSAL_COSIGN_PUB" "#, "sigstore"),
@@ -736,8 +727,6 @@ impl Rehearsal<'_> {
                 let name = test_support::unique_name("rehearsal-builder");
                 return Some(buildx.container_builder(&name, &self.buildkitd_toml));
             }
-            // It exports the cache service's token: there is no cache service here.
-            "crazy-max/ghaction-github-runtime" => allowed(&[]),
             "sigstore/cosign-installer" => {
                 allowed(&["cosign-release"]);
                 let sh = shell();

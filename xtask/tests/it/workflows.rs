@@ -125,7 +125,6 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     // of it is a wrapper of actions/attest, used directly as cargo-dist does.
     ("actions/attest", "v4.2.2", "node24"),
     ("docker/setup-buildx-action", "v4.3.0", "node24"),
-    ("crazy-max/ghaction-github-runtime", "v4.0.0", "node24"),
     ("Swatinem/rust-cache", "v2.9.2", "node24"),
     // v4 installs cosign 3 by default; release.yml says why it stays on v3 with cosign 2.5.
     ("sigstore/cosign-installer", "v3.9.2", "composite"),
@@ -945,4 +944,23 @@ fn the_tap_token_is_only_in_a_real_release_and_a_dry_run_renders_without_it() {
     let calls: Vec<&str> = body.lines().filter(|line| line.contains("\"$XTASK\" homebrew")).collect();
     assert_eq!(calls.len(), 1, "{body}");
     assert!(!calls[0].contains("--push") && !calls[0].contains("--commit"), "{}", calls[0]);
+}
+
+/// Issue 26, point 4: the release reads and writes no GitHub cache. A tag's run reads
+/// caches only from its own ref or the default branch, so one tag's buildx cache never
+/// served the next, and the default branch's could be written (poisoned) by any job
+/// there. Nothing in release.yml names one or exports the cache service's token, and
+/// `image --push` uses none unless asked.
+#[test]
+fn the_release_reads_and_writes_no_github_cache() {
+    let release = read(&project_root().join(".github/workflows/release.yml"));
+    let code: Vec<&str> = release.lines().filter(|line| !line.trim_start().starts_with('#')).collect();
+    for banned in
+        ["type=gha", "ghaction-github-runtime", "actions/cache", "rust-cache", "ACTIONS_RUNTIME_TOKEN"]
+    {
+        let found: Vec<&&str> = code.iter().filter(|line| line.contains(banned)).collect();
+        assert!(found.is_empty(), "release.yml uses `{banned}`: {found:?}");
+    }
+    let image = read(&project_root().join("xtask/src/image.rs"));
+    assert!(!image.contains("type=gha"), "image.rs picks a GitHub cache by itself");
 }
