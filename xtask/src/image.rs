@@ -137,6 +137,7 @@ impl flags::Image {
             sbom_generator: self.sbom_generator.clone(),
             cache_from: default_cache(&self.cache_from, "type=gha"),
             cache_to: default_cache(&self.cache_to, "type=gha,mode=max"),
+            no_cache: self.no_cache,
             signer: Signer::from_flags(
                 self.cosign_key.as_ref().map(|key| sh.current_dir().join(key)),
                 self.keyless,

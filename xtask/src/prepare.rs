@@ -1,7 +1,11 @@
 //! The platform-specific files of the agent-runner image, prepared on the build
 //! platform so that no build step runs a target-platform binary: the locked
 //! dependencies (pip picks the target's wheels by tag), `/etc/passwd` and `/etc/group`
-//! with the `stigmer` user added to the base image's own files, and `/workspace`.
+//! with the `stigmer` user added to the base image's own files, `/workspace`, and the
+//! application; the dependencies and the application with their byte code, compiled
+//! by this machine's CPython 3.11, hash-based. Every file's mode and time is
+//! normalised, as the `prepare` stage does: two builds of one commit copy the same
+//! bytes, whatever the umask, the checkout's times or the clock.
 //!
 //! BuildKit does this in the Dockerfile's `prepare` stage on `$BUILDPLATFORM`. The
 //! legacy builder builds every stage it meets, so for it this module does the same on
@@ -58,6 +62,13 @@ pub(crate) enum DependencyPath {
 
 /// The stage the runtime copies from; the legacy Dockerfile starts here.
 const PREPARED_STAGE: &str = "FROM scratch AS prepared";
+
+/// The application's sources in the context, and where the image has them: the
+/// `prepare` stage copies the one to the other (under `code/`) and compiles it.
+const APP_SOURCES: &str = "src/stigmer_agent_runner";
+const APP_IN_IMAGE: &str = "/app/src/stigmer_agent_runner";
+/// Where the dependencies are in the image: their byte code records these paths.
+const DEPENDENCIES_IN_IMAGE: &str = "/opt/stigmer/site-packages";
 
 /// The pip options that select `platform`'s wheels from another machine: CPython 3.11
 /// (the base image's), manylinux up to glibc 2.28 (pip also accepts the older
@@ -172,9 +183,10 @@ pub(crate) fn on_host(
     // it verbatim keeps its other rules (no __pycache__) for this context too.
     let tree_in_context = ".prepared/tree";
     let tree = dir.join(tree_in_context);
-    let site_packages = tree.join("rootfs/opt/stigmer/site-packages");
+    let site_packages = tree.join(format!("rootfs{DEPENDENCIES_IN_IMAGE}"));
 
-    install_dependencies(sh, platform, &request.context.join("requirements.lock"), &site_packages)?;
+    let python = host_python(sh)?;
+    install_dependencies(sh, platform, &python, &request.context.join("requirements.lock"), &site_packages)?;
     let base =
         request.build_args.iter().find(|(name, _)| *name == "BASE_IMAGE").map(|(_, value)| value.as_str());
     let base = base.context("the build has no BASE_IMAGE build argument")?;
@@ -182,11 +194,23 @@ pub(crate) fn on_host(
     // As in the Dockerfile: without it, the legacy builder's cache (blind to
     // --platform) could hand this `prepared` stage to another platform's build.
     fs::write(tree.join("rootfs/opt/stigmer/platform"), format!("{platform}\n"))?;
+    // /app exists before WORKDIR names it, with the time set below: made by the engine,
+    // it would carry the build's time.
+    fs::create_dir_all(tree.join("rootfs/app"))?;
+    let app = tree.join(format!("code{APP_IN_IMAGE}"));
+    copy_tree(&request.context.join(APP_SOURCES), &app)
+        .with_context(|| format!("copying {APP_SOURCES} into the build's context"))?;
+    compile_bytecode(sh, &python, &app, APP_IN_IMAGE)?;
     let workspace = tree.join("owned/workspace");
     fs::create_dir_all(&workspace)?;
+    // Every directory the runtime copies from, too: the legacy builder's history names
+    // each COPY by a hash that covers the source directory's own mode.
+    for part in ["rootfs", "owned", "code"] {
+        normalize_modes(&tree.join(part))?;
+    }
     fs::set_permissions(&workspace, std::os::unix::fs::PermissionsExt::from_mode(0o750))?;
-    // The legacy builder's cache key for a COPY may include file times; fixed times
-    // keep the dependency layer cached while the lock file is unchanged.
+    // Fixed times, as the `prepare` stage sets: the layers do not carry the checkout's
+    // or the clock's, and the dependency layer stays the same while the lock does.
     set_times(&tree, SystemTime::UNIX_EPOCH + Duration::from_secs(ZIP_EPOCH))?;
     let legacy = legacy_dockerfile(dockerfile, tree_in_context)?;
     let sources = context_sources(&legacy)?.into_iter().filter(|source| source != tree_in_context);
@@ -230,7 +254,9 @@ fn context_sources(dockerfile: &str) -> anyhow::Result<Vec<String>> {
     Ok(sources)
 }
 
-/// Copies a file, or a directory with everything below it.
+/// Copies a file, or a directory with everything below it but what the agent-runner's
+/// `.dockerignore` leaves out of every context (`__pycache__`, `*.pyc`, `*.pyo`,
+/// `*.egg-info`): a developer's own byte code never reaches the image.
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent)?;
@@ -242,7 +268,86 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "__pycache__" || [".pyc", ".pyo", ".egg-info"].iter().any(|end| name.ends_with(end)) {
+            continue;
+        }
         copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+/// The CPython 3.11 of this machine, which compiles the image's byte code: a `.pyc` is
+/// read only by the Python version that wrote it, and the image runs CPython 3.11 (the
+/// wheel selection names it too). Its version is part of the dependency cache's key:
+/// another patch release may compile other bytes.
+struct HostPython {
+    program: &'static str,
+    version: String,
+}
+
+fn host_python(sh: &Shell) -> anyhow::Result<HostPython> {
+    let probe = "import platform, sys; print(sys.implementation.name, platform.python_version())";
+    for program in ["python3.11", "python3"] {
+        let Ok(answer) = cmd!(sh, "{program} -c {probe}").quiet().ignore_stderr().read() else { continue };
+        if let Some(version) = answer.trim().strip_prefix("cpython ").filter(|v| v.starts_with("3.11.")) {
+            return Ok(HostPython { program, version: version.to_owned() });
+        }
+    }
+    bail!(
+        "the image's byte code is compiled by this machine's CPython 3.11 (the image runs 3.11, and byte \
+         code is read only by the version that wrote it), and neither `python3.11` nor `python3` is one: \
+         install it (`apt-get install python3.11`, or `uv python install 3.11`), or build with buildx, \
+         whose prepare stage uses the base image's Python"
+    )
+}
+
+/// Compiles every module below `dir` to hash-based byte code, recording `in_image` as
+/// its path, as the Dockerfile's `prepare` stage does: `unchecked-hash` writes no source
+/// time (an image's files never change, so the check is not needed either), and a fixed
+/// hash seed keeps the order of sets. The same sources give the same bytes wherever the
+/// same Python compiles them.
+fn compile_bytecode(sh: &Shell, python: &HostPython, dir: &Path, in_image: &str) -> anyhow::Result<()> {
+    let program = python.program;
+    let output =
+        cmd!(sh, "{program} -m compileall -q --invalidation-mode unchecked-hash -d {in_image} {dir}")
+            .env("PYTHONHASHSEED", "0")
+            // Either would send the byte code elsewhere, or compile it optimised.
+            .env_remove("PYTHONPYCACHEPREFIX")
+            .env_remove("PYTHONOPTIMIZE")
+            .quiet()
+            .ignore_status()
+            .output()
+            .with_context(|| format!("running `{program} -m compileall`"))?;
+    if !output.status.success() {
+        bail!(
+            "compiling the byte code of {} with {program} {} failed:\n{}{}",
+            dir.display(),
+            python.version,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Modes as the `prepare` stage leaves them (`chmod -R u=rwX,go=rX`): directories and
+/// executables 0755, other files 0644. pip and a checkout follow the umask, and the
+/// image's user must read every file.
+fn normalize_modes(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if metadata.is_symlink() {
+        return Ok(());
+    }
+    let executable = metadata.is_dir() || metadata.permissions().mode() & 0o111 != 0;
+    let mode = if executable { 0o755 } else { 0o644 };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    if metadata.is_dir() {
+        for entry in fs::read_dir(path)? {
+            normalize_modes(&entry?.path())?;
+        }
     }
     Ok(())
 }
@@ -254,7 +359,13 @@ const ZIP_EPOCH: u64 = 315_532_800;
 /// copy in `target/prepared-dependencies/` when one was made from the same lock file and
 /// wheel selection (pip fetches every wheel again otherwise: seconds on each warm
 /// build). A copy is complete or absent: it is installed beside and renamed into place.
-fn install_dependencies(sh: &Shell, platform: Platform, lock: &Path, target: &Path) -> anyhow::Result<()> {
+fn install_dependencies(
+    sh: &Shell,
+    platform: Platform,
+    python: &HostPython,
+    lock: &Path,
+    target: &Path,
+) -> anyhow::Result<()> {
     use sha2::Digest as _;
     if !lock.is_file() {
         bail!("{} is missing: the image's dependencies are installed from it", lock.display());
@@ -263,6 +374,7 @@ fn install_dependencies(sh: &Shell, platform: Platform, lock: &Path, target: &Pa
     let mut key = sha2::Sha256::new();
     key.update(fs::read(lock).with_context(|| format!("reading {}", lock.display()))?);
     key.update(wheels.join("\n"));
+    key.update(format!("\nbyte code: unchecked-hash, CPython {}", python.version));
     let key = crate::digest::hex(&key.finalize()[..16]);
     let cache = crate::project::root().join("target/prepared-dependencies");
     let prepared = cache.join(format!("{platform}-{key}").replace('/', "-"));
@@ -287,6 +399,7 @@ fn install_dependencies(sh: &Shell, platform: Platform, lock: &Path, target: &Pa
         if scripts.exists() {
             fs::remove_dir_all(&scripts)?;
         }
+        compile_bytecode(sh, python, &installed, DEPENDENCIES_IN_IMAGE)?;
         // Another build may have made the same copy meanwhile: either is right.
         if let Err(err) = fs::rename(&installed, &prepared) {
             if !prepared.is_dir() {
@@ -457,11 +570,37 @@ mod tests {
         );
     }
 
+    /// The host path makes what the `prepare` stage makes: the application from the same
+    /// sources at the same place, and byte code compiled the same way, with the paths the
+    /// image has.
+    #[test]
+    fn the_dockerfile_compiles_the_byte_code_the_host_path_compiles() {
+        let dockerfile = dockerfile().replace("\\\n", " ");
+        let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let dockerfile = words(&dockerfile);
+        assert!(
+            dockerfile.contains(&format!("COPY {APP_SOURCES} /out/code{APP_IN_IMAGE}")),
+            "the prepare stage does not copy {APP_SOURCES} to /out/code{APP_IN_IMAGE}"
+        );
+        for (in_image, tree) in [
+            (DEPENDENCIES_IN_IMAGE, format!("/out/rootfs{DEPENDENCIES_IN_IMAGE}")),
+            (APP_IN_IMAGE, format!("/out/code{APP_IN_IMAGE}")),
+        ] {
+            let compile = format!(
+                "PYTHONHASHSEED=0 python3 -m compileall -q --invalidation-mode unchecked-hash -d {in_image} {tree};"
+            );
+            assert!(dockerfile.contains(&compile), "the prepare stage does not run `{compile}`");
+        }
+        let normalized = "chmod -R u=rwX,go=rX";
+        assert_eq!(dockerfile.matches(normalized).count(), 2, "rootfs and code are normalised");
+        assert!(dockerfile.contains(&format!("--date=@{ZIP_EPOCH}")), "the times are not {ZIP_EPOCH}");
+    }
+
     /// The build's own context holds these and nothing else of the agent-runner's.
     #[test]
     fn the_legacy_context_holds_what_the_legacy_dockerfile_copies() {
         let legacy = legacy_dockerfile(&dockerfile(), ".prepared/tree").unwrap();
-        assert_eq!(context_sources(&legacy).unwrap(), [".prepared/tree", "src/stigmer_agent_runner"]);
+        assert_eq!(context_sources(&legacy).unwrap(), [".prepared/tree"]);
         let continued = "FROM scratch\nCOPY --chown=1:1 \\\n  a.txt b/ \\\n  /dest/\nCOPY --from=x /y /z\n";
         assert_eq!(context_sources(continued).unwrap(), ["a.txt", "b"]);
         assert!(context_sources("COPY [\"a\", \"/b\"]\n").unwrap_err().to_string().contains("JSON form"));
