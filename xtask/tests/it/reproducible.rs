@@ -104,7 +104,9 @@ fn explain(registry: &TestRegistry, first: &str, second: &str) -> String {
         };
         let (a, b) = (config(first), config(second));
         out += "config differs:\n";
-        for key in a.as_object().unwrap().keys().chain(b.as_object().unwrap().keys()) {
+        let keys: std::collections::BTreeSet<&String> =
+            a.as_object().unwrap().keys().chain(b.as_object().unwrap().keys()).collect();
+        for key in keys {
             if a[key] != b[key] {
                 out += &format!("  {key}:\n    {}\n    {}\n", a[key], b[key]);
             }
