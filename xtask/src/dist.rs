@@ -148,14 +148,15 @@ fn check_toolchain(sh: &Shell, target: Target) -> anyhow::Result<()> {
     if let Ok(installed) = installed {
         if !installed.lines().any(|line| line.trim() == triple) {
             bail!(
-                "the Rust standard library for {triple} is not installed: run `rustup target add {triple}`"
+                "the Rust standard library for {triple} is not installed: run `rustup toolchain install` \
+                 in this checkout (rust-toolchain.toml names every target dist builds)"
             );
         }
     }
     if Some(target) != Target::host() && !has_zigbuild(sh) {
         bail!(
             "building {triple} on this machine needs a cross linker: install cargo-zigbuild and zig \
-             (`pip install ziglang cargo-zigbuild`, or `bash ci/setup.sh`), or build this target on \
+             (`bash ci/setup.sh`, or `pip install` the versions its pip_tools pins), or build this target on \
              a {}-{} machine",
             target.os(),
             target.arch()

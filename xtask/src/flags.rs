@@ -273,6 +273,11 @@ pub struct Image {
     #[arg(long, value_name = "CACHE", requires = "push")]
     pub cache_from: Vec<String>,
 
+    /// Build every step again, taking no layer from a cache (the engine's, buildx's, or
+    /// --cache-from): a rebuild that checks a release is reproducible
+    #[arg(long, requires = "push")]
+    pub no_cache: bool,
+
     /// buildx cache destinations (e.g. type=registry,mode=max,ref=REPO:cache) [default:
     /// none]
     #[arg(long, value_name = "CACHE", requires = "push")]

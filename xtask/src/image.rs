@@ -140,6 +140,7 @@ impl flags::Image {
             // No cache unless asked for: inside GitHub Actions too (release.yml says why).
             cache_from: self.cache_from.clone(),
             cache_to: self.cache_to.clone(),
+            no_cache: self.no_cache,
             signer: Signer::from_flags(
                 self.cosign_key.as_ref().map(|key| sh.current_dir().join(key)),
                 self.keyless,

@@ -137,3 +137,25 @@ impl FromStr for Target {
         bail!("unsupported target {text:?}: supported are {}", supported.join(", "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// rust-toolchain.toml, which every build installs, names exactly the targets `dist`
+    /// builds: a new target fails here until the toolchain has it too.
+    #[test]
+    fn the_toolchain_file_names_every_target_dist_builds() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rust-toolchain.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file: toml_edit::DocumentMut = text.parse().unwrap();
+        let listed: Vec<&str> = file["toolchain"]["targets"]
+            .as_array()
+            .expect("rust-toolchain.toml has [toolchain] targets")
+            .iter()
+            .map(|target| target.as_str().unwrap())
+            .collect();
+        let built: Vec<&str> = Target::ALL.iter().map(|target| target.triple()).collect();
+        assert_eq!(listed, built, "rust-toolchain.toml's targets are not the ones dist builds");
+    }
+}

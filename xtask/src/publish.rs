@@ -290,20 +290,24 @@ mod tests {
             sbom_generator: None,
             cache_from: vec!["type=gha".into()],
             cache_to: vec!["type=gha,mode=max".into()],
+            no_cache: false,
             signer: Some(crate::publish::sign::Signer::Keyless),
         }
     }
 
     #[test]
     fn the_buildx_command_writes_an_oci_layout_and_pushes_nothing() {
-        let args = buildx::args(&plan(), Path::new("/tmp/layout"));
-        insta::assert_snapshot!(args.join(" "), @"buildx build --platform linux/amd64,linux/arm64 --output type=oci,dest=/tmp/layout,tar=false --provenance=mode=max --sbom=true --build-arg BASE_IMAGE=python:3.11-slim --build-arg VERSION=1.3.0 --cache-from type=gha --cache-to type=gha,mode=max agent-runner");
+        let args = buildx::args(&plan(), Path::new("/tmp/layout"), 1_764_806_400);
+        insta::assert_snapshot!(args.join(" "), @"buildx build --platform linux/amd64,linux/arm64 --output type=oci,dest=/tmp/layout,tar=false,rewrite-timestamp=true --build-arg SOURCE_DATE_EPOCH=1764806400 --provenance=mode=max --sbom=true --build-arg BASE_IMAGE=python:3.11-slim --build-arg VERSION=1.3.0 --cache-from type=gha --cache-to type=gha,mode=max agent-runner");
+        let rebuild = PublishPlan { no_cache: true, ..plan() };
+        let args = buildx::args(&rebuild, Path::new("/tmp/layout"), 0).join(" ");
+        assert!(args.contains(" --no-cache "), "{args}");
     }
 
     #[test]
     fn a_given_sbom_generator_replaces_buildkits_default_scanner() {
         let plan = PublishPlan { sbom_generator: Some("127.0.0.1:5000/sbom-scanner:test".into()), ..plan() };
-        let args = buildx::args(&plan, Path::new("/tmp/layout")).join(" ");
+        let args = buildx::args(&plan, Path::new("/tmp/layout"), 0).join(" ");
         assert!(args.contains(" --attest type=sbom,generator=127.0.0.1:5000/sbom-scanner:test "), "{args}");
         assert!(!args.contains("--sbom=true"), "{args}");
     }

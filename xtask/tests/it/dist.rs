@@ -186,7 +186,8 @@ fn bad_input_is_refused_and_leaves_the_out_directory_as_it_was() {
     );
     assert!(
         no_zig.contains(
-            "needs a cross linker: install cargo-zigbuild and zig (`pip install ziglang cargo-zigbuild`"
+            "needs a cross linker: install cargo-zigbuild and zig (`bash ci/setup.sh`, or `pip install` the \
+             versions its pip_tools pins)"
         ),
         "{no_zig}"
     );

@@ -690,17 +690,6 @@ impl Rehearsal<'_> {
                         .unwrap();
                 }
             }
-            "dtolnay/rust-toolchain" => {
-                allowed(&["targets"]);
-                if let Some(target) = with.get("targets") {
-                    let sh = shell();
-                    let installed = cmd!(sh, "rustup target list --installed").read().unwrap();
-                    assert!(
-                        installed.lines().any(|t| t == target),
-                        "{job} needs the Rust target {target}: `rustup target add {target}`"
-                    );
-                }
-            }
             "docker/setup-buildx-action" => {
                 allowed(&["version", "driver-opts", "cache-binary"]);
                 // Pinned on GitHub; here the machine's buildx and the BuildKit image

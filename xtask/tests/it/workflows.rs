@@ -129,8 +129,6 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     // v4 installs cosign 3 by default; release.yml says why it stays on v3 with cosign 2.5.
     ("sigstore/cosign-installer", "v3.9.2", "composite"),
     ("taiki-e/install-action", "v2.86.5", "composite"),
-    // A branch, not a release: the comment names it, and nothing else is allowed.
-    ("dtolnay/rust-toolchain", "stable", "composite"),
 ];
 
 #[test]
@@ -563,7 +561,7 @@ fn ci_installs_what_ci_setup_sh_installs() {
     let ci = read(&project_root().join(".github/workflows/ci.yml"));
     let ci_words: Vec<&str> = ci.split(|c: char| c.is_whitespace() || c == ',').collect();
     let mut missing = Vec::new();
-    for array in ["apt_packages", "pip_tools", "targets"] {
+    for array in ["apt_packages", "pip_tools"] {
         for part in bash_array(&setup, array) {
             // GitHub's runners come with Docker (docker-ce, with buildx); Debian's
             // docker.io would replace it.
@@ -791,6 +789,153 @@ fn no_matrix_cancels_its_other_entries_when_one_fails() {
         }
     }
     assert!(matrices >= 3, "found only {matrices} matrices: is the lookup still right?");
+}
+
+/// The toolchain's version, from rust-toolchain.toml.
+fn toolchain_channel() -> String {
+    let text = read(&project_root().join("rust-toolchain.toml"));
+    let file: toml_edit::DocumentMut = text.parse().unwrap();
+    file["toolchain"]["channel"].as_str().expect("rust-toolchain.toml has a channel").to_owned()
+}
+
+/// The one way a job installs Rust: the toolchain rust-toolchain.toml names, with its
+/// targets and components (rustup 1.28 and later; no argument: the active toolchain),
+/// without updating rustup itself.
+const INSTALL_THE_TOOLCHAIN: &str = "rustup toolchain install --no-self-update";
+
+/// One toolchain (issue 27): the workflows install what rust-toolchain.toml names, never
+/// a channel that moves. Every job that compiles, or runs the release tool (whose `dist`
+/// runs cargo), runs `INSTALL_THE_TOOLCHAIN` before any of that; nothing names a
+/// channel, a version, a target or a component of its own.
+#[test]
+fn no_workflow_installs_a_floating_toolchain() {
+    let channel = toolchain_channel();
+    assert!(
+        channel.split('.').count() == 3 && channel.split('.').all(|n| n.parse::<u32>().is_ok()),
+        "rust-toolchain.toml's channel {channel:?} is not a release version: it would move"
+    );
+    let mut wrong = Vec::new();
+    for path in workflow_files() {
+        let name = file_name(&path);
+        for (number, line) in read(&path).lines().enumerate() {
+            let floating = ["dtolnay/rust-toolchain", "@stable", "@nightly", "@beta", "+stable", "+nightly"];
+            let own = [
+                "rustup default",
+                "rustup update",
+                "rustup target add",
+                "rustup component add",
+                "toolchain:",
+            ];
+            if let Some(word) = floating.iter().chain(&own).find(|word| line.contains(**word)) {
+                wrong.push(format!("{name}:{}: `{word}`: {}", number + 1, line.trim()));
+            }
+            if let Some(rest) = line.split("rustup toolchain install").nth(1) {
+                if rest.split_whitespace().any(|word| !word.starts_with("--")) {
+                    wrong.push(format!(
+                        "{name}:{}: installs a toolchain of its own: {}",
+                        number + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+        let workflow: serde_yaml::Value = serde_yaml::from_str(&read(&path)).unwrap();
+        for (job, body) in workflow["jobs"].as_mapping().unwrap() {
+            let job = job.as_str().unwrap();
+            let steps = body["steps"].as_sequence().unwrap();
+            let runs: Vec<&str> = steps.iter().map(|step| step["run"].as_str().unwrap_or_default()).collect();
+            let compiles = |script: &&str| {
+                ["cargo ", "ci/release-tool.sh", "$XTASK"].iter().any(|word| script.contains(word))
+            };
+            let Some(first) = runs.iter().position(compiles) else { continue };
+            let installs = runs.iter().position(|script| script.trim() == INSTALL_THE_TOOLCHAIN);
+            if installs.is_none_or(|installs| installs >= first) {
+                wrong.push(format!(
+                    "{name}: job {job} compiles (`{}`) without `rustup toolchain install` before it",
+                    runs[first].lines().next().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "toolchains not from rust-toolchain.toml:\n{}", wrong.join("\n"));
+}
+
+/// ci/setup.sh installs the toolchain rust-toolchain.toml names, by the file itself, and
+/// that is the toolchain this project builds with here: rustc, run in the project root,
+/// is the file's version.
+#[test]
+fn setup_installs_the_toolchain_the_file_pins() {
+    let setup = read(&project_root().join("ci/setup.sh"));
+    let lines: Vec<&str> = setup
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#') && line.contains("rustup "))
+        .collect();
+    assert!(
+        lines.iter().any(|line| line.contains(&format!("{INSTALL_THE_TOOLCHAIN})"))),
+        "ci/setup.sh does not run `rustup toolchain install` (no argument: the file's toolchain): {lines:?}"
+    );
+    for line in &lines {
+        for own in ["rustup default", "rustup update", "rustup target add", "rustup component add", "+stable"]
+        {
+            assert!(!line.contains(own), "ci/setup.sh picks its own toolchain: {line}");
+        }
+    }
+    let sh = test_support::shell();
+    sh.change_dir(project_root());
+    let rustc = cmd!(sh, "rustc --version").read().unwrap();
+    let channel = toolchain_channel();
+    assert!(
+        rustc.starts_with(&format!("rustc {channel} ")),
+        "rust-toolchain.toml pins {channel}, but the project builds with {rustc}: run `rustup toolchain install`"
+    );
+}
+
+/// zig and its cargo wrapper link every archive `dist` cross-builds, so their versions
+/// are part of what a rebuild needs: ci/setup.sh's `pip_tools` pins them (every PyPI tool
+/// there but uv), and every pip or pipx install in a workflow of a tool it pins names the
+/// same pin. (The wrapper's name is not written here: test_command.rs reads it as a
+/// cross-build.)
+#[test]
+fn the_cross_linker_has_one_version_everywhere() {
+    let setup = read(&project_root().join("ci/setup.sh"));
+    let tools = bash_array(&setup, "pip_tools");
+    let unpinned: Vec<&&str> = tools.iter().filter(|tool| **tool != "uv" && !tool.contains("==")).collect();
+    assert!(unpinned.is_empty(), "ci/setup.sh's pip_tools does not pin {unpinned:?}");
+    let pins: Vec<&str> = tools.into_iter().filter(|tool| tool.contains("==")).collect();
+    let linker: Vec<&str> = pins
+        .iter()
+        .filter_map(|pin| pin.split_once("==").map(|(name, _)| name))
+        .filter(|name| *name == "ziglang" || name.starts_with("cargo-"))
+        .collect();
+    assert_eq!(linker.len(), 2, "ci/setup.sh's pip_tools pins zig and its cargo wrapper: {pins:?}");
+    let mut installs = 0;
+    let mut wrong = Vec::new();
+    for path in workflow_files() {
+        for (number, line) in read(&path).lines().enumerate() {
+            if !(line.contains("pip") && line.contains(" install ")) {
+                continue;
+            }
+            for word in line.split_whitespace() {
+                let name = word.split_once("==").map_or(word, |(name, _)| name);
+                if linker.contains(&name) {
+                    installs += 1;
+                    if !pins.contains(&word) {
+                        wrong.push(format!("{}:{}: {word}", file_name(&path), number + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        installs >= 2,
+        "found only {installs} installs of zig in the workflows: is the lookup still right?"
+    );
+    assert!(
+        wrong.is_empty(),
+        "zig or its cargo wrapper not at ci/setup.sh's pins {pins:?}:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// Found by reading ci/setup.sh: ci.yml pinned the linters while setup.sh installed the
