@@ -214,6 +214,25 @@ fi
 # argument installs the file's toolchain; it runs only when a part is missing.
 root=$(cd "$(dirname "$0")/.." && pwd)
 toolchain_parts=$(sed -n 's/^ *"\([^"]*\)",\{0,1\} *$/\1/p; s/^components = \[\(.*\)\]/\1/p' "$root/rust-toolchain.toml" | tr -d '",')
+# When the machine's stable toolchain is the pinned version (our machines come with it),
+# it is that toolchain: given the parts the file names and entered under the file's name
+# (a link in rustup's toolchains directory: `rustup toolchain link` refuses a version as a
+# name), instead of downloading the same rustc again. `rustc --version` in the project
+# root is the pinned version either way (workflows.rs checks it: a newer stable fails it).
+pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' "$root/rust-toolchain.toml")
+host=$(rustc +stable -vV 2>/dev/null | sed -n 's/^host: //p')
+toolchains="$(rustup show home)/toolchains"
+if [ -n "$host" ] && [ ! -e "$toolchains/$pinned-$host" ] &&
+  [ "$(rustc +stable --version | awk '{print $2}')" = "$pinned" ]; then
+  log "using the stable toolchain, which is rust-toolchain.toml's $pinned"
+  for part in $toolchain_parts; do
+    case $part in
+      rustfmt | clippy) rustup component add --toolchain stable "$part" >/dev/null ;;
+      *) rustup target add --toolchain stable "$part" >/dev/null ;;
+    esac
+  done
+  ln -s "$toolchains/stable-$host" "$toolchains/$pinned-$host"
+fi
 rust_installed=$(cd "$root" && { rustup target list --installed; rustup component list --installed; } 2>/dev/null || true)
 for part in $toolchain_parts; do
   if ! grep -q "^$part" <<<"$rust_installed"; then
