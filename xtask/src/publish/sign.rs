@@ -191,7 +191,7 @@ pub(crate) fn attest_image(
 
 /// The media type of the standard Sigstore bundle (sigstore/protobuf-specs), what
 /// sigstore-python, sigstore-go and GitHub's tooling read.
-pub(crate) const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
 /// Signs `file` into the Sigstore bundle `bundle`. cosign 2 writes its own legacy
 /// format unless told `--new-bundle-format` (cosign 3 writes the standard one by default).
@@ -203,7 +203,7 @@ pub(crate) fn sign_blob(sh: &Shell, signer: &Signer, file: &Path, bundle: &Path)
         .run()
         .with_context(|| {
             format!(
-                "signing {} with cosign (install cosign 2, and for a key set COSIGN_PASSWORD)",
+                "signing {} with cosign (install cosign 2.4 or later, and for a key set COSIGN_PASSWORD)",
                 file.display()
             )
         })
