@@ -1,7 +1,8 @@
 //! A second check of `checksums.txt.sigstore.json`, by nothing cosign is built on: the
 //! bundle's shape against sigstore/protobuf-specs' JSON schema, and its signature with
 //! openssl. sigstore-python (and GitHub's tooling) verify only keyless bundles with a
-//! log entry, and the tests can make only key signatures with no log.
+//! log entry, sigstore-rust's `sigstore-verify` only bundles with a log entry or a
+//! timestamp, and the tests can make only key signatures with neither.
 //!
 //! `xtask/tests/sigstore/Bundle.schema.json` is `gen/jsonschema/schemas/Bundle.schema.json`
 //! of https://github.com/sigstore/protobuf-specs at commit
