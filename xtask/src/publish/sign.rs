@@ -1,5 +1,5 @@
 //! cosign, as a release uses it: sign the verified index by digest and checksums.txt
-//! (a sigstore bundle beside it), and the checks `verify-release` runs on both. Keyless
+//! (a standard Sigstore bundle beside it), and the checks `verify-release` runs on both. Keyless
 //! in GitHub Actions (Fulcio and Rekor, from the job's OIDC token); with a key pair
 //! (`cosign generate-key-pair`, password in `COSIGN_PASSWORD`) locally and in tests,
 //! where nothing is uploaded to a transparency log (`--tlog-upload=false`).
@@ -189,16 +189,21 @@ pub(crate) fn attest_image(
         .with_context(|| format!("attaching the {kind} attestation to {reference} with cosign"))
 }
 
-/// Signs `file` into the sigstore bundle `bundle`.
+/// The media type of the standard Sigstore bundle (sigstore/protobuf-specs), what
+/// sigstore-python, sigstore-go and GitHub's tooling read.
+const BUNDLE_MEDIA_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+
+/// Signs `file` into the Sigstore bundle `bundle`. cosign 2 writes its own legacy
+/// format unless told `--new-bundle-format` (cosign 3 writes the standard one by default).
 pub(crate) fn sign_blob(sh: &Shell, signer: &Signer, file: &Path, bundle: &Path) -> anyhow::Result<()> {
     let args = signer.args();
-    cmd!(sh, "cosign sign-blob --yes {args...} --bundle {bundle} {file}")
+    cmd!(sh, "cosign sign-blob --yes {args...} --new-bundle-format --bundle {bundle} {file}")
         .quiet()
         .ignore_stdout()
         .run()
         .with_context(|| {
             format!(
-                "signing {} with cosign (install cosign 2, and for a key set COSIGN_PASSWORD)",
+                "signing {} with cosign (install cosign 2.4 or later, and for a key set COSIGN_PASSWORD)",
                 file.display()
             )
         })
@@ -222,15 +227,56 @@ fn check(cmd: xshell::Cmd<'_>) -> anyhow::Result<Result<(), String>> {
     Ok(if output.status.success() { Ok(()) } else { Err(failure(&output)) })
 }
 
-/// Whether `bundle` is a valid signature of `file` by `verifier`; `Err` inside says why not.
+/// Whether `bundle` is a Sigstore bundle (`BUNDLE_MEDIA_TYPE`) holding a valid signature
+/// of `file` by `verifier`; `Err` inside says why not. cosign's legacy bundle is refused:
+/// no release ever shipped one, and it is not what the asset's name promises.
 pub(crate) fn verify_blob(
     sh: &Shell,
     verifier: &Verifier,
     file: &Path,
     bundle: &Path,
 ) -> anyhow::Result<Result<(), String>> {
+    let text = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    if let Err(why) = bundle_format(&text) {
+        return Ok(Err(why));
+    }
     let args = verifier.args();
-    check(cmd!(sh, "cosign verify-blob {args...} --bundle {bundle} {file}"))
+    // cosign reads a Sigstore bundle against a trusted root: Sigstore's, from its TUF
+    // repository, unless one is given. A key signature has no certificate, log entry or
+    // timestamp to check, so it gets a root that trusts none: only the key verifies it,
+    // and nothing is fetched.
+    let root = tempfile::tempdir()?;
+    let trusted_root: Vec<String> = match verifier {
+        Verifier::Key(_) => {
+            let path = root.path().join("trusted_root.json");
+            std::fs::write(&path, EMPTY_TRUSTED_ROOT)?;
+            vec!["--trusted-root".into(), path.display().to_string()]
+        }
+        Verifier::Identity { .. } => Vec::new(),
+    };
+    check(cmd!(
+        sh,
+        "cosign verify-blob {args...} --new-bundle-format {trusted_root...} --bundle {bundle} {file}"
+    ))
+}
+
+/// A Sigstore trusted root with no certificate authority, log or timestamp authority.
+const EMPTY_TRUSTED_ROOT: &str =
+    r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}"#;
+
+/// `Ok` when `bundle` is a standard Sigstore bundle; `Err` names what it is instead.
+fn bundle_format(bundle: &[u8]) -> Result<(), String> {
+    let json: serde_json::Value =
+        serde_json::from_slice(bundle).map_err(|err| format!("{CHECKSUMS_BUNDLE} is not JSON: {err}"))?;
+    match json.get("mediaType").and_then(|t| t.as_str()) {
+        Some(BUNDLE_MEDIA_TYPE) => Ok(()),
+        Some(other) => Err(format!("{CHECKSUMS_BUNDLE} has media type {other}, not {BUNDLE_MEDIA_TYPE}")),
+        None if json.get("base64Signature").is_some() => Err(format!(
+            "{CHECKSUMS_BUNDLE} is cosign's legacy bundle, not a Sigstore bundle ({BUNDLE_MEDIA_TYPE}): \
+             sign checksums.txt again with `cargo xtask checksums DIR --cosign-key KEY` (or --keyless)"
+        )),
+        None => Err(format!("{CHECKSUMS_BUNDLE} is not a Sigstore bundle: it has no mediaType")),
+    }
 }
 
 /// Whether `reference` carries a signature by `verifier`.
@@ -267,5 +313,19 @@ mod tests {
         assert_eq!(registry_args("localhost:5000/agent-runner@sha256:ab"), Some("--allow-insecure-registry"));
         assert_eq!(registry_args("ghcr.io/stigmer/agent-runner@sha256:ab"), None);
         assert_eq!(registry_args("127.0.0.1.example.com/agent-runner@sha256:ab"), None);
+    }
+
+    #[test]
+    fn only_a_sigstore_bundle_is_read_as_one() {
+        let standard = format!(r#"{{"mediaType":"{BUNDLE_MEDIA_TYPE}","messageSignature":{{}}}}"#);
+        assert_eq!(bundle_format(standard.as_bytes()), Ok(()));
+        let legacy = bundle_format(br#"{"base64Signature":"MEUC"}"#).unwrap_err();
+        assert!(legacy.contains("is cosign's legacy bundle, not a Sigstore bundle"), "{legacy}");
+        let older = bundle_format(br#"{"mediaType":"application/vnd.dev.sigstore.bundle+json;version=0.2"}"#);
+        assert!(older
+            .unwrap_err()
+            .contains("has media type application/vnd.dev.sigstore.bundle+json;version=0.2"));
+        assert!(bundle_format(b"{}").unwrap_err().contains("it has no mediaType"));
+        assert!(bundle_format(b"not json").unwrap_err().contains("is not JSON"));
     }
 }

@@ -127,7 +127,7 @@ fn the_installer_installs_under_dash_busybox_and_bash_and_again_over_itself() {
 }
 
 #[test]
-fn a_changed_archive_or_an_unsigned_checksums_txt_is_refused_and_nothing_is_installed() {
+fn a_changed_archive_an_unsigned_checksums_txt_or_an_old_cosign_is_refused_and_nothing_is_installed() {
     let release = Release::make();
     let server = Server::serve(&release.dir);
     let sh = shell();
@@ -164,6 +164,20 @@ fn a_changed_archive_or_an_unsigned_checksums_txt_is_refused_and_nothing_is_inst
     assert!(text.contains("the signature of checksums.txt does not verify"), "{text}");
     assert!(!bin.exists(), "created {}", bin.display());
     assert!(entries(tmp.path()).is_empty(), "left {:?}", entries(tmp.path()));
+
+    // A cosign older than 2.4 has no --new-bundle-format and cannot read the Sigstore
+    // bundle: it stops the install, naming the fix, rather than reporting tampering.
+    let old_cosign = tempfile::tempdir().unwrap();
+    let cosign = old_cosign.path().join("cosign");
+    std::fs::write(&cosign, "#!/bin/sh\necho 'Usage: cosign verify-blob [flags]'\n").unwrap();
+    cmd!(sh, "chmod +x {cosign}").run().unwrap();
+    let into = tempfile::tempdir().unwrap();
+    let output = run(install(&sh, &["dash"], &release, &server.url(), into.path(), tmp.path())
+        .env("PATH", format!("{}:/usr/bin:/bin", old_cosign.path().display())));
+    let said = self::text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("is older than 2.4 and cannot read a Sigstore bundle: upgrade cosign"), "{said}");
+    assert!(entries(into.path()).is_empty(), "{:?}", entries(into.path()));
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod rehearsal;
 mod release;
 mod release_artifacts;
 mod reproducible;
+mod sigstore_bundle;
 mod test_command;
 mod tidy;
 mod verify;

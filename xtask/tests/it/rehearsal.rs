@@ -227,6 +227,11 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     assert!(signing.find("==> signing") < signing.find("latest   ->"), "{signing}");
     let verified = &first.job("verify").log;
     assert!(verified.contains(&format!("release {tag} verified: ")), "{verified}");
+    // The signature as users download it: a Sigstore bundle that a check by neither
+    // cosign nor its libraries accepts too.
+    let (bundle, sums) =
+        (github.asset(&tag, "checksums.txt.sigstore.json"), github.asset(&tag, "checksums.txt"));
+    crate::sigstore_bundle::check(&bundle, &sums, &keys.public).unwrap();
     assert!(verified.contains("in the index (BuildKit's attestation manifests"), "{verified}");
 
     // The four archives, as the cli jobs uploaded them.

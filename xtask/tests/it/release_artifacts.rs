@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use base64::Engine as _;
+
 use test_support::{git::TestRepo, project_root, registry::TestRegistry, shell};
 use xshell::cmd;
 
@@ -68,9 +70,11 @@ pub(crate) fn tarballs(dir: &Path, version: &str) {
     }
 }
 
-/// `checksums --cosign-key`: a sigstore bundle beside checksums.txt that cosign
-/// verifies; new checksums remove the bundle of the old ones; a failed signature leaves
-/// no bundle; and a real `github-release` refuses unsigned checksums before asking GitHub.
+/// `checksums --cosign-key`: a standard Sigstore bundle beside checksums.txt that cosign
+/// verifies and that a check by neither cosign nor its libraries accepts
+/// (`sigstore_bundle::check`); new checksums remove the bundle of the old ones; a failed
+/// signature leaves no bundle; and a real `github-release` refuses unsigned checksums
+/// before asking GitHub.
 #[test]
 fn checksums_are_signed_into_a_bundle_that_cosign_verifies() {
     let keys = test_support::cosign::KeyPair::generate();
@@ -85,15 +89,44 @@ fn checksums_are_signed_into_a_bundle_that_cosign_verifies() {
             .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD),
     );
     assert!(signed.contains("signed checksums.txt (cosign key"), "{signed}");
+    // As a user checks it with a key: a trusted root that trusts nothing but the key.
+    let root = temp.path().join("trusted_root.json");
+    std::fs::write(&root, r#"{"mediaType":"application/vnd.dev.sigstore.trustedroot+json;version=0.1"}"#)
+        .unwrap();
     let verify_blob = || {
         crate::run(cmd!(
             sh,
-            "cosign verify-blob --key {public} --insecure-ignore-tlog --bundle {bundle} {sums}"
+            "cosign verify-blob --key {public} --insecure-ignore-tlog --new-bundle-format --trusted-root {root} --bundle {bundle} {sums}"
         ))
         .status
         .success()
     };
     assert!(verify_blob(), "cosign does not verify the bundle");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+    assert_eq!(json["mediaType"], "application/vnd.dev.sigstore.bundle.v0.3+json", "{json}");
+    let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["mediaType", "messageSignature", "verificationMaterial"], "{json}");
+    crate::sigstore_bundle::check(&bundle, &sums, public).unwrap();
+
+    // The second check fails where it should: one signature byte flipped, and cosign's
+    // legacy bundle (what `sign-blob --bundle` writes without --new-bundle-format).
+    let signed = std::fs::read_to_string(&bundle).unwrap();
+    let mut flipped = json.clone();
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let mut signature = base64.decode(json["messageSignature"]["signature"].as_str().unwrap()).unwrap();
+    *signature.last_mut().unwrap() ^= 1;
+    flipped["messageSignature"]["signature"] = base64.encode(&signature).into();
+    std::fs::write(&bundle, flipped.to_string()).unwrap();
+    let refused = crate::sigstore_bundle::check(&bundle, &sums, public).unwrap_err();
+    assert!(refused.starts_with("openssl does not verify the signature"), "{refused}");
+    assert!(!verify_blob(), "cosign verified a flipped signature");
+    run_ok(
+        cmd!(sh, "cosign sign-blob --yes --key {key} --tlog-upload=false --bundle {bundle} {sums}")
+            .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD),
+    );
+    let refused = crate::sigstore_bundle::check(&bundle, &sums, public).unwrap_err();
+    assert!(refused.contains("'base64Signature' was unexpected"), "{refused}");
+    std::fs::write(&bundle, signed).unwrap();
 
     // Other archives, new checksums: the old signature goes.
     std::fs::write(dir.join("stigmer-v1.3.0-linux-amd64.tar.gz"), "rebuilt").unwrap();

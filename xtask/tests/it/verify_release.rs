@@ -185,6 +185,10 @@ fn a_release_made_here_passes_every_check() {
         assert!(table.contains(&expected), "missing {expected:?}:\n{table}");
     }
     assert!(!table.contains("FAILED"), "{table}");
+    // The bundle verify-release accepted, checked by neither cosign nor its libraries.
+    let dir = release.dir();
+    let bundle = dir.join("checksums.txt.sigstore.json");
+    crate::sigstore_bundle::check(&bundle, &dir.join("checksums.txt"), &release.keys.public).unwrap();
 
     let output = crate::run(release.verify(&sh).arg("--json"));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -293,7 +297,7 @@ fn an_installer_changed_after_the_checksums_is_named() {
 }
 
 #[test]
-fn checksums_signed_by_another_key_are_named() {
+fn checksums_signed_by_another_key_or_into_cosigns_legacy_bundle_are_named() {
     let release = Release::make();
     let sh = shell();
     let other = KeyPair::generate();
@@ -304,6 +308,23 @@ fn checksums_signed_by_another_key_are_named() {
     let (check, subject, result) = &failed[0];
     assert_eq!((check.as_str(), subject.as_str()), ("signature", "checksums.txt"));
     assert!(result.starts_with("not signed by the public key"), "{result}");
+
+    // The right key, in the bundle cosign 2 writes unless told --new-bundle-format: not
+    // the Sigstore bundle the asset's name promises, which no release ever shipped.
+    let (dir, key) = (release.dir(), &release.keys.key);
+    let (sums, bundle) = (dir.join("checksums.txt"), dir.join("checksums.txt.sigstore.json"));
+    run_ok(
+        cmd!(sh, "cosign sign-blob --yes --key {key} --tlog-upload=false --bundle {bundle} {sums}")
+            .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD),
+    );
+    let failed = release.failures(&sh);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    let (check, subject, result) = &failed[0];
+    assert_eq!((check.as_str(), subject.as_str()), ("signature", "checksums.txt"));
+    assert!(
+        result.contains("checksums.txt.sigstore.json is cosign's legacy bundle, not a Sigstore bundle"),
+        "{result}"
+    );
 }
 
 #[test]
