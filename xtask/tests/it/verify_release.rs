@@ -237,9 +237,10 @@ fn a_release_made_here_passes_every_check() {
     assert!(refused.contains("- signature checksums.txt: not signed by the public key"), "{refused}");
     assert!(refused.contains("- image signature "), "{refused}");
 
-    // Found by reading `verify_release.rs`: a pointer the plan said "stays" was never
-    // read, and checksums.txt was never compared with the targets. `latest` moved back
-    // onto another index, and a tarball taken out of checksums.txt, are both named.
+    // Found by reading `verify_release.rs`: checksums.txt was never compared with the
+    // targets. A tarball taken out of checksums.txt is named, and so is `latest` moved
+    // onto another index. (Here every pointer moves to this release; a pointer that
+    // "stays", which was never read, is the backport case in the formula test below.)
     let foreign = test_support::base_image::push_index(&release.fixture.registry);
     release.copy(&sh, &format!("docker://{foreign}"), &format!("docker://{repository}:latest"));
     let sums = release.dir().join("checksums.txt");
