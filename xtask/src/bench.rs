@@ -387,14 +387,18 @@ fn measure_release(sh: &Shell, base: &str, runs: usize, quick: bool) -> anyhow::
     let mut results = Vec::new();
     for artifact in manifest["artifacts"].as_array().context("manifest.json has no artifacts")? {
         let target: Target = artifact["target"].as_str().unwrap_or_default().parse()?;
-        let binary = project::root().join("target/dist").join(target.triple()).join("release/stigmer");
+        // The binary as it ships, stamped, read from its archive.
+        let archive = out.join(artifact["name"].as_str().unwrap_or_default());
+        let binary = cmd!(sh, "tar -xzOf {archive} --wildcards */stigmer")
+            .quiet()
+            .output()
+            .with_context(|| format!("reading the CLI from {}", archive.display()))?
+            .stdout;
         let platform = format!("{}-{}", target.os(), target.arch());
         results.push(Measurement {
             name: format!("CLI binary, {platform}"),
             unit: Unit::Bytes,
-            samples: vec![
-                std::fs::metadata(&binary).with_context(|| format!("{}", binary.display()))?.len() as f64
-            ],
+            samples: vec![binary.len() as f64],
             target: Some(8e6),
             seed: Some("about 15 MB (Go CLI)"),
         });

@@ -15,7 +15,7 @@ use std::{
     fs::File,
     io::Write,
     path::{Path, PathBuf},
-    time::Instant,
+    time::{Instant, SystemTime},
 };
 
 use anyhow::{bail, Context};
@@ -174,6 +174,13 @@ fn has_zigbuild(sh: &Shell) -> bool {
 /// afterwards, so a new digest costs no compile. Builds go to dist/ below cargo's target
 /// directory (`CARGO_TARGET_DIR` or target/), so their flags never evict the test build.
 ///
+/// Each binary is kept in dist/binaries/, named by the hash of what went into it
+/// (`BuildInputs`), and a build with the same inputs takes it from there without
+/// running cargo. Cargo alone decides by file times, so another checkout of the same
+/// sources (a release commit checked out again, every job of the rehearsal) relinked
+/// the CLI with fat LTO for every target, and two checkouts building in turn each undid
+/// the other's build.
+///
 /// The flags name no checkout: cargo hands rustc the workspace's sources by relative
 /// path, and the paths that would differ between machines (the target directory, where
 /// build scripts write, and `CARGO_HOME`) are remapped, so a rebuild elsewhere gives the
@@ -202,14 +209,137 @@ fn build(sh: &Shell, target: Target) -> anyhow::Result<Vec<u8>> {
     // directory would put its own binary at the same path in between.
     let lock = std::fs::File::create(target_dir.join("dist.lock"))?;
     lock.lock().with_context(|| format!("locking {}", target_dir.join("dist.lock").display()))?;
+    let rustflags = rustflags.trim();
+    let key = BuildInputs::read(sh, target, rustflags)?.key();
+    let kept = target_dir.join("binaries").join(format!("stigmer-{triple}-{key}"));
+    if let Ok(binary) = std::fs::read(&kept) {
+        eprintln!("==> stigmer for {triple}: built before from the same inputs (kept as {key})");
+        // Newest first for forget_old_binaries.
+        let _ = File::options().write(true).open(&kept).and_then(|file| file.set_modified(SystemTime::now()));
+        return Ok(binary);
+    }
     eprintln!("==> building stigmer for {triple} (cargo {subcommand})");
     cmd!(sh, "cargo {subcommand} --locked --release --package stigmer --target {triple}")
         .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", rustflags.trim())
+        .env("RUSTFLAGS", rustflags)
         .run()
         .with_context(|| format!("building the CLI for {triple}"))?;
     let path = target_dir.join(triple).join("release/stigmer");
-    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    let binary = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    std::fs::create_dir_all(kept.parent().unwrap())?;
+    files::write_atomically(&kept, &binary)?;
+    forget_old_binaries(kept.parent().unwrap(), triple)?;
+    Ok(binary)
+}
+
+/// What goes into a CLI build, as far as this can tell without cargo: more than it
+/// needs rather than less, since a missed input would hand out a stale binary.
+struct BuildInputs {
+    /// Name and bytes of every file of the CLI's package, and of the workspace's files
+    /// that set its dependencies, profile, toolchain and cargo's settings.
+    files: Vec<(String, Vec<u8>)>,
+    /// The target, RUSTFLAGS, and every variable a compiler, linker or cargo reads.
+    settings: Vec<String>,
+    /// rustc's and cargo's versions, and the cross linker's.
+    tools: Vec<String>,
+}
+
+/// Variables the build reads, by prefix. Cargo's own settings are `CARGO_*`, but for
+/// those `cargo run` sets to describe the running package (xtask's, not the CLI's), and
+/// for CARGO_TERM_*, which colors cargo's output and nothing else.
+const BUILD_VARIABLES: &[&str] =
+    &["CARGO_", "RUST", "CC", "CFLAGS", "CXX", "AR", "LD", "ZIG", "SDKROOT", "MACOSX_", "SOURCE_DATE_EPOCH"];
+const NOT_BUILD_VARIABLES: &[&str] =
+    &["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TERM_"];
+
+impl BuildInputs {
+    fn read(sh: &Shell, target: Target, rustflags: &str) -> anyhow::Result<BuildInputs> {
+        let root = sh.current_dir();
+        let mut files = Vec::new();
+        for name in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml", ".cargo/config.toml"] {
+            if let Ok(bytes) = std::fs::read(root.join(name)) {
+                files.push((name.to_owned(), bytes));
+            }
+        }
+        add_files(&root, Path::new("cli"), &mut files)?;
+
+        let mut settings = vec![format!("target={}", target.triple()), format!("RUSTFLAGS={rustflags}")];
+        let mut variables: Vec<(String, String)> = std::env::vars()
+            .filter(|(name, _)| BUILD_VARIABLES.iter().any(|prefix| name.starts_with(prefix)))
+            .filter(|(name, _)| !NOT_BUILD_VARIABLES.iter().any(|prefix| name.starts_with(prefix)))
+            .filter(|(name, _)| name != "RUSTFLAGS" && name != "CARGO_TARGET_DIR")
+            .collect();
+        variables.sort();
+        settings.extend(variables.into_iter().map(|(name, value)| format!("{name}={value}")));
+
+        let version = |cmd: xshell::Cmd<'_>, what: &str| {
+            cmd.quiet().read().with_context(|| format!("asking {what} its version"))
+        };
+        let mut tools =
+            vec![version(cmd!(sh, "rustc -vV"), "rustc")?, version(cmd!(sh, "cargo -V"), "cargo")?];
+        if Some(target) != Target::host() {
+            tools.push(version(cmd!(sh, "cargo-zigbuild --version"), "cargo-zigbuild")?);
+            // The linker itself: cargo-zigbuild runs the zig on PATH, or else ziglang's.
+            let zig = cmd!(sh, "zig version").quiet().ignore_stderr().read();
+            let zig = zig.or_else(|_| version(cmd!(sh, "python3 -m ziglang version"), "zig"))?;
+            tools.push(format!("zig {zig}"));
+        }
+        Ok(BuildInputs { files, settings, tools })
+    }
+
+    fn key(&self) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        // Each part with its length first, so that no two lists hash alike.
+        let mut part = |bytes: &[u8]| {
+            hash.update((bytes.len() as u64).to_le_bytes());
+            hash.update(bytes);
+        };
+        for (name, bytes) in &self.files {
+            part(name.as_bytes());
+            part(bytes);
+        }
+        for text in self.settings.iter().chain(&self.tools) {
+            part(text.as_bytes());
+        }
+        let digest = hash.finalize();
+        digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+/// Every file below `dir` (relative to `root`), in name order, with its bytes.
+fn add_files(root: &Path, dir: &Path, files: &mut Vec<(String, Vec<u8>)>) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))
+        .with_context(|| format!("reading {}", root.join(dir).display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
+        let path = dir.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            add_files(root, &path, files)?;
+        } else {
+            let bytes = std::fs::read(entry.path()).with_context(|| format!("reading {}", path.display()))?;
+            files.push((path.to_string_lossy().into_owned(), bytes));
+        }
+    }
+    Ok(())
+}
+
+/// Keeps the newest few binaries of `triple` in `dir`: a developer's every edit of
+/// cli/ adds one.
+fn forget_old_binaries(dir: &Path, triple: &str) -> anyhow::Result<()> {
+    const KEPT: usize = 8;
+    let prefix = format!("stigmer-{triple}-");
+    let mut binaries: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(&prefix))
+        .filter_map(|entry| Some((entry.metadata().ok()?.modified().ok()?, entry.path())))
+        .collect();
+    binaries.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, path) in binaries.into_iter().skip(KEPT) {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 fn home_dir() -> PathBuf {
@@ -286,4 +416,49 @@ fn print_summary(made: &[Made], out: &Path) {
         );
     }
     println!("\nwrote {} archive(s), checksums.txt and manifest.json to {}", made.len(), out.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key of a build of this machine's target in a workspace made here.
+    fn key_of(root: &Path, rustflags: &str) -> String {
+        let sh = Shell::new().unwrap();
+        sh.change_dir(root);
+        BuildInputs::read(&sh, Target::host().expect("a target this machine builds"), rustflags)
+            .unwrap()
+            .key()
+    }
+
+    #[test]
+    fn a_build_is_kept_by_its_inputs_and_not_by_where_or_when_they_were_checked_out() {
+        let write = |root: &Path, path: &str, text: &str| {
+            std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+            std::fs::write(root.join(path), text).unwrap();
+        };
+        let checkout = |cli: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            write(dir.path(), "Cargo.toml", "[workspace]\nmembers = [\"cli\"]\n");
+            write(dir.path(), "Cargo.lock", "version = 4\n");
+            write(dir.path(), "cli/src/main.rs", cli);
+            dir
+        };
+        let first = checkout("fn main() {}\n");
+        let second = checkout("fn main() {}\n");
+        let key = key_of(first.path(), "");
+        assert_eq!(key_of(second.path(), ""), key, "the same sources at another path");
+
+        write(second.path(), "cli/src/main.rs", "fn main() { println!(); }\n");
+        assert_ne!(key_of(second.path(), ""), key, "a changed source");
+        write(second.path(), "cli/src/main.rs", "fn main() {}\n");
+        write(second.path(), "cli/src/new.rs", "\n");
+        assert_ne!(key_of(second.path(), ""), key, "a new file");
+        std::fs::remove_file(second.path().join("cli/src/new.rs")).unwrap();
+        write(second.path(), "Cargo.lock", "version = 4\n# another dependency\n");
+        assert_ne!(key_of(second.path(), ""), key, "a changed lock file");
+        write(second.path(), "Cargo.lock", "version = 4\n");
+        assert_eq!(key_of(second.path(), ""), key);
+        assert_ne!(key_of(second.path(), "-C opt-level=1"), key, "other RUSTFLAGS");
+    }
 }

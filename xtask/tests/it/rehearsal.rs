@@ -29,9 +29,10 @@
 //! - The release tool: the xtask binary of this test run, run with the job's checkout as
 //!   its project root (the tag's xtask sources are this tree's: the test checks that the
 //!   release commit changed none of them). Where a job builds it (ci/release-tool.sh's
-//!   `cargo build --locked --package xtask`: the plan job, and jobs on runners other than
-//!   Linux x64), a wrapper of that binary takes the built one's place; the plan job's is
-//!   handed to the Linux x64 jobs as an artifact, as on GitHub. Cargo's target directory
+//!   `cargo build --locked --package xtask`: the release-tool jobs, and the CLI jobs on
+//!   runners other than Linux x64), a wrapper of that binary takes the built one's place;
+//!   the release-tool jobs' are handed to the later jobs as artifacts and checked
+//!   against their sha256 outputs, as on GitHub. Cargo's target directory
 //!   is shared between the jobs, so the four CLI targets compile once; the rerun checks
 //!   the archives do not depend on it.
 //! - The CLI runners: the linux and macOS targets cross-build here (cargo-zigbuild),
@@ -189,10 +190,17 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
         ],
         "the jobs' xtask calls, in order"
     );
-    // The tool is built once for Linux x64 and handed down; other platforms build their own.
+    // The tool is built once per Linux platform, by jobs that can write nothing, and
+    // handed down; the CLI jobs elsewhere, which can write nothing either, build their own.
     assert_eq!(
         first.tool_builds,
-        ["plan", "image-platform (arm64)", "cli (darwin-arm64)", "cli (darwin-amd64)", "cli (linux-arm64)"],
+        [
+            "release-tool (linux-x64)",
+            "release-tool (linux-arm64)",
+            "cli (darwin-arm64)",
+            "cli (darwin-amd64)",
+            "cli (linux-arm64)"
+        ],
         "the jobs that built xtask"
     );
 
@@ -295,6 +303,31 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
             "the rerun of image-platform ({arch}) built again:\n{log}"
         );
     }
+    // The rerun's fresh checkouts of the tag take the first run's CLI builds: dist keeps
+    // a binary by its inputs, where cargo goes by file times and would link it again.
+    for platform in ["darwin-arm64", "darwin-amd64", "linux-amd64", "linux-arm64"] {
+        let log = &second.job(&format!("cli ({platform})")).log;
+        assert!(
+            log.contains("built before from the same inputs") && !log.contains("==> building stigmer"),
+            "the rerun's cli ({platform}) compiled the CLI again:\n{log}"
+        );
+    }
+
+    // An archive replaced after its CLI job uploaded it (anything holding the run's token
+    // can): the release job refuses it, naming it, before it checksums, signs or
+    // publishes anything; nothing published changes.
+    let releases_before = github.releases();
+    let swapped = rehearsal.run_swapping(Swap { after: "cli", artifact: "dist-linux-amd64" });
+    let (job, step, text) = swapped.failed.as_ref().expect("the release job took a swapped archive");
+    assert_eq!(
+        (job.as_str(), step.as_str()),
+        ("release", "The archives, checked against the sha256 each CLI job output"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("stigmer-{tag}-linux-amd64.tar.gz: FAILED")), "{text}");
+    assert!(!swapped.xtask_calls.iter().any(|(job, _)| job == "release"), "{:?}", swapped.xtask_calls);
+    assert_eq!(registry_tags(&registry), tags, "the swapped run moved a tag");
+    assert_eq!(github.releases(), releases_before, "the swapped run changed the release");
 
     // The released CLI, with no local image and after someone moved its version's tag:
     // it pulls exactly the pinned digest from the registry, with the Docker config's
@@ -388,6 +421,13 @@ struct Rehearsal<'a> {
     buildkitd_toml: PathBuf,
 }
 
+/// An artifact replaced by a third party once the job that uploaded it is done: a byte
+/// appended to each of its files.
+struct Swap {
+    after: &'static str,
+    artifact: &'static str,
+}
+
 /// One run of every job.
 struct WorkflowRun {
     dir: tempfile::TempDir,
@@ -399,6 +439,9 @@ struct WorkflowRun {
     xtask_calls: Vec<(String, Vec<String>)>,
     /// The jobs that built the release tool (ci/release-tool.sh) rather than download it.
     tool_builds: Vec<String>,
+    /// The job and step that failed, and its output: only a run with a swapped artifact
+    /// may fail (any other failure fails the test), and it stops there.
+    failed: Option<(String, String, String)>,
 }
 
 struct JobRun {
@@ -452,6 +495,18 @@ struct Context<'a> {
 
 impl Rehearsal<'_> {
     fn run(&self) -> WorkflowRun {
+        let run = self.run_with(None);
+        if let Some((job, step, text)) = &run.failed {
+            panic!("{job}: {step} failed:\n{text}");
+        }
+        run
+    }
+
+    fn run_swapping(&self, swap: Swap) -> WorkflowRun {
+        self.run_with(Some(swap))
+    }
+
+    fn run_with(&self, swap: Option<Swap>) -> WorkflowRun {
         let dir = tempfile::Builder::new().prefix("stigmer-rehearsal-").tempdir().unwrap();
         let artifacts = dir.path().join("artifacts");
         std::fs::create_dir_all(&artifacts).unwrap();
@@ -494,10 +549,11 @@ impl Rehearsal<'_> {
             outputs: BTreeMap::new(),
             xtask_calls: Vec::new(),
             tool_builds: Vec::new(),
+            failed: None,
         };
         let jobs = workflow["jobs"].as_mapping().expect("release.yml has jobs");
         let mut ran = std::collections::BTreeSet::new();
-        for (job_id, job) in in_needs_order(jobs) {
+        'jobs: for (job_id, job) in in_needs_order(jobs) {
             check_keys(job, &job_id, JOB_KEYS);
             let needs = as_list(&job["needs"]);
             let no_matrix = vec![BTreeMap::new()];
@@ -575,8 +631,14 @@ impl Rehearsal<'_> {
                         step_env.insert("GITHUB_OUTPUT".into(), output_file.display().to_string());
                         step_env.insert("GITHUB_ENV".into(), env_file.display().to_string());
                         step_env.insert("GITHUB_STEP_SUMMARY".into(), summary.display().to_string());
-                        let text =
-                            run_script(&script, &step_env, &workspace, &format!("{name}: {step_name}"));
+                        let text = match run_script(&script, &step_env, &workspace) {
+                            Ok(text) => text,
+                            Err(text) => {
+                                let text = format!("{log}--- {step_name}\n{text}");
+                                run.failed = Some((name, step_name, text));
+                                break 'jobs;
+                            }
+                        };
                         log.push_str(&format!("--- {step_name}\n{text}"));
                         // GITHUB_ENV: set for the job's later steps.
                         env.extend(read_outputs(&env_file));
@@ -586,8 +648,11 @@ impl Rehearsal<'_> {
                         context.steps.insert(id.to_owned(), outputs);
                     }
                 }
+                // A matrix's legs combine their outputs, and one a leg left empty is not
+                // set (GitHub's docs, "Using job outputs in a matrix job").
                 let outputs = evaluated_map(&job["outputs"], &context);
-                run.outputs.entry(job_id.clone()).or_default().extend(outputs);
+                let set = outputs.into_iter().filter(|(_, value)| !value.is_empty());
+                run.outputs.entry(job_id.clone()).or_default().extend(set);
                 let kept = run.dir.path().join("jobs").join(name.replace([' ', '(', ')'], "_"));
                 std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
                 move_dir(&workspace, &kept);
@@ -596,6 +661,13 @@ impl Rehearsal<'_> {
                 run.jobs.push((name, JobRun { log, summary, workspace: kept }));
             }
             run.outputs.entry(job_id.clone()).or_default();
+            if let Some(swap) = swap.as_ref().filter(|swap| swap.after == job_id) {
+                for file in std::fs::read_dir(artifacts.join(swap.artifact)).unwrap() {
+                    let mut file =
+                        std::fs::OpenOptions::new().append(true).open(file.unwrap().path()).unwrap();
+                    std::io::Write::write_all(&mut file, b"\0").unwrap();
+                }
+            }
         }
         run.tool_builds =
             std::fs::read_to_string(&tool_builds).unwrap_or_default().lines().map(str::to_owned).collect();
@@ -942,8 +1014,8 @@ fn runner_of(label: &str) -> (&'static str, &'static str) {
 }
 
 /// A `run:` step as a runner runs it: `bash --noprofile --norc -eo pipefail`, in the
-/// workspace, with exactly the job's environment.
-fn run_script(script: &str, env: &BTreeMap<String, String>, workspace: &Path, place: &str) -> String {
+/// workspace, with exactly the job's environment; its output, Err when it failed.
+fn run_script(script: &str, env: &BTreeMap<String, String>, workspace: &Path) -> Result<String, String> {
     let output = Command::new("bash")
         .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
         .current_dir(workspace)
@@ -953,8 +1025,11 @@ fn run_script(script: &str, env: &BTreeMap<String, String>, workspace: &Path, pl
         .unwrap();
     let text =
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{place} failed ({}):\n{script}\n---\n{text}", output.status);
-    text
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{}:\n{script}\n---\n{text}", output.status))
+    }
 }
 
 fn read_outputs(file: &Path) -> BTreeMap<String, String> {

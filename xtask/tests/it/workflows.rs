@@ -609,7 +609,10 @@ fn the_cli_jobs_wait_for_the_verified_image_and_pin_its_digest() {
     assert!(image.contains("digest: ${{ steps.verify.outputs.digest }}"), "{image}");
     assert!(image.contains("id: verify") && image.contains("\"$XTASK\" verify-image"), "{image}");
     let cli = job(&release, "cli");
-    assert!(cli.contains("needs: [plan, image]"), "the CLI jobs must wait for the image:\n{cli}");
+    assert!(
+        cli.contains("needs: [release-tool, plan, image]"),
+        "the CLI jobs must wait for the image:\n{cli}"
+    );
     assert!(cli.contains("IMAGE_DIGEST: ${{ needs.image.outputs.digest }}"), "{cli}");
     assert!(
         cli.contains("\"$XTASK\" dist --plan") && cli.contains("--image-digest \"$IMAGE_DIGEST\""),
@@ -623,42 +626,188 @@ fn the_cli_jobs_wait_for_the_verified_image_and_pin_its_digest() {
     );
 }
 
-/// The release tool is compiled once for Linux x64, by the plan job, and every other
-/// job runs it through ci/release-tool.sh: downloaded on Linux x64, built elsewhere.
+/// Issue 26, point 6: crates' build scripts run where the release tool compiles, so it
+/// compiles in the `release-tool` jobs, which can write nothing; every job that holds a
+/// token that writes downloads it (on any runner) and runs it through ci/release-tool.sh,
+/// which checks it before anything runs it.
 #[test]
-fn release_yml_builds_the_release_tool_once_and_hands_it_down() {
-    let release = read(&project_root().join(".github/workflows/release.yml"));
-    let plan = job(&release, "plan");
-    assert!(
-        plan.contains("run: bash ci/release-tool.sh") && plan.contains("name: xtask-linux-x64"),
-        "{plan}"
+fn the_release_tool_is_compiled_where_no_token_writes() {
+    let workflow = workflow_yaml("release.yml");
+    let jobs = workflow["jobs"].as_mapping().unwrap();
+    let tool = &workflow["jobs"]["release-tool"];
+    assert_eq!(
+        serde_yaml::to_string(&tool["permissions"]).unwrap().trim(),
+        "contents: read",
+        "the release-tool jobs hold more than a read token"
     );
+    let steps = serde_yaml::to_string(&tool["steps"]).unwrap();
     assert!(
-        plan.find("release-tool.sh") < plan.find("\"$XTASK\" plan"),
-        "the plan job plans before it builds the tool:\n{plan}"
+        steps.contains("bash ci/release-tool.sh") && steps.contains("name: xtask-${{ matrix.name }}"),
+        "{steps}"
     );
-    for name in ["image-platform", "image", "cli", "release", "homebrew", "homebrew-dry-run", "verify"] {
-        let body = job(&release, name);
-        let download = body
-            .find("name: xtask-linux-x64")
-            .unwrap_or_else(|| panic!("{name} does not download the tool:\n{body}"));
-        let tool = body
-            .find("run: bash ci/release-tool.sh")
-            .unwrap_or_else(|| panic!("{name} does not run ci/release-tool.sh:\n{body}"));
-        let first_call =
-            body.find("\"$XTASK\" ").unwrap_or_else(|| panic!("{name} never runs the tool:\n{body}"));
-        assert!(
-            download < tool && tool < first_call,
-            "{name}: download, ci/release-tool.sh, then the tool:\n{body}"
-        );
-        assert!(
-            body.contains("if: runner.os == 'Linux' && runner.arch == 'X64'"),
-            "{name} downloads the Linux x64 tool on any runner:\n{body}"
-        );
+    for (name, body) in jobs {
+        let name = name.as_str().unwrap();
+        let permissions = serde_yaml::to_string(&body["permissions"]).unwrap();
+        let text = serde_yaml::to_string(&body["steps"]).unwrap();
+        if permissions.contains("write") {
+            let downloads: Vec<&serde_yaml::Value> = body["steps"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .filter(|step| {
+                    step["uses"].as_str().is_some_and(|uses| uses.starts_with("actions/download-artifact@"))
+                        && step["with"]["path"] == "${{ runner.temp }}/xtask"
+                })
+                .collect();
+            assert!(
+                downloads.len() == 1 && downloads[0]["if"].is_null(),
+                "{name} holds a token that writes and may compile the release tool:\n{text}"
+            );
+        }
+        if name != "release-tool" && text.contains("ci/release-tool.sh") {
+            assert!(
+                body["needs"].as_sequence().is_some_and(|needs| needs.iter().any(|n| n == "release-tool"))
+                    || body["needs"] == "release-tool",
+                "{name} runs the tool without needing the job that output its sha256"
+            );
+        }
     }
-    let script_calls =
-        release.lines().filter(|line| !line.trim_start().starts_with('#') && line.contains("cargo xtask"));
-    assert_eq!(script_calls.count(), 0, "release.yml compiles the tool again with `cargo xtask`");
+    let script_calls = read(&project_root().join(".github/workflows/release.yml"))
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#') && line.contains("cargo xtask"))
+        .count();
+    assert_eq!(script_calls, 0, "release.yml compiles the tool again with `cargo xtask`");
+}
+
+/// Issue 26, point 5: an artifact can be deleted and uploaded again by anything holding
+/// the run's runtime token, a job's outputs by nothing but the job. So every artifact a
+/// job downloads is checked, before anything runs or publishes it, against a sha256 (or
+/// a digest) that the job which uploaded it gave as an output: by ci/check-artifacts.sh,
+/// or ci/release-tool.sh for the tool, in a step whose environment reads that job's
+/// outputs. The scripts' own refusals: `the_artifact_checks_refuse_a_swapped_an_added_and_an_unnamed_file`.
+#[test]
+fn every_artifact_a_job_reads_is_checked_against_its_makers_output() {
+    let workflow = workflow_yaml("release.yml");
+    let jobs = workflow["jobs"].as_mapping().unwrap();
+    let matrix_values = |job: &serde_yaml::Value, key: &str| -> Vec<String> {
+        job["strategy"]["matrix"]["include"]
+            .as_sequence()
+            .map(|entries| entries.iter().filter_map(|e| e[key].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    // Each artifact's name, with `${{ matrix.X }}` spelled out, and the job that makes it.
+    let mut makers: Vec<(String, String)> = Vec::new();
+    for (name, body) in jobs {
+        for step in body["steps"].as_sequence().unwrap() {
+            if !step["uses"].as_str().is_some_and(|u| u.starts_with("actions/upload-artifact@")) {
+                continue;
+            }
+            let artifact = step["with"]["name"].as_str().unwrap();
+            let names = match artifact.split_once("${{ matrix.") {
+                Some((prefix, rest)) => {
+                    let key = rest.split_once(" }}").unwrap().0;
+                    matrix_values(body, key).iter().map(|value| format!("{prefix}{value}")).collect()
+                }
+                None => vec![artifact.to_owned()],
+            };
+            makers.extend(names.into_iter().map(|artifact| (artifact, name.as_str().unwrap().to_owned())));
+        }
+    }
+    assert!(makers.len() >= 8, "{makers:?}");
+    let mut unchecked = Vec::new();
+    for (name, body) in jobs {
+        let name = name.as_str().unwrap();
+        let steps = body["steps"].as_sequence().unwrap();
+        for (at, step) in steps.iter().enumerate() {
+            if !step["uses"].as_str().is_some_and(|u| u.starts_with("actions/download-artifact@")) {
+                continue;
+            }
+            let with = &step["with"];
+            let wanted: Vec<&(String, String)> = match (with["name"].as_str(), with["pattern"].as_str()) {
+                (Some(artifact), _) if artifact.contains("${{ matrix.") => {
+                    let key = artifact.split_once("${{ matrix.").unwrap().1.split_once(" }}").unwrap().0;
+                    let values = matrix_values(body, key);
+                    makers.iter().filter(|(a, _)| values.contains(a)).collect()
+                }
+                (Some(artifact), _) => makers.iter().filter(|(a, _)| a == artifact).collect(),
+                (None, Some(pattern)) => {
+                    let prefix = pattern.trim_end_matches('*');
+                    makers.iter().filter(|(a, _)| a.starts_with(prefix)).collect()
+                }
+                _ => panic!("{name}: a download with neither a name nor a pattern"),
+            };
+            assert!(!wanted.is_empty(), "{name} downloads an artifact no job uploads: {with:?}");
+            for (artifact, maker) in wanted {
+                let checked = steps[at + 1..].iter().any(|later| {
+                    let script = later["run"].as_str().unwrap_or_default();
+                    let env = serde_yaml::to_string(&later["env"]).unwrap();
+                    (script.contains("ci/check-artifacts.sh") || script.contains("ci/release-tool.sh"))
+                        && env.contains(&format!("needs.{maker}.outputs."))
+                });
+                if !checked {
+                    unchecked.push(format!("{name} uses {artifact} (made by {maker}) unchecked"));
+                }
+            }
+        }
+    }
+    assert!(unchecked.is_empty(), "{}", unchecked.join("\n"));
+}
+
+/// What the checks in release.yml's jobs do with what an attacker could hand them.
+#[test]
+fn the_artifact_checks_refuse_a_swapped_an_added_and_an_unnamed_file() {
+    let sh = shell();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan");
+    std::fs::create_dir(&plan).unwrap();
+    std::fs::write(plan.join("plan.json"), "{}\n").unwrap();
+    let line = format!("{}  plan.json", sha256_hex(b"{}\n"));
+    let check = project_root().join("ci/check-artifacts.sh");
+    run_ok(cmd!(sh, "bash {check} {plan} {line}"));
+    let refused = run_err(cmd!(sh, "bash {check} {plan} ''"));
+    assert!(refused.contains("did not output its sha256"), "{refused}");
+    std::fs::write(plan.join("extra.json"), "{}\n").unwrap();
+    let refused = run_err(cmd!(sh, "bash {check} {plan} {line}"));
+    assert!(refused.contains("holds other files") && refused.contains("extra.json"), "{refused}");
+    std::fs::remove_file(plan.join("extra.json")).unwrap();
+    std::fs::write(plan.join("plan.json"), "{\"version\": \"v9.9.9\"}\n").unwrap();
+    let refused = run_err(cmd!(sh, "bash {check} {plan} {line}"));
+    assert!(
+        refused.contains("is not what its job made") && refused.contains("plan.json: FAILED"),
+        "{refused}"
+    );
+
+    // ci/release-tool.sh with a downloaded tool: the one its job built runs, another is
+    // refused before anything runs it or names it as $XTASK.
+    let runner_temp = dir.path().join("temp");
+    std::fs::create_dir_all(runner_temp.join("xtask")).unwrap();
+    let tool = runner_temp.join("xtask/xtask");
+    std::fs::write(&tool, "#!/bin/sh\necho the tool\n").unwrap();
+    let github_env = dir.path().join("github-env");
+    let release_tool = project_root().join("ci/release-tool.sh");
+    fn with_env<'a>(cmd: xshell::Cmd<'a>, dir: &Path, sha: &str) -> xshell::Cmd<'a> {
+        let runner_temp = dir.join("temp");
+        cmd.env("RUNNER_TEMP", &runner_temp)
+            .env("RUNNER_ARCH", "X64")
+            .env("GITHUB_ENV", dir.join("github-env"))
+            .env("GITHUB_WORKSPACE", dir)
+            .env("XTASK_SHA256_X64", sha)
+    }
+    let built = sha256_hex(&std::fs::read(&tool).unwrap());
+    run_ok(with_env(cmd!(sh, "bash {release_tool}"), dir.path(), &built));
+    assert!(read(&github_env).contains(&format!("XTASK={}", tool.display())));
+    std::fs::remove_file(&github_env).unwrap();
+    std::fs::write(&tool, "#!/bin/sh\necho another tool\n").unwrap();
+    let refused = run_err(with_env(cmd!(sh, "bash {release_tool}"), dir.path(), &built));
+    assert!(refused.contains("xtask: FAILED"), "{refused}");
+    assert!(!github_env.exists(), "a refused tool was handed to the job's later steps");
+    let refused = run_err(with_env(cmd!(sh, "bash {release_tool}"), dir.path(), ""));
+    assert!(refused.contains("did not output its sha256"), "{refused}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[test]
@@ -669,7 +818,7 @@ fn every_release_job_reads_the_one_plan() {
     for name in ["image-platform", "image", "cli", "release", "homebrew", "homebrew-dry-run", "verify"] {
         let body = job(&release, name);
         assert!(
-            body.contains("needs: plan") || body.contains("needs: [plan,"),
+            body.contains("needs: [release-tool, plan]") || body.contains("needs: [release-tool, plan,"),
             "{name} does not need plan:\n{body}"
         );
         assert!(
@@ -714,8 +863,17 @@ fn no_release_is_cancelled_by_a_later_tag_or_a_dry_run() {
 #[test]
 fn only_the_jobs_that_sign_hold_an_oidc_token_and_the_release_is_verified_last() {
     let release = read(&project_root().join(".github/workflows/release.yml"));
-    let jobs =
-        ["plan", "image-platform", "image", "cli", "release", "homebrew", "homebrew-dry-run", "verify"];
+    let jobs = [
+        "release-tool",
+        "plan",
+        "image-platform",
+        "image",
+        "cli",
+        "release",
+        "homebrew",
+        "homebrew-dry-run",
+        "verify",
+    ];
     for name in jobs {
         let body = job(&release, name);
         let signs = ["image", "release"].contains(&name);
@@ -740,7 +898,7 @@ fn only_the_jobs_that_sign_hold_an_oidc_token_and_the_release_is_verified_last()
         "{notes}"
     );
     let verify = job(&release, "verify");
-    assert!(verify.contains("needs: [plan, image, release, homebrew]"), "{verify}");
+    assert!(verify.contains("needs: [release-tool, plan, image, release, homebrew]"), "{verify}");
     // A skipped homebrew job (a backport, a pre-release) must not skip the verification.
     assert!(verify.contains("if: ${{ !cancelled() && needs.release.result == 'success'"), "{verify}");
     assert!(verify.contains("\"$XTASK\" verify-release --plan"), "{verify}");
