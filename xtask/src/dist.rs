@@ -246,9 +246,24 @@ struct BuildInputs {
 
 /// Variables the build reads, by prefix. Cargo's own settings are `CARGO_*`, but for
 /// those `cargo run` sets to describe the running package (xtask's, not the CLI's), and
-/// for CARGO_TERM_*, which colors cargo's output and nothing else.
-const BUILD_VARIABLES: &[&str] =
-    &["CARGO_", "RUST", "CC", "CFLAGS", "CXX", "AR", "LD", "ZIG", "SDKROOT", "MACOSX_", "SOURCE_DATE_EPOCH"];
+/// for CARGO_TERM_*, which colors cargo's output and nothing else. Of `RUST*`, rustc's
+/// and rustup's choice of toolchain: RUST_BACKTRACE or RUST_LOG change no output.
+const BUILD_VARIABLES: &[&str] = &[
+    "CARGO_",
+    "RUSTC",
+    "RUSTFLAGS",
+    "RUSTDOCFLAGS",
+    "RUSTUP_TOOLCHAIN",
+    "CC",
+    "CFLAGS",
+    "CXX",
+    "AR",
+    "LD",
+    "ZIG",
+    "SDKROOT",
+    "MACOSX_",
+    "SOURCE_DATE_EPOCH",
+];
 const NOT_BUILD_VARIABLES: &[&str] =
     &["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TERM_"];
 

@@ -299,6 +299,8 @@ pub struct Image {
     pub keyless: bool,
 
     /// Print the plan (tags, platforms, builder, credentials source) and change nothing
+    /// in the registry; with --by-digest, also build the platform (as release.yml's dry
+    /// run does, so that the builder, the base and the login are tried) and push nothing
     #[arg(long, requires = "publishing")]
     pub dry_run: bool,
 }

@@ -148,6 +148,11 @@ impl flags::Image {
         };
         eprint!("{}", plan.describe(&steps));
         if dry_run {
+            if let PublishMode::ByDigest = steps.mode {
+                let digest = oci::block_on(publish::build_without_pushing(sh, &plan, &steps, &registry))?;
+                eprintln!("dry run: built {} as {digest}, pushed nothing", plan.platforms[0]);
+                return Ok(());
+            }
             eprintln!("dry run: nothing built, nothing pushed");
             return Ok(());
         }

@@ -116,6 +116,29 @@ pub(crate) async fn publish_steps(
     Ok(())
 }
 
+/// A dry run of a `--by-digest` push (release.yml's image-platform jobs in a dry run):
+/// the platform is built for real, by the builder a real run would use, so that the
+/// builder, the base image and the registry login are exercised, and nothing is pushed.
+/// Returns the digest a push would have sent.
+pub(crate) async fn build_without_pushing(
+    sh: &Shell,
+    plan: &PublishPlan,
+    steps: &Steps,
+    registry: &Registry,
+) -> anyhow::Result<String> {
+    registry.check_push_access().await?;
+    let [platform] = plan.platforms[..] else {
+        bail!("--by-digest builds one platform; give --platform once");
+    };
+    Ok(match plan.builder {
+        Builder::Engine => {
+            let engine = Engine::connect(sh)?;
+            engine_push::build_platform(sh, &engine, plan, steps, platform)?.descriptor.digest().to_string()
+        }
+        Builder::Buildx => buildx::layout_digest(&buildx::build(sh, plan)?.path().join("layout"))?,
+    })
+}
+
 enum Reuse {
     /// The version is not published yet: build it.
     Nothing,

@@ -87,6 +87,13 @@ pub(crate) async fn build_and_push(
     plan: &PublishPlan,
     registry: &Registry,
 ) -> anyhow::Result<String> {
+    let layout = build(sh, plan)?;
+    push_layout(registry, &layout.path().join("layout")).await
+}
+
+/// Runs buildx for the plan into an OCI layout (`layout/` in the directory returned),
+/// pushing nothing (a dry run stops here).
+pub(crate) fn build(sh: &Shell, plan: &PublishPlan) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
     let layout = dir.path().join("layout");
     let args = args(plan, &layout, crate::project::source_date(sh)?.timestamp());
@@ -100,7 +107,18 @@ pub(crate) async fn build_and_push(
         build = build.env("DOCKER_CONFIG", config.path());
     }
     build.run().context("docker buildx build (its output is above)")?;
-    push_layout(registry, &layout).await
+    Ok(dir)
+}
+
+/// The digest of the one image an OCI layout holds (what `push_layout` would push).
+pub(crate) fn layout_digest(layout: &Path) -> anyhow::Result<String> {
+    let index_json =
+        std::fs::read(layout.join("index.json")).context("reading the OCI layout's index.json")?;
+    let top = document::index(&index_json, "the OCI layout's index.json")?;
+    let [top] = top.manifests().as_slice() else {
+        bail!("buildx's OCI layout holds {} images, not one", top.manifests().len());
+    };
+    Ok(top.digest().to_string())
 }
 
 /// The `docker buildx build` arguments for this plan: an OCI layout at `layout`, whose

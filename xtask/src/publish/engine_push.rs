@@ -42,6 +42,26 @@ pub(crate) async fn push_platform(
     registry: &Registry,
     platform: Platform,
 ) -> anyhow::Result<Descriptor> {
+    build_platform(sh, engine, plan, steps, platform)?.push(plan, registry).await
+}
+
+/// One platform built and saved, its manifest made: what a push would send.
+pub(crate) struct BuiltPlatform {
+    platform: Platform,
+    image: SavedImage,
+    manifest: Bytes,
+    pub(crate) descriptor: Descriptor,
+}
+
+/// Builds one platform through the engine and makes its manifest, pushing nothing (a
+/// dry run stops here).
+pub(crate) fn build_platform(
+    sh: &Shell,
+    engine: &Engine,
+    plan: &PublishPlan,
+    steps: &Steps,
+    platform: Platform,
+) -> anyhow::Result<BuiltPlatform> {
     eprintln!("==> {platform}: building with {}", engine.program());
     let request = BuildRequest {
         context: &plan.context,
@@ -65,27 +85,34 @@ pub(crate) async fn push_platform(
     if architecture != platform.arch() {
         bail!("the {platform} build produced an image for {architecture}; the engine reused another platform's base");
     }
-    eprintln!("==> {platform}: pushing {} layers to {}", image.layers.len(), plan.repository);
-    let total = image.layers.len();
-    for (position, layer) in image.layers.iter().enumerate() {
-        let data = Bytes::from(std::fs::read(&layer.path)?);
-        let sent = registry.push_blob_if_missing(&layer.digest, data).await?;
-        let what = if sent == 0 { "already there" } else { "uploaded" };
-        eprintln!(
-            "    layer {}/{total} {} {:>9} {what}",
-            position + 1,
-            short(&layer.digest),
-            human_bytes(layer.size)
-        );
-    }
     let config_digest = sha256_digest(&image.config);
-    registry.push_blob_if_missing(&config_digest, image.config.clone()).await?;
     let manifest = Bytes::from(image_manifest(&config_digest, image.config.len(), &image.layers));
     let descriptor = manifest_descriptor(&manifest, oci::OCI_MANIFEST, &image.config_json);
-    let manifest_digest = descriptor.digest().to_string();
-    registry.push_by_digest(&manifest, oci::OCI_MANIFEST).await?;
-    eprintln!("    manifest {manifest_digest}");
-    Ok(descriptor)
+    Ok(BuiltPlatform { platform, image, manifest, descriptor })
+}
+
+impl BuiltPlatform {
+    /// Pushes every blob the registry lacks, then the manifest, by digest.
+    async fn push(self, plan: &PublishPlan, registry: &Registry) -> anyhow::Result<Descriptor> {
+        let BuiltPlatform { platform, image, manifest, descriptor } = self;
+        eprintln!("==> {platform}: pushing {} layers to {}", image.layers.len(), plan.repository);
+        let total = image.layers.len();
+        for (position, layer) in image.layers.iter().enumerate() {
+            let data = Bytes::from(std::fs::read(&layer.path)?);
+            let sent = registry.push_blob_if_missing(&layer.digest, data).await?;
+            let what = if sent == 0 { "already there" } else { "uploaded" };
+            eprintln!(
+                "    layer {}/{total} {} {:>9} {what}",
+                position + 1,
+                short(&layer.digest),
+                human_bytes(layer.size)
+            );
+        }
+        registry.push_blob_if_missing(&sha256_digest(&image.config), image.config.clone()).await?;
+        registry.push_by_digest(&manifest, oci::OCI_MANIFEST).await?;
+        eprintln!("    manifest {}", descriptor.digest());
+        Ok(descriptor)
+    }
 }
 
 /// An OCI image manifest, keys sorted (`document::to_bytes`): equal inputs give equal bytes.

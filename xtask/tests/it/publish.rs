@@ -251,6 +251,41 @@ fn a_dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(fixture.raw("v2.0.0"), None);
 }
 
+/// Issue 26, point 3: release.yml's dry run built no image ("dry run: nothing built"),
+/// so it never tried the builder, the base image or the registry login. A dry run of a
+/// platform job builds the platform, with the builder a real run uses, and pushes
+/// nothing (no digest on stdout for the merge either); the real push after it publishes
+/// the manifest the dry run named (the engine builder's is a function of the commit).
+#[test]
+fn a_dry_run_of_a_platform_job_builds_it_and_pushes_nothing() {
+    let fixture = Fixture::new(TestRegistry::start());
+    let sh = shell();
+    let writes_before = fixture.registry.writes();
+    let (registry, base, context) = (fixture.registry.host(), &fixture.base, fixture.context.path());
+    let by_digest = |dry_run: &[&str]| {
+        cmd!(
+            sh,
+            "{XTASK} image --push --by-digest --platform linux/amd64 --builder engine --registry {registry} --version v1.0.0 --base-image {base} --context {context} {dry_run...}"
+        )
+    };
+    let dry = crate::run(by_digest(&["--dry-run"]));
+    let stderr = String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.status.success(), "{stderr}");
+    assert!(stderr.contains("==> linux/amd64: building with"), "the dry run built nothing:\n{stderr}");
+    let built = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("dry run: built linux/amd64 as "))
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("the dry run names no digest:\n{stderr}"))
+        .to_owned();
+    assert!(dry.stdout.is_empty(), "a dry run handed a digest to the merge: {:?}", dry.stdout);
+    assert_eq!(fixture.registry.writes(), writes_before, "a dry run wrote to the registry");
+
+    let pushed = crate::run(by_digest(&[]));
+    assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
+    assert_eq!(String::from_utf8_lossy(&pushed.stdout).trim(), built, "the dry run built another image");
+}
+
 #[test]
 fn a_published_version_is_reused_and_never_re_pointed() {
     let fixture = Fixture::new(TestRegistry::start());
@@ -680,6 +715,18 @@ fn buildx_pushes_two_platforms_with_provenance_and_sbom_and_a_rebuild_reuses_the
     let left: Vec<_> =
         std::fs::read_dir(bare_config.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["cli-plugins"], "the credentials were written into the user's Docker config");
+
+    // A dry run of a platform job builds with buildx too, and pushes nothing.
+    let writes_before = fixture.registry.writes();
+    let dry = crate::run(buildx.cmd(cmd!(
+        sh,
+        "{XTASK} image --push --by-digest --platform linux/amd64 --builder buildx --registry {host} --version v1.0.3 --base-image {base} --sbom-generator {scanner} --cache-from {cache} --dry-run"
+    )));
+    let stderr = String::from_utf8_lossy(&dry.stderr);
+    assert!(dry.status.success() && stderr.contains("dry run: built linux/amd64 as sha256:"), "{stderr}");
+    assert!(stderr.contains("importing cache manifest"), "buildx did not build:\n{stderr}");
+    assert!(dry.stdout.is_empty(), "a dry run handed a digest to the merge: {:?}", dry.stdout);
+    assert_eq!(fixture.registry.writes(), writes_before, "a dry run wrote to the registry");
 }
 
 /// The raw bytes of `repository@digest`, read with skopeo.
