@@ -221,6 +221,9 @@ fn build(sh: &Shell, target: Target) -> anyhow::Result<Vec<u8>> {
     eprintln!("==> building stigmer for {triple} (cargo {subcommand})");
     cmd!(sh, "cargo {subcommand} --locked --release --package stigmer --target {triple}")
         .env("CARGO_TARGET_DIR", &target_dir)
+        // Build scripts write below the build directory, which the flags remap only
+        // when it is this one (a caller's CARGO_BUILD_BUILD_DIR would move it).
+        .env("CARGO_BUILD_BUILD_DIR", &target_dir)
         .env("RUSTFLAGS", rustflags)
         .run()
         .with_context(|| format!("building the CLI for {triple}"))?;
@@ -282,7 +285,11 @@ impl BuildInputs {
         let mut variables: Vec<(String, String)> = std::env::vars()
             .filter(|(name, _)| BUILD_VARIABLES.iter().any(|prefix| name.starts_with(prefix)))
             .filter(|(name, _)| !NOT_BUILD_VARIABLES.iter().any(|prefix| name.starts_with(prefix)))
-            .filter(|(name, _)| name != "RUSTFLAGS" && name != "CARGO_TARGET_DIR")
+            // Set by this build, or by cargo for integration tests (a directory name).
+            .filter(|(name, _)| {
+                !["RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_BUILD_DIR", "CARGO_TARGET_TMPDIR"]
+                    .contains(&name.as_str())
+            })
             .collect();
         variables.sort();
         settings.extend(variables.into_iter().map(|(name, value)| format!("{name}={value}")));
