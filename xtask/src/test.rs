@@ -378,7 +378,7 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
         ));
     }
     // The Windows CLI's tests run it under Wine 10, in the Debian 13 root ci/setup.sh
-    // makes in /var/lib/stigmer-wine.
+    // makes in /var/lib/stigmer-wine (through ci/wine-root.sh).
     missing.extend(test_support::wine::missing());
     if !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
         missing.push(

@@ -206,7 +206,13 @@ async fn check_all(sh: &Shell, release: &Release, registry: &Registry) -> anyhow
         checks.push(row("cli pin", name.clone(), result));
     }
     let published = plan::released_images(registry).await?;
-    checks.push(check_formula(sh, release, &archives, &published));
+    // Homebrew serves macOS and Linux: the Windows zip is no formula's.
+    let brewed: Vec<(String, String)> = archives
+        .iter()
+        .filter(|(name, _)| checksums::Archive::parse(name).is_none_or(|archive| archive.target.is_unix()))
+        .cloned()
+        .collect();
+    checks.push(check_formula(sh, release, &brewed, &published));
     checks.push(match &digest {
         Some(digest) => check_notes(release, digest),
         None => row("notes", release.notes.display().to_string(), unverified()),
