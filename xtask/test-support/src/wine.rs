@@ -43,6 +43,13 @@ pub fn missing() -> Vec<String> {
     missing
 }
 
+/// `%USERPROFILE%` of the programs `WinDir::run` starts, as this machine sees it: Wine
+/// sets it from its prefix (whatever the environment says), and chroot runs every
+/// program as root. Shared by every run: a test that writes there cleans up after itself.
+pub fn user_profile() -> PathBuf {
+    Path::new(ROOT).join(PREFIX.trim_start_matches('/')).join("drive_c/users/root")
+}
+
 /// A directory inside the Wine root, removed on drop, for one test's Windows files.
 pub struct WinDir {
     dir: tempfile::TempDir,

@@ -9,8 +9,8 @@
 //! CLI tries both and says they are missing, and that is all of the pipe path tested.
 //!
 //! `start` runs as far as a Linux engine allows: it finds the engine, writes the API
-//! key file and the workspace under `%STIGMER_HOME%`, and asks the engine to create the
-//! container. There it stops: the bind mount's source is a Windows path
+//! key file and the workspace under `%USERPROFILE%\.stigmer`, and asks the engine to
+//! create the container. There it stops: the bind mount's source is a Windows path
 //! (`Z:\...\workspace:/workspace`), which Docker Desktop translates into its VM and a
 //! Linux dockerd refuses (`invalid mode: /workspace`: it splits the bind at every
 //! colon); the start then removes the key file again. The health wait
@@ -258,10 +258,14 @@ fn the_windows_cli_runs_status_logs_and_stop_against_an_engine_over_tcp() {
 #[test]
 fn the_windows_cli_starts_until_a_linux_engine_refuses_its_windows_bind_mount() {
     let on = OnEngine::new();
-    let (windows, name) = (&on.windows, &on.name);
+    let name = &on.name;
     let sh = test_support::shell();
+    // With no STIGMER_HOME, the home is %USERPROFILE%\.stigmer (this test alone uses it).
+    let home = test_support::wine::user_profile().join(".stigmer");
+    let _ = std::fs::remove_dir_all(&home);
     let output = run(on
         .stigmer(&sh, &["server", "start", "--port", &on.port, "--timeout", "20"])
+        .env_remove("STIGMER_HOME")
         .env("STIGMER_AGENT_RUNNER_IMAGE", &on.image)
         .env("OPENAI_API_KEY", "sk-test"));
     let text = combined(&output);
@@ -277,8 +281,10 @@ fn the_windows_cli_starts_until_a_linux_engine_refuses_its_windows_bind_mount() 
     );
     // It got that far: the workspace is made, and the key file written for the container
     // is removed again, since no container mounts it.
-    assert!(windows.home.join("workspace").is_dir(), "{text}");
-    assert!(!windows.home.join("data/secrets").exists(), "a key file outlived the failed start");
+    let (workspace, secrets) = (home.join("workspace").is_dir(), home.join("data/secrets").exists());
+    let _ = std::fs::remove_dir_all(&home);
+    assert!(workspace, "no workspace in {}: {text}", home.display());
+    assert!(!secrets, "a key file outlived the failed start");
     let made = cmd!(sh, "docker ps --all --quiet --filter name=^{name}$").read().unwrap();
     assert!(made.is_empty(), "a container was made: {made}");
 }
