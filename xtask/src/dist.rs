@@ -1,16 +1,16 @@
 //! `cargo xtask dist`: cross-build the `stigmer` CLI and package one reproducible archive
 //! per target (a tarball, a zip for Windows), then write checksums.txt and manifest.json
-//! (`checksums.rs`). Owns the
-//! build stamps and the archive layout (the targets are `platform::Target`); it never
-//! publishes anything.
+//! (`checksums.rs`). Owns the build stamps and the archive layout (the targets are
+//! `platform::Target`); it never publishes anything.
 //!
 //! The `dist` subsystem is what goes into or beside an archive: checksums.txt,
 //! manifest.json and the installer `install.sh` (`checksums`), the completions and man
-//! pages (`cli_docs`), and the reproducible Mach-O rewrite (`macho`).
+//! pages (`cli_docs`), and the reproducible Mach-O and PE rewrites (`macho`, `pe`).
 
 pub(crate) mod checksums;
 pub(crate) mod cli_docs;
 pub(crate) mod macho;
+pub(crate) mod pe;
 
 use std::{
     fs::File,
@@ -128,6 +128,12 @@ pub(crate) fn dist(sh: &Shell, targets: &[Target], stamp: &Stamp, out: &Path) ->
         if target.os() == "darwin" {
             macho::make_reproducible(&mut binary)
                 .with_context(|| format!("rewriting the UUID of the CLI for {triple}"))?;
+        }
+        if !target.is_unix() {
+            // A PE time cannot say a date past 2106, nor any before 1970.
+            let seconds = u32::try_from(stamp.date.timestamp()).unwrap_or(0);
+            pe::make_reproducible(&mut binary, seconds)
+                .with_context(|| format!("setting the link time of the CLI for {triple}"))?;
         }
         let binary_bytes = binary.len() as u64;
         let archive = target.archive_name(&stamp.version);

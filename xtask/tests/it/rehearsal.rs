@@ -207,18 +207,20 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     }
     let release_dir = first.artifacts.join("checksums");
     let checksums = std::fs::read_to_string(release_dir.join("checksums.txt")).unwrap();
-    assert_eq!(checksums.lines().count(), 5, "{checksums}");
+    // install.sh and the five archives.
+    assert_eq!(checksums.lines().count(), 6, "{checksums}");
     let notes = &first.job("release").log;
     assert!(notes.contains(&format!("create  draft release {tag}")), "{notes}");
-    assert!(notes.contains(&format!("{tag} is published with 7 asset(s)")), "{notes}");
+    assert!(notes.contains(&format!("{tag} is published with 8 asset(s)")), "{notes}");
     assert_eq!(github.latest().as_ref(), Some(&tag), "{:?}", github.releases());
     let published = &github.releases()[0];
-    assert!(!published.draft && published.assets.len() == 7, "{published:?}");
+    assert!(!published.draft && published.assets.len() == 8, "{published:?}");
     let summary = first.job("release").summary.clone();
     assert!(summary.contains(&digest), "the release notes do not name the verified digest:\n{summary}");
     let formula = tap.git(&["--git-dir", tap.remote().to_str().unwrap(), "show", "main:Formula/stigmer.rb"]);
-    // Every archive; the installer is an asset beside them, not in the formula.
-    for line in checksums.lines().filter(|line| !line.ends_with("  install.sh")) {
+    // Every tarball; the installer and the Windows zip are assets beside them, in no formula.
+    let in_formula = |line: &&str| !line.ends_with("  install.sh") && !line.ends_with(".zip");
+    for line in checksums.lines().filter(in_formula) {
         let sha = line.split_whitespace().next().unwrap();
         assert!(formula.contains(sha), "the formula lacks {line}:\n{formula}");
     }

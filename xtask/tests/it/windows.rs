@@ -114,6 +114,9 @@ fn listing(zip: &Path, commit_time: &str) -> String {
         .join("\n")
 }
 
+/// The zip packs the same bytes twice (one build: a relink's sameness is the release
+/// rehearsal's rerun, which found the linker's time in the PE header), and that time is
+/// the commit's.
 #[test]
 fn the_windows_zip_is_reproducible_and_its_cli_runs_under_wine_naming_its_stamp() {
     let windows = Windows::new();
@@ -137,6 +140,12 @@ fn the_windows_zip_is_reproducible_and_its_cli_runs_under_wine_naming_its_stamp(
     let exe = &windows.exe;
     let kind = run_ok(cmd!(sh, "file {exe}"));
     assert!(kind.contains("PE32+ executable (console) x86-64, for MS Windows"), "{kind}");
+    // The COFF header's TimeDateStamp, where the DOS header's e_lfanew points, plus 8.
+    let bytes = std::fs::read(exe).unwrap();
+    let le32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let linked = le32(le32(0x3c) as usize + 8);
+    let commit = cmd!(sh, "git log -1 --format=%ct").read().unwrap();
+    assert_eq!(linked.to_string(), commit, "the PE header's time is not the commit's");
     let version = run_ok(windows.stigmer(&sh, &["--version"]));
     let revision = cmd!(sh, "git rev-parse HEAD").read().unwrap();
     assert!(version.contains(&format!("stigmer {VERSION}\nrevision:      {revision}\n")), "{version}");
