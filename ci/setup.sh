@@ -6,8 +6,8 @@
 # toolchain rust-toolchain.toml pins (with the cross targets), then starts dockerd and Podman's Docker API service; and for the buildx
 # builder, Debian 13's dockerd 26 and docker-buildx (with cosign and oras), unpacked into
 # a private prefix, with a second dockerd beside the first, and a BuildKit image for its
-# docker-container driver. Idempotent: every step checks first, so a second run takes
-# seconds.
+# docker-container driver; and Wine 10 in a Debian 13 root, for the Windows CLI.
+# Idempotent: every step checks first, so a second run takes seconds.
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -193,6 +193,10 @@ if ! docker -H "$docker26_host" image inspect "$buildkit_image" >/dev/null 2>&1;
   log "building $buildkit_image for buildx's docker-container driver (about 3 minutes)"
   DOCKER_HOST=$docker26_host bash "$(dirname "$0")/buildkit-image.sh" "$docker26/buildkit-build" "$buildkit_image"
 fi
+
+# Windows under Wine, for the Windows CLI's tests: Debian 13's Wine 10 in a Debian 13
+# root of its own (ci/wine-root.sh says why and how).
+bash "$(dirname "$0")/wine-root.sh"
 
 # Pinned, and ci.yml installs the same (workflows.rs checks they agree): the cross linker
 # (zig and cargo-zigbuild link every CLI archive built here, so their versions are part of

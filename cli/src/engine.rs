@@ -14,15 +14,19 @@
 //! 8. Podman machines: Podman 4's `~/.local/share/containers/podman/machine/<name>/podman.sock`
 //!    and Podman 5's `$TMPDIR/podman/<name>-api.sock` (macOS), `podman-machine-default` first.
 //!
+//! On Windows, after 1 and 2 (`DOCKER_HOST` may be `npipe://` or `tcp://`): Docker
+//! Desktop's named pipe `npipe:////./pipe/docker_engine` (Rancher Desktop serves the same
+//! pipe), then Podman machine's `npipe:////./pipe/podman-machine-default`. Contexts and
+//! the Docker config are under `%USERPROFILE%\.docker`.
+//!
 //! A socket counts only once it answers: a file that exists is not an engine that runs
 //! ("Docker isn't running when it is" is the classic failure). One that is there but
 //! refuses this user is named in the message with the fix (the group to join).
 
-use std::{
-    fmt,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{fmt, path::PathBuf, time::Duration};
+
+#[cfg(unix)]
+use std::path::Path;
 
 use bollard::{ClientVersion, Docker};
 
@@ -43,8 +47,13 @@ struct Candidate {
 #[derive(Debug)]
 enum Failure {
     /// Nothing is at that path.
+    #[cfg_attr(windows, allow(dead_code))]
     Missing,
+    /// No such named pipe (Windows).
+    #[cfg_attr(not(windows), allow(dead_code))]
+    MissingPipe,
     /// A socket is there, but this user may not connect to it.
+    #[cfg_attr(windows, allow(dead_code))]
     PermissionDenied { path: String, owner: SocketGroup },
     /// Something is there, but no engine answers through it.
     Unusable(String),
@@ -52,6 +61,7 @@ enum Failure {
 
 /// The group that owns a socket, which a user joins to be let in.
 #[derive(Debug)]
+#[cfg_attr(windows, allow(dead_code))]
 enum SocketGroup {
     Named {
         name: String,
@@ -67,6 +77,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Missing => f.write_str("no such socket"),
+            Failure::MissingPipe => f.write_str("no such pipe"),
             Failure::PermissionDenied { owner: SocketGroup::Named { name, .. }, .. } => {
                 write!(f, "permission denied (group {name})")
             }
@@ -83,7 +94,7 @@ impl Failure {
     /// The line for a socket that is there but gave no engine, with what to do about it.
     fn found(&self, candidate: &Candidate) -> Option<String> {
         match self {
-            Failure::Missing => None,
+            Failure::Missing | Failure::MissingPipe => None,
             Failure::Unusable(why) => Some(format!("{} ({}): {why}", candidate.endpoint, candidate.source)),
             Failure::PermissionDenied { path, owner } => Some(match owner {
                 SocketGroup::Named { gid: 0, .. } => format!(
@@ -172,8 +183,13 @@ pub(crate) async fn connect() -> Result<Engine, EngineUnreachable> {
 }
 
 async fn try_endpoint(endpoint: &str) -> Result<Docker, Failure> {
+    #[cfg(unix)]
     if let Some(path) = endpoint.strip_prefix("unix://") {
         check_socket(Path::new(path))?;
+    }
+    #[cfg(windows)]
+    if let Some(path) = endpoint.strip_prefix("npipe://") {
+        check_pipe(&path.replace('/', "\\"))?;
     }
     let docker = Docker::connect_with_host(endpoint).map_err(|err| Failure::Unusable(err.to_string()))?;
     match tokio::time::timeout(Duration::from_secs(3), docker.ping()).await {
@@ -256,8 +272,32 @@ fn parse_api_version(value: &str) -> Option<ClientVersion> {
     Some(ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
 }
 
+/// Opens the pipe once, as a client, to tell the reasons apart as `check_socket` does:
+/// bollard's error for each is a string. `path` is `\\.\pipe\<name>`.
+#[cfg(windows)]
+fn check_pipe(path: &str) -> Result<(), Failure> {
+    // winerror.h: the server is between connections; the pipe is there.
+    const ERROR_PIPE_BUSY: i32 = 231;
+    let err = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        Ok(_) => return Ok(()),
+        Err(err) => err,
+    };
+    match err.kind() {
+        std::io::ErrorKind::NotFound => Err(Failure::MissingPipe),
+        // Docker Desktop's pipe admits Administrators and the docker-users group.
+        std::io::ErrorKind::PermissionDenied => Err(Failure::Unusable(
+            "access denied: add yourself to the docker-users group (`net localgroup docker-users \
+             <you> /add` as an administrator), then sign out and in again"
+                .to_owned(),
+        )),
+        _ if err.raw_os_error() == Some(ERROR_PIPE_BUSY) => Ok(()),
+        _ => Err(Failure::Unusable(err.to_string())),
+    }
+}
+
 /// Connects once, without HTTP, to tell the reasons apart: bollard's error for each is
 /// a string. A local connect takes microseconds, so blocking the runtime is fine.
+#[cfg(unix)]
 fn check_socket(path: &Path) -> Result<(), Failure> {
     let err = match std::os::unix::net::UnixStream::connect(path) {
         Ok(_) => return Ok(()),
@@ -285,6 +325,7 @@ fn check_socket(path: &Path) -> Result<(), Failure> {
 
 /// The group of the socket (of a link's target: that is what connect checks), named by
 /// /etc/group.
+#[cfg(unix)]
 fn socket_group(path: &Path) -> SocketGroup {
     use std::os::unix::fs::MetadataExt;
     let Ok(metadata) = std::fs::metadata(path) else { return SocketGroup::Unknown };
@@ -305,18 +346,47 @@ fn socket_group(path: &Path) -> SocketGroup {
 /// (unset and empty alike are `None`).
 fn candidates(env: &dyn Fn(&str) -> Option<String>) -> Vec<Candidate> {
     let candidate = |endpoint: String, source: &str| Candidate { endpoint, source: source.to_owned() };
-    let unix = |path: &Path, source: &str| candidate(format!("unix://{}", path.display()), source);
     for variable in ["DOCKER_HOST", "CONTAINER_HOST"] {
         if let Some(host) = env(variable) {
             return vec![candidate(host, variable)];
         }
     }
-    let home = env("HOME").map(PathBuf::from);
-    let runtime = env("XDG_RUNTIME_DIR").map(PathBuf::from);
     let mut list = Vec::new();
     if let Some((name, host)) = context_host(env) {
         list.push(candidate(host, &format!("Docker context {name}")));
     }
+    list.extend(local_engines(env));
+    let mut unique: Vec<Candidate> = Vec::new();
+    for candidate in list {
+        if !unique.iter().any(|seen| seen.endpoint == candidate.endpoint) {
+            unique.push(candidate);
+        }
+    }
+    unique
+}
+
+/// The named pipes of Windows' engines, in the module's order: no socket of the list
+/// above exists there.
+#[cfg(windows)]
+fn local_engines(_env: &dyn Fn(&str) -> Option<String>) -> Vec<Candidate> {
+    let pipe = |name: &str, source: &str| Candidate {
+        endpoint: format!("npipe:////./pipe/{name}"),
+        source: source.to_owned(),
+    };
+    vec![
+        pipe("docker_engine", "Docker Desktop"),
+        pipe(DEFAULT_MACHINE, &format!("Podman machine {DEFAULT_MACHINE}")),
+    ]
+}
+
+/// The sockets of the module's list from 3 on.
+#[cfg(unix)]
+fn local_engines(env: &dyn Fn(&str) -> Option<String>) -> Vec<Candidate> {
+    let candidate = |endpoint: String, source: &str| Candidate { endpoint, source: source.to_owned() };
+    let unix = |path: &Path, source: &str| candidate(format!("unix://{}", path.display()), source);
+    let home = crate::home::user_home(env);
+    let runtime = env("XDG_RUNTIME_DIR").map(PathBuf::from);
+    let mut list = Vec::new();
     list.push(unix(Path::new("/var/run/docker.sock"), "the default socket"));
     if let Some(runtime) = &runtime {
         list.push(unix(&runtime.join("docker.sock"), "rootless Docker"));
@@ -363,18 +433,13 @@ fn candidates(env: &dyn Fn(&str) -> Option<String>) -> Vec<Candidate> {
             }
         }
     }
-    let mut unique: Vec<Candidate> = Vec::new();
-    for candidate in list {
-        if !unique.iter().any(|seen| seen.endpoint == candidate.endpoint) {
-            unique.push(candidate);
-        }
-    }
-    unique
+    list
 }
 
 const DEFAULT_MACHINE: &str = "podman-machine-default";
 
 /// The names of the directories in `dir` (none when it cannot be read).
+#[cfg(unix)]
 fn subdirectories(dir: &Path) -> impl Iterator<Item = String> {
     std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(|entry| {
         entry.file_type().ok()?.is_dir().then(|| entry.file_name().to_str().map(str::to_owned))?
@@ -383,6 +448,7 @@ fn subdirectories(dir: &Path) -> impl Iterator<Item = String> {
 
 /// `first`, then the other names in order: the default profile or machine is always
 /// tried first, and the rest in an order that does not depend on the file system.
+#[cfg(unix)]
 fn first_then_sorted(first: &str, names: impl Iterator<Item = String>) -> Vec<String> {
     let mut others: Vec<String> = names.filter(|name| name != first).collect();
     others.sort();
@@ -396,7 +462,7 @@ fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-/// `$DOCKER_CONFIG`, else `~/.docker`: where the docker CLI keeps contexts and logins.
+/// `$DOCKER_CONFIG`, else `~/.docker` (`%USERPROFILE%\.docker` on Windows): where the docker CLI keeps contexts and logins.
 pub(crate) fn docker_config_dir() -> Option<PathBuf> {
     config_dir(&process_env)
 }
@@ -404,7 +470,7 @@ pub(crate) fn docker_config_dir() -> Option<PathBuf> {
 fn config_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     match env("DOCKER_CONFIG") {
         Some(dir) => Some(PathBuf::from(dir)),
-        None => Some(PathBuf::from(env("HOME")?).join(".docker")),
+        None => Some(crate::home::user_home(env)?.join(".docker")),
     }
 }
 
@@ -449,7 +515,9 @@ pub(crate) fn is_not_found(err: &bollard::errors::Error) -> bool {
     matches!(err, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
-#[cfg(test)]
+// The tests make sockets and links: Unix's. The Windows list is run under Wine
+// (xtask/tests/it/windows.rs).
+#[cfg(all(test, unix))]
 mod tests {
     use std::collections::HashMap;
 

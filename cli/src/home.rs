@@ -1,4 +1,5 @@
-//! Where the CLI keeps its state: `STIGMER_HOME`, else `~/.stigmer`. `data/` holds the
+//! Where the CLI keeps its state: `STIGMER_HOME`, else `~/.stigmer` (on Windows
+//! `%USERPROFILE%\.stigmer`, on a drive Docker Desktop can bind-mount). `data/` holds the
 //! container id file (a cache: the container is always found by name and label) and the
 //! secret files mounted into the container, and the newer-release check's cache
 //! (`update-check.json`, `update.rs`); `workspace/` is mounted at `/workspace`.
@@ -8,6 +9,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+/// The user's home directory: what `~` means to the docker CLI on this system.
+#[cfg(windows)]
+const HOME_VARIABLE: &str = "USERPROFILE";
+#[cfg(not(windows))]
+const HOME_VARIABLE: &str = "HOME";
+
+/// The user's home directory, from `env` (unset and empty alike `None`).
+pub(crate) fn user_home(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    env(HOME_VARIABLE).map(PathBuf::from)
+}
+
 pub(crate) struct Home {
     root: PathBuf,
 }
@@ -16,7 +28,8 @@ impl Home {
     pub(crate) fn from_env() -> anyhow::Result<Home> {
         let root = match std::env::var_os("STIGMER_HOME") {
             Some(root) if !root.is_empty() => PathBuf::from(root),
-            _ => PathBuf::from(std::env::var_os("HOME").context("neither STIGMER_HOME nor HOME is set")?)
+            _ => user_home(&|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+                .with_context(|| format!("neither STIGMER_HOME nor {HOME_VARIABLE} is set"))?
                 .join(".stigmer"),
         };
         Ok(Home { root })

@@ -45,6 +45,7 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const DEFAULT_NAME: &str = "stigmer-agent-runner";
 /// The UID the image runs as (`USER 1000:1000` in agent-runner/Dockerfile).
+#[cfg(target_os = "linux")]
 const IMAGE_UID: u32 = 1000;
 
 /// Variables passed into the container when they are set, and only then.
@@ -176,9 +177,9 @@ fn container_body(home: &Home, image: &str, port: u16) -> anyhow::Result<Contain
     }
     let user = container_user(&[&workspace, &secrets])?;
 
-    let mut binds = vec![format!("{}:/workspace", workspace.display())];
+    let mut binds = vec![format!("{}:/workspace", host_path(&workspace)?)];
     if !secret_names.is_empty() {
-        binds.push(format!("{}:/run/secrets/stigmer:ro", secrets.display()));
+        binds.push(format!("{}:/run/secrets/stigmer:ro", host_path(&secrets)?));
     }
     let labels = HashMap::from([
         (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
@@ -235,36 +236,65 @@ fn container_body(home: &Home, image: &str, port: u16) -> anyhow::Result<Contain
     })
 }
 
+/// A directory as the engine's bind mount names it. Unix: the path as it is. Windows:
+/// absolute, with its drive (`C:\Users\me\.stigmer\workspace`), the form Docker
+/// Desktop translates into its VM; never `canonicalize`'s `\\?\C:\...`, which it cannot.
+#[cfg(unix)]
+fn host_path(dir: &std::path::Path) -> anyhow::Result<String> {
+    Ok(dir.display().to_string())
+}
+
+#[cfg(windows)]
+fn host_path(dir: &std::path::Path) -> anyhow::Result<String> {
+    let absolute = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    Ok(absolute.display().to_string())
+}
+
 /// Writes each set API key to its own file (0600, in a 0700 directory) and returns
 /// the names written. Old files go first, so an unset key is not passed on.
 fn write_secrets(home: &Home) -> anyhow::Result<Vec<&'static str>> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     remove_secrets(home)?;
     let dir = home.secrets_dir();
     let mut written = Vec::new();
     for name in SECRETS {
         let Ok(value) = std::env::var(name) else { continue };
         if written.is_empty() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
-            // The umask can only take bits away, but say exactly what we mean.
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            create_private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let path = dir.join(name);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        let mut file = create_private_file(&path).with_context(|| format!("writing {}", path.display()))?;
         file.write_all(value.as_bytes())?;
         written.push(name);
     }
     Ok(written)
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    // The umask can only take bits away, but say exactly what we mean.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(unix)]
+fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Windows: no modes. The files inherit the ACL of the home's directory, which under
+/// `%USERPROFILE%` only the user (and administrators) may read.
+#[cfg(windows)]
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(windows)]
+fn create_private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// The API-key files live only as long as a container that mounts them: a key left on
@@ -282,10 +312,13 @@ fn remove_secrets(home: &Home) -> anyhow::Result<()> {
 /// Linux a non-root user runs it as themselves, so the workspace stays theirs; root
 /// hands the directories to the image's UID 1000. Elsewhere Docker Desktop maps
 /// ownership across its file sharing.
+#[cfg(not(target_os = "linux"))]
+fn container_user(_dirs: &[&std::path::Path]) -> anyhow::Result<Option<String>> {
+    Ok(None)
+}
+
+#[cfg(target_os = "linux")]
 fn container_user(dirs: &[&std::path::Path]) -> anyhow::Result<Option<String>> {
-    if !cfg!(target_os = "linux") {
-        return Ok(None);
-    }
     use std::os::unix::fs::MetadataExt;
     // /proc/self belongs to this process's effective user and group.
     let me = std::fs::metadata("/proc/self")?;
@@ -304,6 +337,7 @@ fn container_user(dirs: &[&std::path::Path]) -> anyhow::Result<Option<String>> {
 /// directories the container could not write in. `root` itself is followed, as the bind
 /// mount follows it; links below it are re-owned themselves and never followed, since
 /// one in the workspace may point anywhere on the host.
+#[cfg(target_os = "linux")]
 fn chown_tree(root: &std::path::Path, uid: u32) -> anyhow::Result<()> {
     std::os::unix::fs::chown(root, Some(uid), Some(uid))
         .with_context(|| format!("chown {}", root.display()))?;

@@ -150,6 +150,11 @@ fn notice(current: &str, latest: &str, exe: Option<&Path>) -> Option<String> {
     }
     let upgrade = match exe {
         Some(exe) if installed_by_homebrew(exe) => "brew upgrade stigmer".to_owned(),
+        // No installer for Windows: the zip, by hand.
+        Some(exe) if cfg!(windows) => format!(
+            "download stigmer-v{latest}-windows-amd64.zip from {RELEASES}/tag/v{latest} and replace {}",
+            exe.display()
+        ),
         Some(exe) => {
             let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
             let default = std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/bin"));

@@ -18,7 +18,7 @@ use crate::{
         engine::Engine,
         prepare::{BuildRequest, DependencyPath, LOCAL_BUILD_LABEL},
     },
-    dist::checksums,
+    dist::{self, checksums},
     flags,
     human::human_bytes,
     plan,
@@ -369,9 +369,9 @@ fn measure_arm64_ratio(
     ])
 }
 
-/// CLI binary and tarball size per target from one `--all-targets` snapshot (this
+/// CLI binary and archive size per target from one `--all-targets` snapshot (this
 /// machine's target only with `--quick`: the test suite's release rehearsal builds all
-/// four, and four more cold cross builds would cost the suite minutes), then the
+/// five, and more cold cross builds would cost the suite minutes), then the
 /// README's main command, warm, timed end to end as a user runs it.
 fn measure_release(sh: &Shell, base: &str, runs: usize, quick: bool) -> anyhow::Result<Vec<Measurement>> {
     let xtask = std::env::current_exe().context("finding the xtask binary")?;
@@ -389,11 +389,7 @@ fn measure_release(sh: &Shell, base: &str, runs: usize, quick: bool) -> anyhow::
         let target: Target = artifact["target"].as_str().unwrap_or_default().parse()?;
         // The binary as it ships, stamped, read from its archive.
         let archive = out.join(artifact["name"].as_str().unwrap_or_default());
-        let binary = cmd!(sh, "tar -xzOf {archive} --wildcards */stigmer")
-            .quiet()
-            .output()
-            .with_context(|| format!("reading the CLI from {}", archive.display()))?
-            .stdout;
+        let binary = dist::read_binary(&archive)?;
         let platform = format!("{}-{}", target.os(), target.arch());
         results.push(Measurement {
             name: format!("CLI binary, {platform}"),
@@ -403,7 +399,7 @@ fn measure_release(sh: &Shell, base: &str, runs: usize, quick: bool) -> anyhow::
             seed: Some("about 15 MB (Go CLI)"),
         });
         results.push(Measurement {
-            name: format!("CLI tarball, {platform}"),
+            name: format!("CLI {}, {platform}", if target.is_unix() { "tarball" } else { "zip" }),
             unit: Unit::Bytes,
             samples: vec![artifact["size"].as_f64().unwrap_or_default()],
             target: None,

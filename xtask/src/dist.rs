@@ -1,19 +1,20 @@
-//! `cargo xtask dist`: cross-build the `stigmer` CLI and package one reproducible tarball
-//! per target, then write checksums.txt and manifest.json (`checksums.rs`). Owns the
-//! build stamps and the archive layout (the targets are `platform::Target`); it never
-//! publishes anything.
+//! `cargo xtask dist`: cross-build the `stigmer` CLI and package one reproducible archive
+//! per target (a tarball, a zip for Windows), then write checksums.txt and manifest.json
+//! (`checksums.rs`). Owns the build stamps and the archive layout (the targets are
+//! `platform::Target`); it never publishes anything.
 //!
 //! The `dist` subsystem is what goes into or beside an archive: checksums.txt,
 //! manifest.json and the installer `install.sh` (`checksums`), the completions and man
-//! pages (`cli_docs`), and the reproducible Mach-O rewrite (`macho`).
+//! pages (`cli_docs`), and the reproducible Mach-O and PE rewrites (`macho`, `pe`).
 
 pub(crate) mod checksums;
 pub(crate) mod cli_docs;
 pub(crate) mod macho;
+pub(crate) mod pe;
 
 use std::{
     fs::File,
-    io::Write,
+    io::{Read, Write},
     path::{Path, PathBuf},
     time::{Instant, SystemTime},
 };
@@ -128,9 +129,15 @@ pub(crate) fn dist(sh: &Shell, targets: &[Target], stamp: &Stamp, out: &Path) ->
             macho::make_reproducible(&mut binary)
                 .with_context(|| format!("rewriting the UUID of the CLI for {triple}"))?;
         }
+        if !target.is_unix() {
+            // A PE time cannot say a date past 2106, nor any before 1970.
+            let seconds = u32::try_from(stamp.date.timestamp()).unwrap_or(0);
+            pe::make_reproducible(&mut binary, seconds)
+                .with_context(|| format!("setting the link time of the CLI for {triple}"))?;
+        }
         let binary_bytes = binary.len() as u64;
         let archive = target.archive_name(&stamp.version);
-        package(sh, &binary, stamp, &staging.path().join(&archive))
+        package(sh, target, &binary, stamp, &staging.path().join(&archive))
             .with_context(|| format!("packaging {archive}"))?;
         let archive_bytes = std::fs::metadata(staging.path().join(&archive))?.len();
         made.push(Made { archive, archive_bytes, binary_bytes, seconds: started.elapsed().as_secs_f64() });
@@ -227,7 +234,7 @@ fn build(sh: &Shell, target: Target) -> anyhow::Result<Vec<u8>> {
         .env("RUSTFLAGS", rustflags)
         .run()
         .with_context(|| format!("building the CLI for {triple}"))?;
-    let path = target_dir.join(triple).join("release/stigmer");
+    let path = target_dir.join(triple).join("release").join(target.binary_name());
     let binary = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     std::fs::create_dir_all(kept.parent().unwrap())?;
     files::write_atomically(&kept, &binary)?;
@@ -370,10 +377,12 @@ fn home_dir() -> PathBuf {
 
 /// Writes the archive: one top folder `stigmer-vX.Y.Z-<os>-<arch>/` with the binary,
 /// README.md, LICENSE, CHANGELOG.md, `completions/` and `man/` (`cli_docs`).
-/// Every byte is a function of the inputs: entries in name order, owner 0:0 with no
-/// names, the source date as every mtime, and a gzip header without time or file name.
-fn package(sh: &Shell, binary: &[u8], stamp: &Stamp, archive: &Path) -> anyhow::Result<()> {
-    let top = archive.file_name().unwrap().to_str().unwrap().trim_end_matches(".tar.gz").to_owned();
+/// Every byte is a function of the inputs: entries in name order, the source date as
+/// every mtime, fixed modes; a tarball's owner 0:0 with no names and a gzip header
+/// without time or file name, a zip's (`zip`) Unix modes and no extra fields.
+fn package(sh: &Shell, target: Target, binary: &[u8], stamp: &Stamp, archive: &Path) -> anyhow::Result<()> {
+    let name = archive.file_name().unwrap().to_str().unwrap();
+    let top = name.strip_suffix(target.archive_extension()).unwrap_or(name).to_owned();
     let root = sh.current_dir();
     // A directory is an entry without bytes.
     let mut files: Vec<(String, Option<Vec<u8>>, u32)> =
@@ -387,10 +396,13 @@ fn package(sh: &Shell, binary: &[u8], stamp: &Stamp, archive: &Path) -> anyhow::
     {
         files.push((name, Some(bytes), 0o644));
     }
-    files.push(("stigmer".to_owned(), Some(binary.to_vec()), 0o755));
+    files.push((target.binary_name().to_owned(), Some(binary.to_vec()), 0o755));
     files.sort_by(|a, b| a.0.cmp(&b.0));
 
     let file = File::create(archive).with_context(|| format!("creating {}", archive.display()))?;
+    if !target.is_unix() {
+        return zip(file, &top, &files, stamp.date);
+    }
     let gzip = flate2::GzBuilder::new().mtime(0).write(file, flate2::Compression::best());
     let mut tar = tar::Builder::new(gzip);
     let mtime = stamp.date.timestamp().max(0) as u64;
@@ -413,6 +425,73 @@ fn package(sh: &Shell, binary: &[u8], stamp: &Stamp, archive: &Path) -> anyhow::
     gzip.flush()?;
     gzip.finish()?.sync_all()?;
     Ok(())
+}
+
+/// The zip `package` writes for Windows: what Explorer and `Expand-Archive` open. The
+/// date is the source date in UTC (a zip's time has no zone), at the format's 2 s.
+fn zip(
+    file: File,
+    top: &str,
+    files: &[(String, Option<Vec<u8>>, u32)],
+    date: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    use chrono::{Datelike, Timelike};
+    let time = zip::DateTime::from_date_and_time(
+        u16::try_from(date.year()).unwrap_or(1980),
+        date.month() as u8,
+        date.day() as u8,
+        date.hour() as u8,
+        date.minute() as u8,
+        date.second() as u8,
+    )
+    // Before 1980 or after 2107: the zip format cannot say it.
+    .unwrap_or_default();
+    let options = |mode: u32| {
+        zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_level(Some(9))
+            .last_modified_time(time)
+            .unix_permissions(mode)
+    };
+    let mut zip = zip::ZipWriter::new(file);
+    zip.add_directory(format!("{top}/"), options(0o755))?;
+    for (name, bytes, mode) in files {
+        match bytes {
+            Some(bytes) => {
+                zip.start_file(format!("{top}/{name}"), options(*mode))?;
+                zip.write_all(bytes)?;
+            }
+            None => zip.add_directory(format!("{top}/{name}"), options(*mode))?,
+        }
+    }
+    zip.finish()?.sync_all()?;
+    Ok(())
+}
+
+/// The `stigmer` binary inside an archive `dist` made, as its bytes.
+pub(crate) fn read_binary(archive: &Path) -> anyhow::Result<Vec<u8>> {
+    let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let mut binary = Vec::new();
+    if archive.extension().is_some_and(|extension| extension == "zip") {
+        let mut zip = zip::ZipArchive::new(file).with_context(|| format!("reading {}", archive.display()))?;
+        for index in 0..zip.len() {
+            let mut entry = zip.by_index(index)?;
+            if entry.name()?.rsplit('/').next() == Some("stigmer.exe") {
+                entry.read_to_end(&mut binary)?;
+                return Ok(binary);
+            }
+        }
+    } else {
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        for entry in tar.entries().with_context(|| format!("reading {}", archive.display()))? {
+            let mut entry = entry?;
+            if entry.path()?.file_name().is_some_and(|name| name == "stigmer") {
+                entry.read_to_end(&mut binary)?;
+                return Ok(binary);
+            }
+        }
+    }
+    bail!("{} holds no stigmer binary", archive.display())
 }
 
 fn entry_header(mtime: u64, mode: u32, kind: tar::EntryType, size: u64) -> tar::Header {

@@ -40,7 +40,7 @@ pub enum Command {
 /// The plan names the version and its kind (release, pre-release, or a dry run's
 /// snapshot), the image repository and platforms, whether `vX.Y.Z` is published
 /// already (a rerun then reuses it), which of `latest`, `vX.Y` and `vX` move (each only
-/// forward: a backport v1.2.4 after v1.3.0 moves `v1.2` alone), the CLI tarballs, and
+/// forward: a backport v1.2.4 after v1.3.0 moves `v1.2` alone), the CLI archives, and
 /// whether the Homebrew formula and GitHub's Latest move. It is computed from git's
 /// release tags and what the registry's tags name now, and changes nothing.
 ///
@@ -129,7 +129,7 @@ pub struct Bench {
 ///
 /// `--snapshot` runs the whole pipeline locally and publishes nothing: version
 /// X.Y.(Z+1)-snapshot-<short sha>, the agent-runner image for this machine into the local
-/// engine, CLI tarballs (this machine's target, every target with --all-targets),
+/// engine, CLI archives (this machine's target, every target with --all-targets),
 /// checksums, release notes and the Homebrew formula, all in dist/.
 #[derive(Args)]
 #[command(group(ArgGroup::new("kind").required(true).args(["bump", "snapshot"])))]
@@ -342,17 +342,17 @@ pub struct VerifyImage {
 /// Check a published release as a whole, as a user can: assets, signatures, image,
 /// CLI pins, formula, notes and floating tags agree.
 ///
-/// Reads the assets from --dir (the tarballs, checksums.txt and its Sigstore bundle
+/// Reads the assets from --dir (the archives, checksums.txt and its Sigstore bundle
 /// checksums.txt.sigstore.json, as downloaded from the GitHub release, and
 /// RELEASE_NOTES.md) or from --url, the image from the registry and the formula from the tap, and
-/// checks that: every tarball matches checksums.txt and checksums.txt's signature is
+/// checks that: every archive matches checksums.txt and checksums.txt's signature is
 /// from the expected identity (this repository's release workflow, keyless; or --key);
 /// REGISTRY/agent-runner:vX.Y.Z verifies as `verify-image` checks it, is signed by
 /// that identity, and has an SBOM and a provenance (in the index, or as cosign
-/// attestations); the `stigmer` binary in each tarball pins that index digest (read
+/// attestations); the `stigmer` binary in each archive pins that index digest (read
 /// from the binary, which is not run); checksums.txt lists one archive per target; the
 /// tap's formula names the newest published release, and when that is this one, the
-/// same URLs and sha256s as checksums.txt; the notes name the same digest; and
+/// same URLs and sha256s as checksums.txt for the tarballs; the notes name the same digest; and
 /// `latest`, `vX.Y` and `vX` each name the newest release of their line that the
 /// registry has published (none of them this release, if it is a pre-release). Prints one table (check, subject,
 /// result), or --json, and exits non-zero naming each failed check. Writes nothing.
@@ -450,11 +450,12 @@ pub struct Test {
     pub test_args: Vec<String>,
 }
 
-/// Cross-build the `stigmer` CLI and package one reproducible tarball per target.
+/// Cross-build the `stigmer` CLI and package one reproducible archive per target.
 ///
-/// Each archive is `stigmer-vX.Y.Z-<os>-<arch>.tar.gz` with one top folder holding the
-/// binary, README.md, LICENSE and CHANGELOG.md; entries sorted, owned by 0:0, stamped
-/// with SOURCE_DATE_EPOCH (else the commit time), so two runs give identical bytes.
+/// Each archive is `stigmer-vX.Y.Z-<os>-<arch>.tar.gz` (for Windows a `.zip` holding
+/// `stigmer.exe`) with one top folder holding the binary, README.md, LICENSE,
+/// CHANGELOG.md, completions/ and man/; entries sorted, owned by 0:0, stamped with
+/// SOURCE_DATE_EPOCH (else the commit time), so two runs give identical bytes.
 /// This machine's target builds with cargo, the others with cargo-zigbuild. Writes the
 /// archives, checksums.txt (`sha256sum -c` format) and manifest.json into a temporary
 /// directory and moves them into --out only when every target built. Archives of other
@@ -490,7 +491,7 @@ pub struct Dist {
 /// release); new checksums remove a bundle that signed other ones.
 #[derive(Args)]
 pub struct Checksums {
-    /// The directory holding stigmer-*.tar.gz
+    /// The directory holding the archives (stigmer-*.tar.gz, stigmer-*.zip)
     #[arg(value_name = "DIR", default_value = "dist")]
     pub dir: PathBuf,
 

@@ -60,18 +60,26 @@ impl FromStr for Platform {
 
 /// A target the CLI ships for. Linux builds are static musl binaries: they run on any
 /// distribution and in distroless or Alpine images, with no glibc version floor (the
-/// seed's PyInstaller binaries failed on older glibc).
+/// seed's PyInstaller binaries failed on older glibc). Windows is the GNU target, which
+/// zig links from Linux (MSVC's linker and libraries exist only on Windows); it needs no
+/// MinGW DLL at run time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Target {
     DarwinArm64,
     DarwinAmd64,
     LinuxAmd64,
     LinuxArm64,
+    WindowsAmd64,
 }
 
 impl Target {
-    pub(crate) const ALL: [Target; 4] =
-        [Target::DarwinArm64, Target::DarwinAmd64, Target::LinuxAmd64, Target::LinuxArm64];
+    pub(crate) const ALL: [Target; 5] = [
+        Target::DarwinArm64,
+        Target::DarwinAmd64,
+        Target::LinuxAmd64,
+        Target::LinuxArm64,
+        Target::WindowsAmd64,
+    ];
 
     pub(crate) fn triple(self) -> &'static str {
         match self {
@@ -79,6 +87,7 @@ impl Target {
             Target::DarwinAmd64 => "x86_64-apple-darwin",
             Target::LinuxAmd64 => "x86_64-unknown-linux-musl",
             Target::LinuxArm64 => "aarch64-unknown-linux-musl",
+            Target::WindowsAmd64 => "x86_64-pc-windows-gnu",
         }
     }
 
@@ -87,13 +96,37 @@ impl Target {
         match self {
             Target::DarwinArm64 | Target::DarwinAmd64 => "darwin",
             Target::LinuxAmd64 | Target::LinuxArm64 => "linux",
+            Target::WindowsAmd64 => "windows",
         }
     }
 
     pub(crate) fn arch(self) -> &'static str {
         match self {
             Target::DarwinArm64 | Target::LinuxArm64 => "arm64",
-            Target::DarwinAmd64 | Target::LinuxAmd64 => "amd64",
+            Target::DarwinAmd64 | Target::LinuxAmd64 | Target::WindowsAmd64 => "amd64",
+        }
+    }
+
+    /// Whether Homebrew (macOS and Linux) and install.sh serve this target.
+    pub(crate) fn is_unix(self) -> bool {
+        self.os() != "windows"
+    }
+
+    /// The binary's file name, in the archive and in cargo's output.
+    pub(crate) fn binary_name(self) -> &'static str {
+        if self.is_unix() {
+            "stigmer"
+        } else {
+            "stigmer.exe"
+        }
+    }
+
+    /// What Windows users open with Explorer, and every other platform's users with tar.
+    pub(crate) fn archive_extension(self) -> &'static str {
+        if self.is_unix() {
+            ".tar.gz"
+        } else {
+            ".zip"
         }
     }
 
@@ -116,7 +149,7 @@ impl Target {
     }
 
     pub(crate) fn archive_name(self, version: &semver::Version) -> String {
-        format!("stigmer-v{version}-{}-{}.tar.gz", self.os(), self.arch())
+        format!("stigmer-v{version}-{}-{}{}", self.os(), self.arch(), self.archive_extension())
     }
 }
 

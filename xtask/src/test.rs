@@ -59,9 +59,17 @@ impl flags::Test {
             suites.push(timed("rustfmt", || step(cmd!(sh, "cargo fmt --all --check"))));
             // Twice: with the test environment (`test`, `bench`), and as release.yml
             // builds the tool, where code only the bench used would be dead.
+            // And the CLI as Windows compiles it: its cfg(windows) code is seen nowhere
+            // else before a release (its unit tests need Unix; the Wine tests run the
+            // binary).
+            let windows = Target::WindowsAmd64.triple();
             suites.push(timed("clippy", || {
                 step(cmd!(sh, "cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings"))
                     && step(cmd!(sh, "cargo clippy --workspace --all-targets --quiet -- -D warnings"))
+                    && step(cmd!(
+                        sh,
+                        "cargo clippy --package stigmer --bin stigmer --target {windows} --quiet -- -D warnings"
+                    ))
             }));
         }
         let test_args = &self.test_args;
@@ -303,8 +311,28 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
             ));
         }
     }
+    let installed = cmd!(sh, "rustup target list --installed").quiet().read().unwrap_or_default();
+    let is_installed = |target: &Target| installed.lines().any(|line| line == target.triple());
     if tier == Tier::Quick {
+        // No cross-build, but clippy checks the CLI as Windows compiles it.
+        if !is_installed(&Target::WindowsAmd64) {
+            missing.push(format!(
+                "the Rust standard library for {} is missing (clippy checks the CLI for Windows): rustup \
+                 toolchain install (in this checkout)",
+                Target::WindowsAmd64.triple()
+            ));
+        }
         return missing;
+    }
+    // Every target `dist` builds: the release rehearsal builds them all.
+    let targets: Vec<&str> =
+        Target::ALL.iter().filter(|target| !is_installed(target)).map(|target| target.triple()).collect();
+    if !targets.is_empty() {
+        missing.push(format!(
+            "rustup targets missing ({}): rustup toolchain install (in this checkout: rust-toolchain.toml \
+             names every target dist builds)",
+            targets.join(" ")
+        ));
     }
     // The engine builder compiles the image's byte code with this machine's CPython 3.11.
     let is_311 =
@@ -329,20 +357,6 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
     if cmd!(sh, "python3 -c {import}").quiet().ignore_stdout().ignore_stderr().run().is_err() {
         missing.push("`jsonschema` is missing from python3: pip install jsonschema".to_owned());
     }
-    // Every target `dist` builds: the release rehearsal builds them all.
-    let installed = cmd!(sh, "rustup target list --installed").quiet().read().unwrap_or_default();
-    let targets: Vec<&str> = Target::ALL
-        .iter()
-        .map(|target| target.triple())
-        .filter(|triple| !installed.lines().any(|line| line == *triple))
-        .collect();
-    if !targets.is_empty() {
-        missing.push(format!(
-            "rustup targets missing ({}): rustup toolchain install (in this checkout: rust-toolchain.toml \
-             names every target dist builds)",
-            targets.join(" ")
-        ));
-    }
     let format = "{{.ServerVersion}}";
     if cmd!(sh, "docker info --format {format}").quiet().ignore_stdout().ignore_stderr().run().is_err() {
         missing.push(
@@ -363,6 +377,9 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
              /etc/containers/containers.conf and starts `podman system service`; log: /tmp/podman.log)"
         ));
     }
+    // The Windows CLI's tests run it under Wine 10, in the Debian 13 root ci/setup.sh
+    // makes in /var/lib/stigmer-wine (through ci/wine-root.sh).
+    missing.extend(test_support::wine::missing());
     if !Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists() {
         missing.push(
             "no qemu binfmt handler for arm64: apt-get install qemu-user-static binfmt-support \

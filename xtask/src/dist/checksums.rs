@@ -48,7 +48,7 @@ impl flags::Checksums {
     }
 }
 
-/// A `stigmer-vX.Y.Z-<os>-<arch>.tar.gz` found in a directory.
+/// A `stigmer-vX.Y.Z-<os>-<arch>.tar.gz` (`.zip` for Windows) found in a directory.
 #[derive(Clone, Debug)]
 pub(crate) struct Archive {
     pub(crate) name: String,
@@ -59,14 +59,17 @@ pub(crate) struct Archive {
 impl Archive {
     /// `None` for any other file name: the directory may hold notes and the like.
     pub(crate) fn parse(name: &str) -> Option<Archive> {
-        let stem = name.strip_prefix("stigmer-v")?.strip_suffix(".tar.gz")?;
+        let stem = name.strip_prefix("stigmer-v")?;
+        let stem = stem.strip_suffix(".tar.gz").or_else(|| stem.strip_suffix(".zip"))?;
         let mut parts = stem.rsplitn(3, '-');
         let (arch, os, version) = (parts.next()?, parts.next()?, parts.next()?);
-        Some(Archive {
+        let archive = Archive {
             name: name.to_owned(),
             version: semver::Version::parse(version).ok()?,
             target: Target::from_os_arch(os, arch)?,
-        })
+        };
+        // A tarball of Windows or a zip of Linux is no archive `dist` makes.
+        (archive.target.archive_name(&archive.version) == name).then_some(archive)
     }
 }
 
@@ -119,7 +122,7 @@ pub(crate) fn discard_other_snapshots(dir: &Path, version: &semver::Version) -> 
 pub(crate) fn write(dir: &Path) -> anyhow::Result<Vec<Archive>> {
     let archives = archives(dir)?;
     let Some(first) = archives.first() else {
-        bail!("{} holds no stigmer-v*.tar.gz archives: run `cargo xtask dist` first", dir.display());
+        bail!("{} holds no stigmer-v*.tar.gz or .zip archives: run `cargo xtask dist` first", dir.display());
     };
     let version = first.version.clone();
     if archives.iter().any(|archive| archive.version != version) {

@@ -91,7 +91,7 @@ pub(crate) fn render(
     };
     let missing: Vec<String> = Target::ALL
         .into_iter()
-        .filter(|&target| asset(target).is_none())
+        .filter(|&target| target.is_unix() && asset(target).is_none())
         .map(|target| target.archive_name(version))
         .collect();
     if !missing.is_empty() {
@@ -196,10 +196,15 @@ mod tests {
     use super::*;
 
     fn artifacts(version: &str) -> Vec<(String, String)> {
-        ["darwin-amd64", "darwin-arm64", "linux-amd64", "linux-arm64"]
-            .iter()
+        let version = semver::Version::parse(version).unwrap();
+        Target::ALL
+            .into_iter()
+            .map(|target| target.archive_name(&version))
+            // In name order, as checksums.txt lists them.
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .enumerate()
-            .map(|(i, platform)| (format!("stigmer-v{version}-{platform}.tar.gz"), format!("{i}").repeat(64)))
+            .map(|(i, name)| (name, format!("{i}").repeat(64)))
             .collect()
     }
 

@@ -120,7 +120,8 @@ pub(crate) fn render(
     notes
 }
 
-/// How to install this version: Homebrew when the formula moves to it, and a tarball.
+/// How to install this version: Homebrew when the formula moves to it, a tarball, and
+/// the Windows zip.
 fn install_section(notes: &mut String, tag: &str, artifacts: &[(String, String)], homebrew: &Decision) {
     notes.push_str("\n## Install\n\n");
     if homebrew.moves {
@@ -152,9 +153,22 @@ fn install_section(notes: &mut String, tag: &str, artifacts: &[(String, String)]
              tar -xzf {example}\ninstall -m 0755 {top}/stigmer ~/.local/bin/stigmer\n```\n\n"
         ));
     }
+    let windows =
+        artifacts.iter().map(|(name, _)| name.as_str()).find(|name| name.contains("-windows-amd64"));
+    if let Some(zip) = windows {
+        let top = zip.trim_end_matches(".zip");
+        notes.push_str(&format!(
+            "On Windows (x86-64; PowerShell, with the curl and tar that Windows 10 and later ship), \
+             check that the hash equals the zip's line in checksums.txt, then put \
+             `{top}\\stigmer.exe` on your PATH:\n\n```powershell\n\
+             curl.exe -LO {base}/{zip}\ncurl.exe -LO {base}/checksums.txt\n\
+             (Get-FileHash {zip} -Algorithm SHA256).Hash\nSelect-String {zip} checksums.txt\n\
+             tar -xf {zip}\n```\n\n"
+        ));
+    }
     notes.push_str(
         "`stigmer server start` pulls the agent-runner image by itself; it needs Docker (or \
-         Podman) running.\n",
+         Podman) running: on Windows, Docker Desktop.\n",
     );
 }
 
@@ -163,10 +177,15 @@ mod tests {
     use super::*;
 
     fn artifacts() -> Vec<(String, String)> {
-        ["darwin-amd64", "darwin-arm64", "linux-amd64", "linux-arm64"]
-            .iter()
+        let version = semver::Version::new(1, 3, 0);
+        crate::platform::Target::ALL
+            .into_iter()
+            .map(|target| target.archive_name(&version))
+            // In name order, as checksums.txt lists them.
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
             .enumerate()
-            .map(|(i, platform)| (format!("stigmer-v1.3.0-{platform}.tar.gz"), format!("{i}").repeat(64)))
+            .map(|(i, name)| (name, format!("{i}").repeat(64)))
             .chain([(checksums::INSTALLER.to_owned(), "9".repeat(64))])
             .collect()
     }

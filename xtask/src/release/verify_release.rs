@@ -11,10 +11,7 @@
 //! the registry, the tap) and writes nothing but temporary copies (downloads, the tap's
 //! clone).
 
-use std::{
-    io::Read,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde_json::json;
@@ -209,7 +206,13 @@ async fn check_all(sh: &Shell, release: &Release, registry: &Registry) -> anyhow
         checks.push(row("cli pin", name.clone(), result));
     }
     let published = plan::released_images(registry).await?;
-    checks.push(check_formula(sh, release, &archives, &published));
+    // Homebrew serves macOS and Linux: the Windows zip is no formula's.
+    let brewed: Vec<(String, String)> = archives
+        .iter()
+        .filter(|(name, _)| checksums::Archive::parse(name).is_none_or(|archive| archive.target.is_unix()))
+        .cloned()
+        .collect();
+    checks.push(check_formula(sh, release, &brewed, &published));
     checks.push(match &digest {
         Some(digest) => check_notes(release, digest),
         None => row("notes", release.notes.display().to_string(), unverified()),
@@ -350,22 +353,12 @@ async fn in_index_predicates(registry: &Registry, digest: &str) -> anyhow::Resul
     Ok(predicates)
 }
 
-/// The stamp of the `stigmer` binary in a tarball, read from its bytes: the binary is
+/// The stamp of the `stigmer` binary in an archive, read from its bytes: the binary is
 /// never run (it may be another platform's).
 fn stamp_of(archive: &Path) -> Result<Option<dist::cli_stamp::Stamp>, String> {
     let read = || -> anyhow::Result<Option<dist::cli_stamp::Stamp>> {
-        let file = std::fs::File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
-        for entry in tar.entries().with_context(|| format!("reading {}", archive.display()))? {
-            let mut entry = entry?;
-            if entry.path()?.file_name().is_some_and(|name| name == "stigmer") {
-                let mut binary = Vec::new();
-                entry.read_to_end(&mut binary)?;
-                return dist::cli_stamp::read(&binary)
-                    .map_err(|err| anyhow::anyhow!("the stigmer binary: {err}"));
-            }
-        }
-        bail!("{} holds no stigmer binary", archive.display())
+        let binary = dist::read_binary(archive)?;
+        dist::cli_stamp::read(&binary).map_err(|err| anyhow::anyhow!("the stigmer binary: {err}"))
     };
     read().map_err(|err| format!("{err:#}"))
 }

@@ -1,8 +1,8 @@
 //! The real test environment shared by the workspace's integration tests and by
 //! `cargo xtask test`/`bench`: a Docker Engine that must already run, the second engine
 //! and private Docker config the buildx builder runs on (with a test SBOM scanner),
-//! per-test OCI registries, test base images built from Debian packages, and throwaway
-//! git repositories with a bare remote.
+//! per-test OCI registries, test base images built from Debian packages, throwaway
+//! git repositories with a bare remote, and Wine for the Windows CLI.
 //!
 //! Nothing here fakes a part: every helper starts or drives the real program. Helpers
 //! panic with what to install or run when a part is missing, because a test that
@@ -15,6 +15,7 @@ pub mod engine;
 pub mod git;
 pub mod github;
 pub mod registry;
+pub mod wine;
 
 use std::path::PathBuf;
 

@@ -1,7 +1,8 @@
 //! `cargo xtask dist`: every refusal leaving the out directory as it was, checksums of
 //! archives from separate runners, and the checks the release rehearsal makes on the
-//! four CLIs it builds (cross-built with cargo-zigbuild, unpacked and run, linux/arm64
-//! under qemu, Mach-O headers and signature checked; its rerun checks them byte for byte).
+//! five CLIs it builds (cross-built with cargo-zigbuild, unpacked and run, linux/arm64
+//! under qemu, Mach-O headers and signature checked, Windows a PE console program (it
+//! runs under Wine in windows.rs); its rerun checks them byte for byte).
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +12,11 @@ use xshell::cmd;
 
 use crate::{run_err, run_ok, XTASK};
 
-/// The checks on the four CLIs of a release (the rehearsal builds them, once per test
-/// run): `binary(platform)` is each unpacked `stigmer`. The host's runs and names its
-/// version, commit and build date; linux/arm64 runs under qemu; the macOS binaries are
-/// Mach-O of their arch, and the arm64 one carries a valid ad-hoc signature.
+/// The checks on the five CLIs of a release (the rehearsal builds them, once per test
+/// run): `binary(platform)` is each unpacked `stigmer` (`stigmer.exe`). The host's runs
+/// and names its version, commit and build date; linux/arm64 runs under qemu; the macOS
+/// binaries are Mach-O of their arch, and the arm64 one carries a valid ad-hoc
+/// signature; Windows' is a PE32+ console program.
 pub(crate) fn check_binaries(binary: &dyn Fn(&str) -> PathBuf, version: &str, revision: &str) {
     let sh = shell();
     let host_binary = binary(host_platform());
@@ -25,7 +27,7 @@ pub(crate) fn check_binaries(binary: &dyn Fn(&str) -> PathBuf, version: &str, re
     // Nothing of this machine's paths: not the checkout (nor the target directory below
     // it), not CARGO_HOME. dist's remapping keeps them out, and so its flags the same
     // for every checkout.
-    for platform in ["linux-amd64", "linux-arm64", "darwin-arm64", "darwin-amd64"] {
+    for platform in ["linux-amd64", "linux-arm64", "darwin-arm64", "darwin-amd64", "windows-amd64"] {
         let bytes = std::fs::read(binary(platform)).unwrap();
         let cargo_home = std::env::var("CARGO_HOME")
             .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
@@ -52,6 +54,9 @@ pub(crate) fn check_binaries(binary: &dyn Fn(&str) -> PathBuf, version: &str, re
         let kind = run_ok(cmd!(sh, "file {mac_binary}"));
         assert!(kind.contains(&format!("Mach-O 64-bit {arch} executable")), "{platform}: {kind}");
     }
+    let windows_binary = binary("windows-amd64");
+    let kind = run_ok(cmd!(sh, "file {windows_binary}"));
+    assert!(kind.contains("PE32+ executable (console) x86-64, for MS Windows"), "windows-amd64: {kind}");
     // macOS kills an unsigned arm64 binary: the linker signs it ad hoc, and after dist
     // rewrote its UUID every signed page must still hash to its slot.
     assert_eq!(
@@ -163,7 +168,8 @@ fn bad_input_is_refused_and_leaves_the_out_directory_as_it_was() {
     assert!(
         unknown.contains(
             "unsupported target \"x86_64-pc-windows-msvc\": supported are aarch64-apple-darwin, \
-                          x86_64-apple-darwin, x86_64-unknown-linux-musl, aarch64-unknown-linux-musl"
+                          x86_64-apple-darwin, x86_64-unknown-linux-musl, aarch64-unknown-linux-musl, \
+                          x86_64-pc-windows-gnu"
         ),
         "{unknown}"
     );
@@ -201,10 +207,15 @@ fn bad_input_is_refused_and_leaves_the_out_directory_as_it_was() {
 fn checksums_gathers_archives_built_on_separate_runners() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
-    for platform in ["linux-amd64", "darwin-arm64"] {
-        std::fs::write(dir.join(format!("stigmer-v2.0.0-{platform}.tar.gz")), platform).unwrap();
+    for (platform, extension) in
+        [("linux-amd64", "tar.gz"), ("darwin-arm64", "tar.gz"), ("windows-amd64", "zip")]
+    {
+        std::fs::write(dir.join(format!("stigmer-v2.0.0-{platform}.{extension}")), platform).unwrap();
     }
     std::fs::write(dir.join("RELEASE_NOTES.md"), "not an archive").unwrap();
+    // No archive `dist` makes: Windows is a zip, and the others tarballs.
+    std::fs::write(dir.join("stigmer-v2.0.0-windows-amd64.tar.gz"), "not ours").unwrap();
+    std::fs::write(dir.join("stigmer-v2.0.0-linux-amd64.zip"), "not ours").unwrap();
     let sh = shell();
     run_ok(cmd!(sh, "{XTASK} checksums {dir}"));
     let sums = std::fs::read_to_string(dir.join("checksums.txt")).unwrap();

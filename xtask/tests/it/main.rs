@@ -16,6 +16,7 @@ mod test_command;
 mod tidy;
 mod verify;
 mod verify_release;
+mod windows;
 mod workflows;
 
 use std::process::Output;

@@ -779,10 +779,16 @@ fn a_backport_from_a_maintenance_branch_moves_its_own_line_and_a_rerun_changes_n
         let published = published_digest(&run_ok(in_repo(fixture.push_with_plan(&sh, &plan), &repo)));
         let sums = temp.path().join("checksums.txt");
         let bare = version.trim_start_matches('v');
-        let lines: String = ["darwin-amd64", "darwin-arm64", "linux-amd64", "linux-arm64"]
-            .iter()
-            .map(|p| format!("{}  stigmer-v{bare}-{p}.tar.gz\n", "0".repeat(64)))
-            .collect();
+        let lines: String = [
+            "darwin-amd64.tar.gz",
+            "darwin-arm64.tar.gz",
+            "linux-amd64.tar.gz",
+            "linux-arm64.tar.gz",
+            "windows-amd64.zip",
+        ]
+        .iter()
+        .map(|archive| format!("{}  stigmer-v{bare}-{archive}\n", "0".repeat(64)))
+        .collect();
         std::fs::write(&sums, lines).unwrap();
         let tap_dir = tap.work();
         run_ok(in_repo(

@@ -33,10 +33,11 @@
 //!   runners other than Linux x64), a wrapper of that binary takes the built one's place;
 //!   the release-tool jobs' are handed to the later jobs as artifacts and checked
 //!   against their sha256 outputs, as on GitHub. Cargo's target directory
-//!   is shared between the jobs, so the four CLI targets compile once; the rerun checks
+//!   is shared between the jobs, so the five CLI targets compile once; the rerun checks
 //!   the archives do not depend on it.
 //! - The CLI runners: the linux and macOS targets cross-build here (cargo-zigbuild),
-//!   where GitHub builds each natively.
+//!   where GitHub builds each natively; Windows cross-builds on both, its job installing
+//!   the pinned zig into a venv of its own (GITHUB_PATH puts it first).
 //! - GitHub's API: `gh` is test-support's stand-in (`gh_stand_in.py`), which keeps
 //!   releases, their assets and which one is Latest in a directory: the plan job lists
 //!   the published releases, and `github-release` creates and publishes the release
@@ -181,6 +182,7 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
             "cli (darwin-amd64): dist",
             "cli (linux-amd64): dist",
             "cli (linux-arm64): dist",
+            "cli (windows-amd64): dist",
             "release: checksums",
             "release: release-notes",
             "release: checksums",
@@ -213,18 +215,20 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     }
     let release_dir = first.artifacts.join("checksums");
     let checksums = std::fs::read_to_string(release_dir.join("checksums.txt")).unwrap();
-    assert_eq!(checksums.lines().count(), 5, "{checksums}");
+    // install.sh and the five archives.
+    assert_eq!(checksums.lines().count(), 6, "{checksums}");
     let notes = &first.job("release").log;
     assert!(notes.contains(&format!("create  draft release {tag}")), "{notes}");
-    assert!(notes.contains(&format!("{tag} is published with 7 asset(s)")), "{notes}");
+    assert!(notes.contains(&format!("{tag} is published with 8 asset(s)")), "{notes}");
     assert_eq!(github.latest().as_ref(), Some(&tag), "{:?}", github.releases());
     let published = &github.releases()[0];
-    assert!(!published.draft && published.assets.len() == 7, "{published:?}");
+    assert!(!published.draft && published.assets.len() == 8, "{published:?}");
     let summary = first.job("release").summary.clone();
     assert!(summary.contains(&digest), "the release notes do not name the verified digest:\n{summary}");
     let formula = tap.git(&["--git-dir", tap.remote().to_str().unwrap(), "show", "main:Formula/stigmer.rb"]);
-    // Every archive; the installer is an asset beside them, not in the formula.
-    for line in checksums.lines().filter(|line| !line.ends_with("  install.sh")) {
+    // Every tarball; the installer and the Windows zip are assets beside them, in no formula.
+    let in_formula = |line: &&str| !line.ends_with("  install.sh") && !line.ends_with(".zip");
+    for line in checksums.lines().filter(in_formula) {
         let sha = line.split_whitespace().next().unwrap();
         assert!(formula.contains(sha), "the formula lacks {line}:\n{formula}");
     }
@@ -242,15 +246,24 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     crate::sigstore_bundle::check(&bundle, &sums, &keys.public).unwrap();
     assert!(verified.contains("in the index (BuildKit's attestation manifests"), "{verified}");
 
-    // The four archives, as the cli jobs uploaded them.
+    // The five archives, as the cli jobs uploaded them (Windows' runs under Wine in
+    // windows.rs).
     let archives = first.artifacts_matching("dist-");
-    assert_eq!(archives.len(), 4, "{archives:?}");
+    assert_eq!(archives.len(), 5, "{archives:?}");
+    assert!(archives.contains_key(&format!("stigmer-{tag}-windows-amd64.zip")), "{archives:?}");
     let unpacked = tempfile::tempdir().unwrap();
-    for archive in archives.values() {
+    for (name, archive) in &archives {
         let dir = unpacked.path();
-        cmd!(sh, "tar -xzf {archive} -C {dir}").run().unwrap();
+        if name.ends_with(".tar.gz") {
+            cmd!(sh, "tar -xzf {archive} -C {dir}").run().unwrap();
+        } else {
+            zip::ZipArchive::new(std::fs::File::open(archive).unwrap()).unwrap().extract(dir).unwrap();
+        }
     }
-    let binary = |platform: &str| unpacked.path().join(format!("stigmer-{tag}-{platform}/stigmer"));
+    let binary = |platform: &str| {
+        let name = if platform.starts_with("windows") { "stigmer.exe" } else { "stigmer" };
+        unpacked.path().join(format!("stigmer-{tag}-{platform}/{name}"))
+    };
     crate::dist::check_binaries(
         &binary,
         &version,
@@ -305,7 +318,7 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     }
     // The rerun's fresh checkouts of the tag take the first run's CLI builds: dist keeps
     // a binary by its inputs, where cargo goes by file times and would link it again.
-    for platform in ["darwin-arm64", "darwin-amd64", "linux-amd64", "linux-arm64"] {
+    for platform in ["darwin-arm64", "darwin-amd64", "linux-amd64", "linux-arm64", "windows-amd64"] {
         let log = &second.job(&format!("cli ({platform})")).log;
         assert!(
             log.contains("built before from the same inputs") && !log.contains("==> building stigmer"),
@@ -515,7 +528,7 @@ impl Rehearsal<'_> {
         let runner = project_root().join("target/rehearsal");
         let workspace = runner.join("work/stigmer/stigmer");
         let cargo_target = runner.join("cargo-target");
-        // The CLI jobs' release builds share the suite's (the dependencies of four targets).
+        // The CLI jobs' release builds share the suite's (the dependencies of five targets).
         test_support::share_dist_builds(&cargo_target);
         let shim = dir.path().join("bin");
         let calls = dir.path().join("xtask-calls");
@@ -628,8 +641,10 @@ impl Rehearsal<'_> {
                             .fold(script.to_owned(), |script, (from, to, _)| script.replace(from, to));
                         let output_file = runner_temp.join(format!("output-{index}"));
                         let env_file = runner_temp.join(format!("env-{index}"));
+                        let path_file = runner_temp.join(format!("path-{index}"));
                         step_env.insert("GITHUB_OUTPUT".into(), output_file.display().to_string());
                         step_env.insert("GITHUB_ENV".into(), env_file.display().to_string());
+                        step_env.insert("GITHUB_PATH".into(), path_file.display().to_string());
                         step_env.insert("GITHUB_STEP_SUMMARY".into(), summary.display().to_string());
                         let text = match run_script(&script, &step_env, &workspace) {
                             Ok(text) => text,
@@ -640,8 +655,13 @@ impl Rehearsal<'_> {
                             }
                         };
                         log.push_str(&format!("--- {step_name}\n{text}"));
-                        // GITHUB_ENV: set for the job's later steps.
+                        // GITHUB_ENV: set for the job's later steps; GITHUB_PATH: a
+                        // directory a line, put first on their PATH.
                         env.extend(read_outputs(&env_file));
+                        for dir in std::fs::read_to_string(&path_file).unwrap_or_default().lines().rev() {
+                            let path = env.get("PATH").cloned().unwrap_or_default();
+                            env.insert("PATH".into(), format!("{dir}:{path}"));
+                        }
                         read_outputs(&output_file)
                     };
                     if let Some(id) = step["id"].as_str() {

@@ -11,18 +11,26 @@ use xshell::cmd;
 
 use crate::{run_err, run_ok, XTASK};
 
-/// checksums.txt for v1.3.0 naming `platforms`.
-fn checksums(dir: &Path, version: &str, platforms: &[&str]) {
-    let lines: String = platforms
+/// checksums.txt for v`version` naming `archives` (`ALL`'s, the platform with its
+/// archive's extension).
+fn checksums(dir: &Path, version: &str, archives: &[&str]) {
+    let lines: String = archives
         .iter()
         .enumerate()
-        .map(|(i, platform)| format!("{}  stigmer-v{version}-{platform}.tar.gz\n", format!("{i}").repeat(64)))
+        .map(|(i, archive)| format!("{}  stigmer-v{version}-{archive}\n", format!("{i}").repeat(64)))
         .collect();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("checksums.txt"), lines).unwrap();
 }
 
-const ALL: [&str; 4] = ["darwin-amd64", "darwin-arm64", "linux-amd64", "linux-arm64"];
+/// Every archive `dist` makes, after the version, in name order.
+const ALL: [&str; 5] = [
+    "darwin-amd64.tar.gz",
+    "darwin-arm64.tar.gz",
+    "linux-amd64.tar.gz",
+    "linux-arm64.tar.gz",
+    "windows-amd64.zip",
+];
 
 #[test]
 fn release_notes_come_from_the_released_changelog_section() {
@@ -49,7 +57,7 @@ fn release_notes_come_from_the_released_changelog_section() {
     );
     assert!(!notes.contains("Older"), "{notes}");
     assert!(notes.contains(&format!("docker pull {host}/agent-runner@{digest}")), "{notes}");
-    assert_eq!(notes.matches("| `stigmer-v1.3.0-").count(), 4, "{notes}");
+    assert_eq!(notes.matches("| `stigmer-v1.3.0-").count(), 5, "{notes}");
 
     let unknown = run_err(
         cmd!(sh, "{XTASK} release-notes --version v9.0.0 --registry {host}")
@@ -58,15 +66,23 @@ fn release_notes_come_from_the_released_changelog_section() {
     assert!(unknown.contains("CHANGELOG.md has no `## [9.0.0]` section"), "{unknown}");
 }
 
-/// Real tarballs (one small file each) named as `dist` names v`version`'s archives.
+/// Real archives (one small file each, a zip for Windows) named as `dist` names
+/// v`version`'s.
 pub(crate) fn tarballs(dir: &Path, version: &str) {
     let sh = shell();
     std::fs::create_dir_all(dir).unwrap();
-    for platform in ALL {
+    for name in ALL {
         let content = tempfile::tempdir().unwrap();
-        std::fs::write(content.path().join("README.md"), format!("stigmer {version} {platform}\n")).unwrap();
-        let (archive, content) = (dir.join(format!("stigmer-v{version}-{platform}.tar.gz")), content.path());
-        cmd!(sh, "tar -czf {archive} -C {content} README.md").run().unwrap();
+        std::fs::write(content.path().join("README.md"), format!("stigmer {version} {name}\n")).unwrap();
+        let (archive, content) = (dir.join(format!("stigmer-v{version}-{name}")), content.path());
+        if name.ends_with(".zip") {
+            let mut zip = zip::ZipWriter::new(std::fs::File::create(&archive).unwrap());
+            zip.start_file("README.md", zip::write::SimpleFileOptions::default()).unwrap();
+            std::io::Write::write_all(&mut zip, &std::fs::read(content.join("README.md")).unwrap()).unwrap();
+            zip.finish().unwrap();
+        } else {
+            cmd!(sh, "tar -czf {archive} -C {content} README.md").run().unwrap();
+        }
     }
 }
 
@@ -335,8 +351,8 @@ fn the_workflow_dry_run_works_on_a_branch_before_and_after_a_release() {
         assert!(merged.contains("dry run: nothing built, nothing pushed"), "{state}: {merged}");
 
         std::fs::create_dir_all(&dist).unwrap();
-        for platform in ALL {
-            std::fs::write(dist.join(format!("stigmer-v{version}-{platform}.tar.gz")), platform).unwrap();
+        for archive in ALL {
+            std::fs::write(dist.join(format!("stigmer-v{version}-{archive}")), archive).unwrap();
         }
         let dist_arg = dist.to_str().unwrap();
         run_ok(xtask(&["checksums", dist_arg]));

@@ -1,6 +1,6 @@
 //! `cargo xtask verify-release` on releases made here with the release's own commands:
 //! the image published by the engine builder into a real registry and signed with a
-//! cosign key (SBOM and provenance attached by cosign), the four CLI tarballs built by
+//! cosign key (SBOM and provenance attached by cosign), the five CLI archives built by
 //! `dist` pinned to its digest, checksums.txt signed into its bundle, the notes, and
 //! the formula pushed to a real tap. The good release passes; each fault, injected in
 //! its own release, is named by the check it breaks.
@@ -180,11 +180,18 @@ fn a_release_made_here_passes_every_check() {
         "ok: 4 URLs and sha256s as in checksums.txt".to_owned(),
         format!("ok: name {repository}@{}", release.digest),
         format!("pointer          {repository}:latest"),
-        format!("release v{VERSION} verified: 20 checks passed"),
+        format!("release v{VERSION} verified: 22 checks passed"),
     ] {
         assert!(table.contains(&expected), "missing {expected:?}:\n{table}");
     }
     assert!(!table.contains("FAILED"), "{table}");
+    // The Windows zip's stigmer.exe, read from the zip like every binary from its tarball.
+    let windows_pin =
+        table.lines().find(|line| line.starts_with("cli pin") && line.contains("windows-amd64.zip"));
+    assert!(
+        windows_pin.is_some_and(|line| line.ends_with(&format!("ok: stigmer pins {}", release.digest))),
+        "{table}"
+    );
     // The bundle verify-release accepted, checked by neither cosign nor its libraries.
     let dir = release.dir();
     let bundle = dir.join("checksums.txt.sigstore.json");
@@ -224,7 +231,7 @@ fn a_release_made_here_passes_every_check() {
         sh,
         "{XTASK} verify-release v{VERSION} --url {url} --notes {notes} --registry {registry} --tap {tap} --key {public}"
     ));
-    assert!(from_urls.contains(&format!("release v{VERSION} verified: 20 checks passed")), "{from_urls}");
+    assert!(from_urls.contains(&format!("release v{VERSION} verified: 22 checks passed")), "{from_urls}");
 
     // Another key's public half accepts none of its signatures.
     let stranger = KeyPair::generate();
@@ -355,7 +362,7 @@ fn an_index_re_pointed_to_an_unsigned_digest_is_named() {
     assert!(signature.2.starts_with("not signed by the public key"), "{}", signature.2);
     // What was released with the signed index now disagrees with the tag, and says so.
     let pins: Vec<_> = failed.iter().filter(|(check, ..)| check == "cli pin").collect();
-    assert_eq!(pins.len(), 4, "{failed:#?}");
+    assert_eq!(pins.len(), 5, "{failed:#?}");
     assert!(
         pins[0].2.contains(&format!("pins {}, not the verified {unsigned}", release.digest)),
         "{failed:#?}"

@@ -894,7 +894,9 @@ fn only_the_jobs_that_sign_hold_an_oidc_token_and_the_release_is_verified_last()
         "signed and attested before the release is published:\n{notes}"
     );
     assert!(
-        notes.contains("dist/*.tar.gz\n            dist/install.sh\n            dist/checksums.txt"),
+        notes.contains(
+            "dist/*.tar.gz\n            dist/*.zip\n            dist/install.sh\n            dist/checksums.txt"
+        ),
         "{notes}"
     );
     let verify = job(&release, "verify");
