@@ -19,7 +19,7 @@ use crate::{run_err, run_ok, XTASK};
 
 pub(crate) struct Fixture {
     pub(crate) registry: TestRegistry,
-    base: String,
+    pub(crate) base: String,
     pub(crate) context: tempfile::TempDir,
     _base_tag: ImageGuard,
 }

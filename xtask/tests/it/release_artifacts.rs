@@ -300,11 +300,15 @@ fn snapshot_makes_every_artifact_it_lists_and_publishes_nothing() {
 
 /// release.yml run by hand with dry-run on, on a branch, as its jobs call xtask (the
 /// `cli` jobs' `dist` aside: stand-in archives keep this test fast; dist has its own).
-/// GitHub's API cannot be reached here, so `github-release` plans as for a new release.
+/// GitHub's API cannot be reached here, so `github-release` plans as for a new release;
+/// a local registry stands in for REGISTRY (a dry run's platform jobs build and log in,
+/// and push nothing), with a small image's context for the agent-runner's.
 /// It must work before the first release and after one, and change nothing.
 #[test]
 fn the_workflow_dry_run_works_on_a_branch_before_and_after_a_release() {
     let repo = crate::release::release_repo();
+    let fixture = crate::publish::Fixture::new(TestRegistry::start());
+    let (host, base, context) = (fixture.registry.host(), fixture.base.clone(), fixture.context.path());
     let sh = shell();
     for state in ["before the first release", "after a release"] {
         if state == "after a release" {
@@ -328,7 +332,7 @@ fn the_workflow_dry_run_works_on_a_branch_before_and_after_a_release() {
                 .env_remove("GITHUB_STEP_SUMMARY")
         };
         let plan_arg = plan.to_str().unwrap();
-        run_ok(xtask(&["plan", "--github", "--out", plan_arg]));
+        run_ok(xtask(&["plan", "--github", "--registry", &host, "--out", plan_arg]));
         let outputs = std::fs::read_to_string(&outputs).unwrap();
         assert!(
             outputs.contains("dry-run=true\n") && outputs.contains("homebrew=false\n"),
@@ -337,6 +341,7 @@ fn the_workflow_dry_run_works_on_a_branch_before_and_after_a_release() {
         let version = outputs.lines().find_map(|l| l.strip_prefix("version=v")).unwrap().to_owned();
         assert!(version.contains("-snapshot-"), "{state}: {version}");
 
+        let writes_before = fixture.registry.writes();
         let by_digest = crate::run(xtask(&[
             "image",
             "--push",
@@ -345,8 +350,15 @@ fn the_workflow_dry_run_works_on_a_branch_before_and_after_a_release() {
             "--platform",
             "linux/amd64",
             "--by-digest",
+            "--base-image",
+            &base,
+            "--context",
+            context.to_str().unwrap(),
         ]));
-        assert!(by_digest.status.success() && by_digest.stdout.is_empty(), "{state}: {by_digest:?}");
+        let stderr = String::from_utf8_lossy(&by_digest.stderr);
+        assert!(by_digest.status.success() && by_digest.stdout.is_empty(), "{state}: {stderr}");
+        assert!(stderr.contains("dry run: built linux/amd64 as sha256:"), "{state}: {stderr}");
+        assert_eq!(fixture.registry.writes(), writes_before, "{state}: the dry run pushed");
         let merged = run_ok(xtask(&["image", "--merge", "none-in-a-dry-run", "--plan", plan_arg]));
         assert!(merged.contains("dry run: nothing built, nothing pushed"), "{state}: {merged}");
 
