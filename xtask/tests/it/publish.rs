@@ -866,12 +866,16 @@ fn the_automatic_builder_asks_what_buildx_can_do_and_by_digest_jobs_run_on_docke
         index.contains("builder      buildx") && index.contains("(buildx's docker driver can make this)"),
         "{index}"
     );
+    // A platform job's dry run builds, with the builder it names (the test's SBOM
+    // scanner: BuildKit's default one is on Docker Hub).
     let by_digest = run_ok(
-        dry_run(&["--by-digest", "--platform", "linux/amd64"]).env("DOCKER_HOST", buildx.docker_host()),
+        dry_run(&["--by-digest", "--platform", "linux/amd64", "--sbom-generator", &scanner])
+            .env("DOCKER_HOST", buildx.docker_host()),
     );
     assert!(
         by_digest.contains("builder      buildx")
-            && by_digest.contains("(buildx's docker driver can make this)"),
+            && by_digest.contains("(buildx's docker driver can make this)")
+            && by_digest.contains("dry run: built linux/amd64 as sha256:"),
         "{by_digest}"
     );
 
