@@ -117,10 +117,12 @@ pub(crate) fn dist(sh: &Shell, targets: &[Target], stamp: &Stamp, out: &Path) ->
         checksums::discard_other_snapshots(staging.path(), &stamp.version)?;
     }
 
+    // Read once for every target: the sources, the settings and the tools' versions.
+    let inputs = BuildInputs::read(sh, targets.iter().any(|&target| Some(target) != Target::host()))?;
     let mut made = Vec::new();
     for &target in &targets {
         let started = Instant::now();
-        let mut binary = build(sh, target)?;
+        let mut binary = build(sh, target, &inputs)?;
         let triple = target.triple();
         cli_stamp::write(&mut binary, &stamp.as_written())
             .map_err(|err| anyhow::anyhow!("stamping the CLI for {triple}: {err}"))?;
@@ -192,7 +194,7 @@ fn has_zigbuild(sh: &Shell) -> bool {
 /// path, and the paths that would differ between machines (the target directory, where
 /// build scripts write, and `CARGO_HOME`) are remapped, so a rebuild elsewhere gives the
 /// same bytes, and checkouts that share a target directory share its dependencies.
-fn build(sh: &Shell, target: Target) -> anyhow::Result<Vec<u8>> {
+fn build(sh: &Shell, target: Target, inputs: &BuildInputs) -> anyhow::Result<Vec<u8>> {
     let triple = target.triple();
     let target_dir = sh
         .var_os("CARGO_TARGET_DIR")
@@ -217,7 +219,7 @@ fn build(sh: &Shell, target: Target) -> anyhow::Result<Vec<u8>> {
     let lock = std::fs::File::create(target_dir.join("dist.lock"))?;
     lock.lock().with_context(|| format!("locking {}", target_dir.join("dist.lock").display()))?;
     let rustflags = rustflags.trim();
-    let key = BuildInputs::read(sh, target, rustflags)?.key();
+    let key = inputs.key(target, rustflags);
     let kept = target_dir.join("binaries").join(format!("stigmer-{triple}-{key}"));
     if let Ok(binary) = std::fs::read(&kept) {
         eprintln!("==> stigmer for {triple}: built before from the same inputs (kept as {key})");
@@ -243,15 +245,18 @@ fn build(sh: &Shell, target: Target) -> anyhow::Result<Vec<u8>> {
 }
 
 /// What goes into a CLI build, as far as this can tell without cargo: more than it
-/// needs rather than less, since a missed input would hand out a stale binary.
+/// needs rather than less, since a missed input would hand out a stale binary. The
+/// target and RUSTFLAGS are added by `key`.
 struct BuildInputs {
     /// Name and bytes of every file of the CLI's package, and of the workspace's files
     /// that set its dependencies, profile, toolchain and cargo's settings.
     files: Vec<(String, Vec<u8>)>,
-    /// The target, RUSTFLAGS, and every variable a compiler, linker or cargo reads.
+    /// Every variable a compiler, linker or cargo reads.
     settings: Vec<String>,
-    /// rustc's and cargo's versions, and the cross linker's.
+    /// rustc's and cargo's versions.
     tools: Vec<String>,
+    /// The cross linker's versions (cargo-zigbuild's and zig's), when a target needs it.
+    cross_tools: Vec<String>,
 }
 
 /// Variables the build reads, by prefix. Cargo's own settings are `CARGO_*`, but for
@@ -278,7 +283,7 @@ const NOT_BUILD_VARIABLES: &[&str] =
     &["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TERM_"];
 
 impl BuildInputs {
-    fn read(sh: &Shell, target: Target, rustflags: &str) -> anyhow::Result<BuildInputs> {
+    fn read(sh: &Shell, cross: bool) -> anyhow::Result<BuildInputs> {
         let root = sh.current_dir();
         let mut files = Vec::new();
         for name in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml", ".cargo/config.toml"] {
@@ -288,7 +293,6 @@ impl BuildInputs {
         }
         add_files(&root, Path::new("cli"), &mut files)?;
 
-        let mut settings = vec![format!("target={}", target.triple()), format!("RUSTFLAGS={rustflags}")];
         let mut variables: Vec<(String, String)> = std::env::vars()
             .filter(|(name, _)| BUILD_VARIABLES.iter().any(|prefix| name.starts_with(prefix)))
             .filter(|(name, _)| !NOT_BUILD_VARIABLES.iter().any(|prefix| name.starts_with(prefix)))
@@ -299,24 +303,25 @@ impl BuildInputs {
             })
             .collect();
         variables.sort();
-        settings.extend(variables.into_iter().map(|(name, value)| format!("{name}={value}")));
+        let settings = variables.into_iter().map(|(name, value)| format!("{name}={value}")).collect();
 
         let version = |cmd: xshell::Cmd<'_>, what: &str| {
             cmd.quiet().read().with_context(|| format!("asking {what} its version"))
         };
-        let mut tools =
-            vec![version(cmd!(sh, "rustc -vV"), "rustc")?, version(cmd!(sh, "cargo -V"), "cargo")?];
-        if Some(target) != Target::host() {
-            tools.push(version(cmd!(sh, "cargo-zigbuild --version"), "cargo-zigbuild")?);
+        let tools = vec![version(cmd!(sh, "rustc -vV"), "rustc")?, version(cmd!(sh, "cargo -V"), "cargo")?];
+        let mut cross_tools = Vec::new();
+        if cross {
+            cross_tools.push(version(cmd!(sh, "cargo-zigbuild --version"), "cargo-zigbuild")?);
             // The linker itself: cargo-zigbuild runs the zig on PATH, or else ziglang's.
             let zig = cmd!(sh, "zig version").quiet().ignore_stderr().read();
             let zig = zig.or_else(|_| version(cmd!(sh, "python3 -m ziglang version"), "zig"))?;
-            tools.push(format!("zig {zig}"));
+            cross_tools.push(format!("zig {zig}"));
         }
-        Ok(BuildInputs { files, settings, tools })
+        Ok(BuildInputs { files, settings, tools, cross_tools })
     }
 
-    fn key(&self) -> String {
+    /// The name a build of `target` with `rustflags` is kept under.
+    fn key(&self, target: Target, rustflags: &str) -> String {
         use sha2::Digest;
         let mut hash = sha2::Sha256::new();
         // Each part with its length first, so that no two lists hash alike.
@@ -328,7 +333,9 @@ impl BuildInputs {
             part(name.as_bytes());
             part(bytes);
         }
-        for text in self.settings.iter().chain(&self.tools) {
+        let cross = if Some(target) == Target::host() { &[][..] } else { &self.cross_tools[..] };
+        let given = [format!("target={}", target.triple()), format!("RUSTFLAGS={rustflags}")];
+        for text in given.iter().chain(&self.settings).chain(&self.tools).chain(cross) {
             part(text.as_bytes());
         }
         let digest = hash.finalize();
@@ -527,9 +534,8 @@ mod tests {
     fn key_of(root: &Path, rustflags: &str) -> String {
         let sh = Shell::new().unwrap();
         sh.change_dir(root);
-        BuildInputs::read(&sh, Target::host().expect("a target this machine builds"), rustflags)
-            .unwrap()
-            .key()
+        let host = Target::host().expect("a target this machine builds");
+        BuildInputs::read(&sh, false).unwrap().key(host, rustflags)
     }
 
     #[test]

@@ -27,6 +27,12 @@ use xshell::{cmd, Cmd};
 pub(crate) const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
 /// Runs a command and returns its output, whatever its exit status.
+/// A sha256 in hex, as checksums.txt and registry digests spell it.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 pub(crate) fn run(cmd: Cmd<'_>) -> Output {
     cmd.ignore_status().quiet().output().expect("spawning the command")
 }

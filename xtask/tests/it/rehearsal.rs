@@ -62,7 +62,7 @@ use test_support::registry::TestRegistry;
 use test_support::{project_root, shell};
 use xshell::cmd;
 
-use crate::{run_ok, XTASK};
+use crate::{run_ok, sha256_hex, XTASK};
 
 /// What is rewritten in the scripts, and why: each must be found in release.yml.
 const REWRITES: [(&str, &str, &str); 4] = [
@@ -408,11 +408,6 @@ fn registry_manifest(registry: &TestRegistry, reference: &str) -> Vec<u8> {
     let raw = cmd!(sh, "skopeo inspect --raw --tls-verify=false {creds...} {reference}").output().unwrap();
     assert!(raw.status.success(), "skopeo inspect {reference}: {}", String::from_utf8_lossy(&raw.stderr));
     raw.stdout
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The parts of a GitHub Actions run that exist here.

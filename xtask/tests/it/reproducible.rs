@@ -15,7 +15,7 @@ use serde_json::Value;
 use test_support::{base_image, buildx::BuildxEnv, engine::ImageGuard, registry::TestRegistry, shell};
 use xshell::{cmd, Cmd, Shell};
 
-use crate::{run_ok, XTASK};
+use crate::{run_ok, sha256_hex, XTASK};
 
 /// Runs `cmd`'s program and arguments with `umask`: a file mode creation mask can only be
 /// set by the process that starts the program, here a shell with a constant script (the
@@ -72,11 +72,6 @@ fn published(registry: &TestRegistry, reference: &str) -> (Vec<(String, String)>
         .collect();
     let digest = format!("sha256:{}", sha256_hex(&raw));
     (platforms, digest)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// The raw bytes of a manifest, a config or a layer list, read with skopeo.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use test_support::{on_path, project_root, shell};
 use xshell::cmd;
 
-use crate::{nextest_list, run, run_err, run_ok, XTASK};
+use crate::{nextest_list, run, run_err, run_ok, sha256_hex, XTASK};
 
 fn workflow_files() -> Vec<PathBuf> {
     let dir = project_root().join(".github/workflows");
@@ -803,11 +803,6 @@ fn the_artifact_checks_refuse_a_swapped_an_added_and_an_unnamed_file() {
     assert!(!github_env.exists(), "a refused tool was handed to the job's later steps");
     let refused = run_err(with_env(cmd!(sh, "bash {release_tool}"), dir.path(), ""));
     assert!(refused.contains("did not output its sha256"), "{refused}");
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[test]
