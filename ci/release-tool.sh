@@ -4,8 +4,8 @@
 # a later job on Linux downloads that binary into $RUNNER_TEMP/xtask first, and this
 # checks it against XTASK_SHA256_<RUNNER_ARCH> (the job output, which nothing but that
 # job can set, where the artifact can be replaced by anything holding the run's token).
-# A job on another platform (macOS) builds its own from the lock file. Either way the
-# job's later steps run it as "$XTASK" on this checkout (GITHUB_ENV). cargo-dist hands
+# The release-tool jobs themselves build it from the lock file. Either way the job's
+# later steps run it as "$XTASK" on this checkout (GITHUB_ENV). cargo-dist hands
 # its tool to later jobs the same way.
 set -euo pipefail
 tool="$RUNNER_TEMP/xtask/xtask"

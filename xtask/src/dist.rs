@@ -101,6 +101,26 @@ pub(crate) struct Made {
 /// of this version already in `out` (from other runners) stay and are listed in the
 /// checksums; another snapshot's are replaced; another release's are refused.
 pub(crate) fn dist(sh: &Shell, targets: &[Target], stamp: &Stamp, out: &Path) -> anyhow::Result<Vec<Made>> {
+    dist_with(sh, targets, stamp, out, Reuse::Kept)
+}
+
+/// Whether `dist` may take a CLI binary built before from the same inputs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// From dist/binaries/, when the inputs match (every build but a rebuild).
+    Kept,
+    /// Never: cargo compiles it (`verify-release --rebuild`, whose point is compiling).
+    Never,
+}
+
+/// `dist`, choosing whether a kept binary may be used.
+pub(crate) fn dist_with(
+    sh: &Shell,
+    targets: &[Target],
+    stamp: &Stamp,
+    out: &Path,
+    reuse: Reuse,
+) -> anyhow::Result<Vec<Made>> {
     let mut targets = targets.to_vec();
     targets.sort();
     targets.dedup();
@@ -122,7 +142,7 @@ pub(crate) fn dist(sh: &Shell, targets: &[Target], stamp: &Stamp, out: &Path) ->
     let mut made = Vec::new();
     for &target in &targets {
         let started = Instant::now();
-        let mut binary = build(sh, target, &inputs)?;
+        let mut binary = build(sh, target, &inputs, reuse)?;
         let triple = target.triple();
         cli_stamp::write(&mut binary, &stamp.as_written())
             .map_err(|err| anyhow::anyhow!("stamping the CLI for {triple}: {err}"))?;
@@ -194,12 +214,9 @@ fn has_zigbuild(sh: &Shell) -> bool {
 /// path, and the paths that would differ between machines (the target directory, where
 /// build scripts write, and `CARGO_HOME`) are remapped, so a rebuild elsewhere gives the
 /// same bytes, and checkouts that share a target directory share its dependencies.
-fn build(sh: &Shell, target: Target, inputs: &BuildInputs) -> anyhow::Result<Vec<u8>> {
+fn build(sh: &Shell, target: Target, inputs: &BuildInputs, reuse: Reuse) -> anyhow::Result<Vec<u8>> {
     let triple = target.triple();
-    let target_dir = sh
-        .var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| sh.current_dir().join("target"), PathBuf::from)
-        .join("dist");
+    let target_dir = cargo_target_dir(sh).join("dist");
     std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
     // One spelling of the directory, whatever symlink led to it: the flags name it.
     let target_dir =
@@ -221,7 +238,11 @@ fn build(sh: &Shell, target: Target, inputs: &BuildInputs) -> anyhow::Result<Vec
     let rustflags = rustflags.trim();
     let key = inputs.key(target, rustflags);
     let kept = target_dir.join("binaries").join(format!("stigmer-{triple}-{key}"));
-    if let Ok(binary) = std::fs::read(&kept) {
+    let kept_binary = match reuse {
+        Reuse::Kept => std::fs::read(&kept).ok(),
+        Reuse::Never => None,
+    };
+    if let Some(binary) = kept_binary {
         eprintln!("==> stigmer for {triple}: built before from the same inputs (kept as {key})");
         // Newest first for forget_old_binaries.
         let _ = File::options().write(true).open(&kept).and_then(|file| file.set_modified(SystemTime::now()));
@@ -242,6 +263,12 @@ fn build(sh: &Shell, target: Target, inputs: &BuildInputs) -> anyhow::Result<Vec
     files::write_atomically(&kept, &binary)?;
     forget_old_binaries(kept.parent().unwrap(), triple)?;
     Ok(binary)
+}
+
+/// Cargo's target directory for a build run from `sh`: `CARGO_TARGET_DIR`, else target/
+/// of its directory. dist builds below it, in dist/.
+pub(crate) fn cargo_target_dir(sh: &Shell) -> PathBuf {
+    sh.var_os("CARGO_TARGET_DIR").map_or_else(|| sh.current_dir().join("target"), PathBuf::from)
 }
 
 /// What goes into a CLI build, as far as this can tell without cargo: more than it
@@ -477,28 +504,36 @@ fn zip(
 
 /// The `stigmer` binary inside an archive `dist` made, as its bytes.
 pub(crate) fn read_binary(archive: &Path) -> anyhow::Result<Vec<u8>> {
+    let entries = read_entries(archive)?;
+    let binary = entries.into_iter().find(|(name, _)| {
+        let file = name.rsplit('/').next();
+        file == Some("stigmer") || file == Some("stigmer.exe")
+    });
+    binary.map(|(_, bytes)| bytes).with_context(|| format!("{} holds no stigmer binary", archive.display()))
+}
+
+/// Every entry of an archive (a .zip, else a .tar.gz), in order: its path and bytes.
+pub(crate) fn read_entries(archive: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-    let mut binary = Vec::new();
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
     if archive.extension().is_some_and(|extension| extension == "zip") {
         let mut zip = zip::ZipArchive::new(file).with_context(|| format!("reading {}", archive.display()))?;
         for index in 0..zip.len() {
             let mut entry = zip.by_index(index)?;
-            if entry.name()?.rsplit('/').next() == Some("stigmer.exe") {
-                entry.read_to_end(&mut binary)?;
-                return Ok(binary);
-            }
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            entries.push((entry.name()?.to_string(), bytes));
         }
     } else {
         let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
         for entry in tar.entries().with_context(|| format!("reading {}", archive.display()))? {
             let mut entry = entry?;
-            if entry.path()?.file_name().is_some_and(|name| name == "stigmer") {
-                entry.read_to_end(&mut binary)?;
-                return Ok(binary);
-            }
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes)?;
+            entries.push((entry.path()?.display().to_string(), bytes));
         }
     }
-    bail!("{} holds no stigmer binary", archive.display())
+    Ok(entries)
 }
 
 fn entry_header(mtime: u64, mode: u32, kind: tar::EntryType, size: u64) -> tar::Header {

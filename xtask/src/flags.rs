@@ -408,6 +408,23 @@ pub struct VerifyRelease {
     #[arg(long, value_name = "URL", default_value = "https://token.actions.githubusercontent.com")]
     pub certificate_oidc_issuer: String,
 
+    /// Also build the archives again from the release's tag and compare their bytes with
+    /// checksums.txt: clones the tag into a temporary directory and compiles the CLI
+    /// there, stamped with the verified image digest (a minute or more per target; no
+    /// binary built before is used). Needs the toolchain of `cargo xtask dist`
+    #[arg(long)]
+    pub rebuild: bool,
+
+    /// With --rebuild: the git repository to clone the tag from [default:
+    /// https://github.com/OWNER/NAME, from --repo]
+    #[arg(long, value_name = "GIT", requires = "rebuild")]
+    pub source: Option<String>,
+
+    /// With --rebuild: rebuild only this target's archive (repeatable) [default: every
+    /// archive checksums.txt lists]
+    #[arg(long = "target", value_name = "TRIPLE", requires = "rebuild")]
+    pub targets: Vec<crate::platform::Target>,
+
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,

@@ -18,6 +18,7 @@
 pub(crate) mod changelog;
 pub(crate) mod github_release;
 pub(crate) mod homebrew;
+pub(crate) mod rebuild;
 pub(crate) mod release_notes;
 pub(crate) mod snapshot;
 pub(crate) mod verify_release;

@@ -5,7 +5,9 @@
 //! the tap (the newest release, as `Pointer::expected` says), the release notes, that
 //! checksums.txt lists one archive per target and install.sh, and that every floating tag of the
 //! release's lines names the newest release of its line the registry has published.
-//! Every check runs; one table (or `--json`) reports them all.
+//! Every check runs; one table (or `--json`) reports them all. With `--rebuild` it also
+//! builds the archives again from the release's tag and compares their bytes
+//! (`rebuild.rs`).
 //!
 //! It reads only what it is pointed at (the asset directory or download URL, the notes,
 //! the registry, the tap) and writes nothing but temporary copies (downloads, the tap's
@@ -34,6 +36,7 @@ use crate::{
     },
     release::{
         homebrew::{self, FORMULA},
+        rebuild::{self, Rebuild},
         release_notes::NOTES,
     },
     version,
@@ -93,6 +96,10 @@ impl flags::VerifyRelease {
             repo: self.repo.clone(),
             verifier,
             plan: from_plan,
+            rebuild: self.rebuild.then(|| Rebuild {
+                source: self.source.clone().unwrap_or_else(|| format!("https://github.com/{}", self.repo)),
+                targets: self.targets.clone(),
+            }),
         };
         let checks = oci::block_on(check_all(sh, &release, &registry))?;
         let failed: Vec<&Check> = checks.iter().filter(|check| check.result.is_err()).collect();
@@ -159,6 +166,8 @@ struct Release {
     repo: String,
     verifier: Verifier,
     plan: Option<ReleasePlan>,
+    /// `--rebuild`: the archives built again from the tag.
+    rebuild: Option<Rebuild>,
 }
 
 /// One row of the report: what was checked, on what, and the outcome (`Err` says what
@@ -204,6 +213,22 @@ async fn check_all(sh: &Shell, release: &Release, registry: &Registry) -> anyhow
             (Some(digest), true) => stamp_of(&path).and_then(|stamp| check_pin(stamp, release, digest)),
         };
         checks.push(row("cli pin", name.clone(), result));
+    }
+    if let Some(rebuild) = &release.rebuild {
+        let rebuilt = match &digest {
+            None => vec![(release.tag.clone(), unverified())],
+            Some(digest) => rebuild::archives(
+                sh,
+                rebuild,
+                &release.dir,
+                &release.tag,
+                &release.version,
+                digest,
+                &archives,
+            )
+            .unwrap_or_else(|err| vec![(release.tag.clone(), Err(format!("{err:#}")))]),
+        };
+        checks.extend(rebuilt.into_iter().map(|(name, result)| row("rebuild", name, result)));
     }
     let published = plan::released_images(registry).await?;
     // Homebrew serves macOS and Linux: the Windows zip is no formula's.

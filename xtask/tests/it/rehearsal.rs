@@ -1,9 +1,10 @@
 //! release.yml rehearsed the way GitHub runs it, on our machines.
 //!
 //! `cargo xtask release --bump minor --push` cuts a release of this project in a
-//! throwaway repository with a bare origin; then every job of the tag's
-//! `.github/workflows/release.yml` runs in `needs` order, each matrix entry separately,
-//! each in a fresh clone of the tag at the same path (as every GitHub runner checks out
+//! throwaway repository with a bare origin. Then `.github/workflows/release.yml` runs,
+//! first as a dry run dispatched on `main` (which must write nothing), then for the
+//! tag's push: every job in `needs` order, each matrix entry separately, each in a
+//! fresh clone of the run's ref at the same path (as every GitHub runner checks out
 //! to the same path), with the job's environment, its `run:` scripts read from the YAML
 //! and run by bash as a runner would, and only the artifacts and outputs the workflow
 //! hands it. Every `uses:` the workflow has must be one this file knows; anything else
@@ -35,9 +36,11 @@
 //!   against their sha256 outputs, as on GitHub. Cargo's target directory
 //!   is shared between the jobs, so the five CLI targets compile once; the rerun checks
 //!   the archives do not depend on it.
-//! - The CLI runners: the linux and macOS targets cross-build here (cargo-zigbuild),
-//!   where GitHub builds each natively; Windows cross-builds on both, its job installing
-//!   the pinned zig into a venv of its own (GITHUB_PATH puts it first).
+//! - The CLI runners: none; every CLI job runs on `ubuntu-24.04`, as this machine is,
+//!   and builds as it does there: linux-amd64 with cargo, each other target with the
+//!   pinned zig its job installs into a venv in the runner's tool cache (GITHUB_PATH
+//!   puts it first). The tool cache (`RUNNER_TOOL_CACHE`) is kept between jobs and
+//!   runs, as on a runner that is reused; a GitHub-hosted runner's starts empty.
 //! - GitHub's API: `gh` is test-support's stand-in (`gh_stand_in.py`), which keeps
 //!   releases, their assets and which one is Latest in a directory: the plan job lists
 //!   the published releases, and `github-release` creates and publishes the release
@@ -65,13 +68,15 @@ use xshell::cmd;
 use crate::{run_ok, sha256_hex, XTASK};
 
 /// What is rewritten in the scripts, and why: each must be found in release.yml.
-const REWRITES: [(&str, &str, &str); 4] = [
+const REWRITES: [(&str, &str, &str); 5] = [
     // Keyless signing needs GitHub's OIDC token and sigstore's services: a test key.
     ("--keyless", r#"--cosign-key "$REHEARSAL_COSIGN_KEY""#, "sigstore"),
     (r#""$XTASK" verify-release "#, r#""$XTASK" verify-release --key "$REHEARSAL_COSIGN_PUB" "#, "sigstore"),
     ("https://github.com/stigmer/homebrew-tap", r#""$REHEARSAL_TAP""#, "the tap on GitHub"),
     // The release's assets, downloaded as users download them: from the gh stand-in's.
     ("https://github.com/$GH_REPO/releases/download/", "$REHEARSAL_DOWNLOADS/", "GitHub's release downloads"),
+    // The repository a rebuild clones the tag from: the rehearsal's bare origin.
+    (r#""https://github.com/$GH_REPO.git""#, r#""$REHEARSAL_ORIGIN""#, "the repository on GitHub"),
 ];
 
 #[test]
@@ -126,6 +131,47 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
         registry: &registry,
         buildkitd_toml,
     };
+    // First a dry run, as a maintainer tries the workflow: "Run workflow" on main, which
+    // the release commit is the tip of, with dry-run on. It builds both platforms and
+    // every CLI target (which the tag's run then takes from dist's cache), and writes
+    // nothing: no registry write, no GitHub release, no commit to the tap.
+    let tap_refs = || tap.git(&["--git-dir", tap.remote().to_str().unwrap(), "show-ref"]);
+    let tap_before = tap_refs();
+    let writes_before = registry.writes().len();
+    assert_eq!(
+        project.git(&["rev-parse", "origin/main"]),
+        project.git(&["rev-parse", &format!("{tag}^{{commit}}")])
+    );
+    let dry = rehearsal.run_ok(Trigger::DryRunOn("main"));
+    for arch in ["amd64", "arm64"] {
+        let log = &dry.job(&format!("image-platform ({arch})")).log;
+        assert!(log.contains(&format!("dry run: built linux/{arch} as sha256:")), "{log}");
+        assert!(log.contains("pushed nothing"), "{log}");
+    }
+    let snapshot = format!(
+        "v{}-snapshot-",
+        version
+            .rsplit_once('.')
+            .map(|(minor, patch)| format!("{minor}.{}", patch.parse::<u32>().unwrap() + 1))
+            .unwrap()
+    );
+    assert!(
+        dry.artifacts_matching("dist-").keys().all(|name| name.starts_with(&format!("stigmer-{snapshot}"))),
+        "{:?}",
+        dry.artifacts_matching("dist-")
+    );
+    assert_eq!(dry.artifacts_matching("dist-").len(), 5, "{:?}", dry.artifacts_matching("dist-"));
+    let written = registry.writes();
+    assert_eq!(&written[writes_before..], &[] as &[(String, String)], "the dry run wrote to the registry");
+    assert!(github.releases().is_empty(), "the dry run made a release: {:?}", github.releases());
+    assert_eq!(tap_refs(), tap_before, "the dry run pushed to the tap");
+    let called: Vec<String> =
+        dry.xtask_calls.iter().map(|(job, args)| format!("{job}: {}", args[0])).collect();
+    assert!(called.contains(&"homebrew-dry-run: homebrew".to_owned()), "{called:?}");
+    for not_in_a_dry_run in ["image: verify-image", "homebrew: homebrew", "verify: verify-release"] {
+        assert!(!called.contains(&not_in_a_dry_run.to_owned()), "{called:?}");
+    }
+
     let first = rehearsal.run();
     let image_job = first.job("image");
     let digest = first.outputs["image"]["digest"].clone();
@@ -193,16 +239,10 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
         "the jobs' xtask calls, in order"
     );
     // The tool is built once per Linux platform, by jobs that can write nothing, and
-    // handed down; the CLI jobs elsewhere, which can write nothing either, build their own.
+    // handed down to every other job.
     assert_eq!(
         first.tool_builds,
-        [
-            "release-tool (linux-x64)",
-            "release-tool (linux-arm64)",
-            "cli (darwin-arm64)",
-            "cli (darwin-amd64)",
-            "cli (linux-arm64)"
-        ],
+        ["release-tool (linux-x64)", "release-tool (linux-arm64)"],
         "the jobs that built xtask"
     );
 
@@ -239,6 +279,10 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     assert!(signing.find("==> signing") < signing.find("latest   ->"), "{signing}");
     let verified = &first.job("verify").log;
     assert!(verified.contains(&format!("release {tag} verified: ")), "{verified}");
+    // Rebuilt from a clone of the tag at another path, compiled again: the same bytes.
+    let rebuilt =
+        verified.lines().find(|line| line.starts_with("rebuild") && line.contains("linux-amd64.tar.gz"));
+    assert!(rebuilt.is_some_and(|line| line.ends_with("): the same bytes")), "{verified}");
     // The signature as users download it: a Sigstore bundle that a check by neither
     // cosign nor its libraries accepts too.
     let (bundle, sums) =
@@ -488,6 +532,7 @@ impl WorkflowRun {
 
 /// What an expression sees in one job.
 struct Context<'a> {
+    trigger: Trigger,
     matrix: &'a BTreeMap<String, String>,
     /// `runner.os` and `runner.arch` of the job's `runs-on` label, as GitHub names them.
     runner: (&'static str, &'static str),
@@ -501,9 +546,56 @@ struct Context<'a> {
     workspace: &'a Path,
 }
 
+/// What started a run.
+#[derive(Clone, Copy)]
+enum Trigger {
+    /// The push of the release's tag.
+    TagPush,
+    /// "Run workflow" on a branch, with the dry-run input on.
+    DryRunOn(&'static str),
+}
+
+impl Trigger {
+    /// GITHUB_EVENT_NAME.
+    fn event_name(self) -> &'static str {
+        match self {
+            Trigger::TagPush => "push",
+            Trigger::DryRunOn(_) => "workflow_dispatch",
+        }
+    }
+
+    /// GITHUB_REF_TYPE.
+    fn ref_type(self) -> &'static str {
+        match self {
+            Trigger::TagPush => "tag",
+            Trigger::DryRunOn(_) => "branch",
+        }
+    }
+
+    /// GITHUB_REF.
+    fn git_ref(self, tag: &str) -> String {
+        match self {
+            Trigger::TagPush => format!("refs/tags/{tag}"),
+            Trigger::DryRunOn(branch) => format!("refs/heads/{branch}"),
+        }
+    }
+
+    /// GITHUB_REF_NAME, what a run of `tag`'s release checks out.
+    fn ref_name(self, tag: &str) -> &str {
+        match self {
+            Trigger::TagPush => tag,
+            Trigger::DryRunOn(branch) => branch,
+        }
+    }
+}
+
 impl Rehearsal<'_> {
     fn run(&self) -> WorkflowRun {
-        let run = self.run_with(None);
+        self.run_ok(Trigger::TagPush)
+    }
+
+    fn run_ok(&self, trigger: Trigger) -> WorkflowRun {
+        let run = self.run_with(trigger, None);
         if let Some((job, step, text)) = &run.failed {
             panic!("{job}: {step} failed:\n{text}");
         }
@@ -511,10 +603,11 @@ impl Rehearsal<'_> {
     }
 
     fn run_swapping(&self, swap: Swap) -> WorkflowRun {
-        self.run_with(Some(swap))
+        self.run_with(Trigger::TagPush, Some(swap))
     }
 
-    fn run_with(&self, swap: Option<Swap>) -> WorkflowRun {
+    fn run_with(&self, trigger: Trigger, swap: Option<Swap>) -> WorkflowRun {
+        let reference = trigger.ref_name(&self.tag);
         let dir = tempfile::Builder::new().prefix("stigmer-rehearsal-").tempdir().unwrap();
         let artifacts = dir.path().join("artifacts");
         std::fs::create_dir_all(&artifacts).unwrap();
@@ -531,7 +624,7 @@ impl Rehearsal<'_> {
         write_cargo_shim(&shim);
 
         let workflow_text = {
-            clone(&self.origin, &self.tag, &workspace, 1);
+            clone(&self.origin, reference, &workspace, 1);
             std::fs::read_to_string(workspace.join(".github/workflows/release.yml")).unwrap()
         };
         let workflow: Value = serde_yaml::from_str(&workflow_text).unwrap();
@@ -574,6 +667,7 @@ impl Rehearsal<'_> {
                 let _ = std::fs::remove_dir_all(&runner_temp);
                 std::fs::create_dir_all(&runner_temp).unwrap();
                 let mut context = Context {
+                    trigger,
                     matrix: entry,
                     runner: ("", ""),
                     needs: needs.iter().map(|n| (n.clone(), run.outputs[n].clone())).collect(),
@@ -597,13 +691,22 @@ impl Rehearsal<'_> {
                     }
                 }
                 ran.insert(job_id.clone());
+                let started = std::time::Instant::now();
                 let _ = std::fs::remove_dir_all(&workspace);
                 std::fs::create_dir_all(&workspace).unwrap();
                 // A fresh runner: its own Docker config (logged in to the registry), no builder.
                 let buildx = BuildxEnv::new(self.registry);
                 let mut builders = Vec::new();
                 let mut env = workflow_env.clone();
-                env.extend(self.runner_env(&name, &runner_temp, &workspace, &shim, &calls, &cargo_target));
+                env.extend(self.runner_env(
+                    &name,
+                    trigger,
+                    &runner_temp,
+                    &workspace,
+                    &shim,
+                    &calls,
+                    &cargo_target,
+                ));
                 env.insert("REHEARSAL_TOOL_BUILDS".into(), tool_builds.display().to_string());
                 env.insert("RUNNER_OS".into(), context.runner.0.to_owned());
                 env.insert("RUNNER_ARCH".into(), context.runner.1.to_owned());
@@ -673,6 +776,7 @@ impl Rehearsal<'_> {
                 move_dir(&workspace, &kept);
                 let summary = std::fs::read_to_string(&summary).unwrap();
                 // The builders go before the Docker config they live in.
+                eprintln!("rehearsal: job {name} took {:.1} s", started.elapsed().as_secs_f64());
                 run.jobs.push((name, JobRun { log, summary, workspace: kept }));
             }
             run.outputs.entry(job_id.clone()).or_default();
@@ -697,9 +801,11 @@ impl Rehearsal<'_> {
     }
 
     /// The variables a runner sets, this machine's, and the stand-ins' (module comment).
+    #[allow(clippy::too_many_arguments)]
     fn runner_env(
         &self,
         job: &str,
+        trigger: Trigger,
         runner_temp: &Path,
         workspace: &Path,
         shim: &Path,
@@ -720,14 +826,17 @@ impl Rehearsal<'_> {
             ("PATH", format!("{}:{path}", shim.display())),
             ("CI", "true".to_owned()),
             ("GITHUB_ACTIONS", "true".to_owned()),
-            ("GITHUB_EVENT_NAME", "push".to_owned()),
-            ("GITHUB_REF", format!("refs/tags/{}", self.tag)),
-            ("GITHUB_REF_TYPE", "tag".to_owned()),
-            ("GITHUB_REF_NAME", self.tag.clone()),
+            ("GITHUB_EVENT_NAME", trigger.event_name().to_owned()),
+            ("GITHUB_REF", trigger.git_ref(&self.tag)),
+            ("GITHUB_REF_TYPE", trigger.ref_type().to_owned()),
+            ("GITHUB_REF_NAME", trigger.ref_name(&self.tag).to_owned()),
             ("GITHUB_REPOSITORY", "stigmer/stigmer".to_owned()),
             ("GITHUB_ACTOR", "stigmer-release".to_owned()),
             ("GITHUB_WORKSPACE", workspace.display().to_string()),
             ("RUNNER_TEMP", runner_temp.display().to_string()),
+            // Kept between jobs and runs, as a reused runner's is (a GitHub-hosted
+            // runner's starts empty): the CLI jobs install zig there once, not each time.
+            ("RUNNER_TOOL_CACHE", project_root().join("target/rehearsal/tool-cache").display().to_string()),
             ("CARGO_TARGET_DIR", cargo_target.display().to_string()),
             ("REHEARSAL_JOB", job.to_owned()),
             ("REHEARSAL_CALLS", calls.display().to_string()),
@@ -737,6 +846,7 @@ impl Rehearsal<'_> {
             ("COSIGN_PASSWORD", test_support::cosign::PASSWORD.to_owned()),
             ("REHEARSAL_TAP", self.tap.display().to_string()),
             ("REHEARSAL_DOWNLOADS", self.downloads.to_owned()),
+            ("REHEARSAL_ORIGIN", self.origin.display().to_string()),
         ];
         env.extend(set.into_iter().map(|(k, v)| (k.to_owned(), v)));
         env
@@ -764,7 +874,9 @@ impl Rehearsal<'_> {
                 allowed(&["persist-credentials", "fetch-depth", "repository", "path", "token"]);
                 let depth = with.get("fetch-depth").map_or(1, |d| d.parse().unwrap());
                 match with.get("repository").map(String::as_str) {
-                    None => clone(&self.origin, &self.tag, context.workspace, depth),
+                    None => {
+                        clone(&self.origin, context.trigger.ref_name(&self.tag), context.workspace, depth)
+                    }
                     Some("stigmer/homebrew-tap") => {
                         let path =
                             context.workspace.join(with.get("path").expect("the tap's checkout has a path"));
@@ -981,15 +1093,19 @@ fn value_of(expression: &str, context: &Context<'_>) -> String {
         ["steps", id, "outputs", name] => {
             context.steps.get(id).and_then(|o| o.get(name)).cloned().unwrap_or_default()
         }
-        // Runs on a tag push have no inputs; secrets are not needed by name here
-        // (their stand-ins are the Docker config and the tap's bare repository).
-        ["inputs", _] | ["secrets", _] => String::new(),
+        // A tag push has no inputs; a dispatch has the one release.yml declares.
+        ["inputs", "dry-run"] => match context.trigger {
+            Trigger::TagPush => String::new(),
+            Trigger::DryRunOn(_) => "true".to_owned(),
+        },
+        // Secrets are not needed by name here (their stand-ins are the Docker config and
+        // the tap's bare repository).
+        ["secrets", _] => String::new(),
         ["runner", "temp"] => context.runner_temp.display().to_string(),
         ["runner", "os"] => context.runner.0.to_owned(),
         ["runner", "arch"] => context.runner.1.to_owned(),
         ["github", "repository"] => "stigmer/stigmer".to_owned(),
-        // A tag push: the rehearsal runs the tag's release.
-        ["github", "ref_type"] => "tag".to_owned(),
+        ["github", "ref_type"] => context.trigger.ref_type().to_owned(),
         _ => panic!("the rehearsal cannot evaluate `{expression}`: teach it"),
     }
 }

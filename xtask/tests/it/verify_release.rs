@@ -79,9 +79,20 @@ impl Release {
 
     /// `dist` for `targets` (every one when empty), pinned to `digest`; rewrites checksums.txt.
     fn build_cli(&self, sh: &Shell, targets: &[&str], digest: &str) {
+        self.build_cli_from(sh, &test_support::project_root(), targets, digest);
+    }
+
+    /// `build_cli` from the checkout at `root`, in this checkout's target directory (as
+    /// the rehearsal shares it): another checkout of the same sources takes the CLI
+    /// builds kept there.
+    fn build_cli_from(&self, sh: &Shell, root: &Path, targets: &[&str], digest: &str) {
         let out = self.dir();
         let targets: Vec<String> = targets.iter().map(|t| format!("--target={t}")).collect();
-        run_ok(cmd!(sh, "{XTASK} dist {targets...} --version {VERSION} --image-digest {digest} --out {out}"));
+        run_ok(
+            cmd!(sh, "{XTASK} dist {targets...} --version {VERSION} --image-digest {digest} --out {out}")
+                .env("XTASK_PROJECT_ROOT", root)
+                .env("CARGO_TARGET_DIR", test_support::project_root().join("target")),
+        );
     }
 
     fn sign_checksums(&self, sh: &Shell, key: &Path) {
@@ -137,30 +148,35 @@ impl Release {
 
     /// The failed checks `verify-release` names, as (check, subject, result) from --json.
     fn failures(&self, sh: &Shell) -> Vec<(String, String, String)> {
-        let output = crate::run(self.verify(sh).arg("--json"));
-        assert!(!output.status.success(), "verify-release passed a broken release");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{stderr}"));
-        assert_eq!(report["ok"], false);
-        let failed: Vec<(String, String, String)> = report["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|check| check["ok"] == false)
-            .map(|c| {
-                (
-                    c["check"].as_str().unwrap().into(),
-                    c["subject"].as_str().unwrap().into(),
-                    c["result"].as_str().unwrap().into(),
-                )
-            })
-            .collect();
-        // The error on stderr names each failed check too.
-        for (check, subject, _) in &failed {
-            assert!(stderr.contains(&format!("- {check} {subject}: ")), "{stderr}");
-        }
-        failed
+        failures_of(self.verify(sh))
     }
+}
+
+/// The failed checks of a `verify-release` command, as (check, subject, result) from --json.
+fn failures_of(verify: xshell::Cmd<'_>) -> Vec<(String, String, String)> {
+    let output = crate::run(verify.arg("--json"));
+    assert!(!output.status.success(), "verify-release passed a broken release");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{stderr}"));
+    assert_eq!(report["ok"], false);
+    let failed: Vec<(String, String, String)> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|check| check["ok"] == false)
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().into(),
+                c["subject"].as_str().unwrap().into(),
+                c["result"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    // The error on stderr names each failed check too.
+    for (check, subject, _) in &failed {
+        assert!(stderr.contains(&format!("- {check} {subject}: ")), "{stderr}");
+    }
+    failed
 }
 
 #[test]
@@ -390,6 +406,66 @@ fn a_cli_built_with_another_digest_is_named() {
     assert_eq!(
         result,
         &format!("the stigmer binary pins {OTHER_DIGEST}, not the verified {}", release.digest)
+    );
+}
+
+#[test]
+fn a_rebuild_from_the_tag_names_the_archive_built_from_another_commit() {
+    let release = Release::make();
+    let sh = shell();
+    // The release's sources: a copy of this checkout, tagged in a bare origin that the
+    // rebuild clones. The linux archives are built from the tag, then linux-amd64's
+    // again from a later commit; checksums, signature, notes and formula follow it.
+    let source = crate::release::copy_of_this_checkout();
+    let tag = format!("v{VERSION}");
+    source.git(&["tag", &tag]);
+    source.git(&["push", "--quiet", "origin", &tag]);
+    let tagged = source.git(&["rev-parse", "HEAD"]);
+    let (amd64, arm64) = ("x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl");
+    release.build_cli_from(&sh, source.work(), &[amd64, arm64], &release.digest);
+    source.write("README.md", "A commit after the release's tag.\n");
+    let later = source.commit_all("after the release");
+    release.build_cli_from(&sh, source.work(), &[amd64], &release.digest);
+    release.sign_checksums(&sh, &release.keys.key);
+    release.write_notes(&sh, &release.digest);
+    release.push_formula(&sh);
+
+    let remote = source.remote();
+    let output = crate::run(
+        release
+            .verify(&sh)
+            .args(["--rebuild", "--target", amd64, "--target", arm64, "--json"])
+            .arg("--source")
+            .arg(remote),
+    );
+    assert!(!output.status.success(), "verify-release passed a rebuild that differs");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rebuilt: Vec<(&str, bool, &str)> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["check"] == "rebuild")
+        .map(|c| (c["subject"].as_str().unwrap(), c["ok"] == true, c["result"].as_str().unwrap()))
+        .collect();
+    let failed: Vec<&Value> =
+        report["checks"].as_array().unwrap().iter().filter(|c| c["ok"] == false).collect();
+    assert_eq!(failed.len(), 1, "{report:#}");
+    let [(amd64_archive, false, result), (arm64_archive, true, same)] = rebuilt[..] else {
+        panic!("{rebuilt:#?}")
+    };
+    assert_eq!(amd64_archive, format!("stigmer-{tag}-linux-amd64.tar.gz"));
+    assert!(result.starts_with(&format!("rebuilt from {tag} ({tagged}) it is sha256 ")), "{result}");
+    assert!(
+        result.contains(&format!("stigmer-{tag}-linux-amd64/")) && result.ends_with("differs first"),
+        "{result}"
+    );
+    assert!(!result.contains(&later), "{result}");
+    // The arm64 archive, built from the tag, is rebuilt to the same bytes: in a clone at
+    // another path, compiled again (no binary kept from before).
+    assert_eq!(arm64_archive, format!("stigmer-{tag}-linux-arm64.tar.gz"));
+    assert!(
+        same.starts_with(&format!("rebuilt from {tag} (")) && same.ends_with("): the same bytes"),
+        "{same}"
     );
 }
 
