@@ -88,19 +88,14 @@ pub(crate) struct World {
     pub(crate) released: Vec<Version>,
     /// What `vX.Y.Z` names in the registry now.
     pub(crate) published: Option<String>,
-    /// Each floating tag that exists, with the version its index carries (`None`
-    /// when the index says none).
-    pub(crate) pointers: Vec<(String, Option<Version>)>,
+    /// Each floating tag that exists, with what it names (`registry_state`).
+    pub(crate) pointers: Vec<(String, Current)>,
 }
 
 impl World {
     /// What the floating tag `name` names now.
     pub(crate) fn pointer(&self, name: &str) -> Current {
-        match self.pointers.iter().find(|(tag, _)| tag == name) {
-            None => Current::Absent,
-            Some((_, Some(at))) => Current::Version(at.clone()),
-            Some((_, None)) => Current::Unversioned,
-        }
+        self.pointers.iter().find(|(tag, _)| tag == name).map_or(Current::Absent, |(_, at)| at.clone())
     }
 }
 
@@ -240,24 +235,109 @@ pub(crate) fn compute(
     }
 }
 
-/// The final releases the registry has version tags for. A registry that cannot be
-/// read is an error, never an empty world.
-pub(crate) async fn released_images(registry: &Registry) -> anyhow::Result<Vec<Version>> {
-    let tags = registry.tags().await.context("listing the registry's version tags")?;
-    Ok(tags.iter().filter_map(|tag| version::parse(tag).ok()).filter(|v| v.pre.is_empty()).collect())
+/// A final release of ours that the registry has published: its version tag's version,
+/// and the index that tag names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Published {
+    pub(crate) version: Version,
+    pub(crate) digest: String,
 }
 
-/// What the registry's version tags and floating tags name now.
-pub(crate) async fn registry_state(registry: &Registry, version: &Version) -> anyhow::Result<World> {
+/// The final releases of ours that the registry has published: the rule of what counts
+/// as released, for the plan, every mover and `verify-release`. A version tag counts only
+/// when this repository has the git tag of that version and the index was built from
+/// the commit that git tag names: anyone who can push to the package can push
+/// `v9.0.0`, and only who can push to the repository can make its tag. A registry or git
+/// that cannot be read is an error, never an empty world.
+pub(crate) async fn released_images(sh: &Shell, registry: &Registry) -> anyhow::Result<Vec<Published>> {
+    let tags = registry.tags().await.context("listing the registry's version tags")?;
+    let versions: Vec<Version> =
+        tags.iter().filter_map(|tag| version::parse(tag).ok()).filter(|v| v.pre.is_empty()).collect();
+    if versions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let git_tags = release_tags(sh)?;
+    let mut released = Vec::new();
+    for version in versions {
+        let tag = version::tag(&version);
+        let Some((bytes, digest)) = registry.manifest(&tag).await? else { continue };
+        let revision = oci::revision_of(registry, &bytes).await?;
+        match (git_tags.get(&version), revision) {
+            (Some(commit), Some(revision)) if *commit == revision => {
+                released.push(Published { version, digest })
+            }
+            (None, _) => eprintln!("  {tag} in the registry is no release of ours: git has no tag {tag}"),
+            (Some(commit), revision) => eprintln!(
+                "  {tag} in the registry is no release of ours: built from {}, and git's {tag} is {commit}",
+                revision.as_deref().unwrap_or("no named commit")
+            ),
+        }
+    }
+    Ok(released)
+}
+
+/// What a floating tag naming `digest` names, as the forward-only rule reads it: the
+/// release of ours whose version tag names that index, else something that is no
+/// release of ours (a third party's index, or a build with no version), not ours to keep.
+pub(crate) fn naming(released: &[Published], digest: &str) -> Current {
+    match released.iter().find(|release| release.digest == digest) {
+        Some(release) => Current::Version(release.version.clone()),
+        None => Current::NotOurs,
+    }
+}
+
+/// The version tags of this repository and the commit each names: `origin`'s when the
+/// checkout has one (a CI checkout holds only its own tag, a maintainer's may be
+/// behind), else the checkout's own.
+fn release_tags(sh: &Shell) -> anyhow::Result<std::collections::BTreeMap<Version, String>> {
+    let has_origin =
+        cmd!(sh, "git remote get-url origin").quiet().ignore_stdout().ignore_stderr().run().is_ok();
+    let remote = if has_origin { "origin" } else { "." };
+    let listing = cmd!(sh, "git ls-remote --tags {remote}").quiet().read().with_context(|| {
+        format!(
+            "listing the release tags (`git ls-remote --tags {remote}` in {}): the registry's \
+             version tags count as released only where git tags them",
+            sh.current_dir().display()
+        )
+    })?;
+    let mut tags = std::collections::BTreeMap::new();
+    // An annotated tag is listed twice: the tag object, then `^{}`, the commit it names.
+    for line in listing.lines() {
+        let Some((object, name)) = line.split_once('\t') else { continue };
+        let name = name.strip_prefix("refs/tags/").unwrap_or(name);
+        let (name, peeled) = match name.strip_suffix("^{}") {
+            Some(name) => (name, true),
+            None => (name, false),
+        };
+        let Ok(version) = version::parse(name) else { continue };
+        if peeled || !tags.contains_key(&version) {
+            tags.insert(version, object.to_owned());
+        }
+    }
+    Ok(tags)
+}
+
+/// What the registry's version tag and floating tags name now.
+pub(crate) async fn registry_state(
+    sh: &Shell,
+    registry: &Registry,
+    version: &Version,
+) -> anyhow::Result<World> {
     let published = registry.manifest(&version::tag(version)).await?.map(|(_, digest)| digest);
+    let released = released_images(sh, registry).await?;
     let mut pointers = Vec::new();
     for pointer in Pointer::lines_of(version) {
         let tag = pointer.tag();
-        if let Some((bytes, _)) = registry.manifest(&tag).await? {
-            pointers.push((tag, oci::version_of(registry, &bytes).await?));
+        if let Some((_, digest)) = registry.manifest(&tag).await? {
+            let current = match &published {
+                Some(own) if *own == digest => Current::Version(version.clone()),
+                _ => naming(&released, &digest),
+            };
+            pointers.push((tag, current));
         }
     }
-    Ok(World { released: released_images(registry).await?, published, pointers })
+    let released = released.into_iter().map(|release| release.version).collect();
+    Ok(World { released, published, pointers })
 }
 
 /// The plan for `version` (a release or pre-release), from what is published: the
@@ -270,7 +350,7 @@ pub(crate) async fn for_version(
     github: bool,
 ) -> anyhow::Result<ReleasePlan> {
     let kind = if version.pre.is_empty() { Kind::Release } else { Kind::PreRelease };
-    let mut world = registry_state(registry, version).await?;
+    let mut world = registry_state(sh, registry, version).await?;
     if github {
         world.released.extend(github::published_releases(sh)?);
     }
@@ -434,7 +514,7 @@ mod tests {
         let world = World {
             released: released.iter().map(|r| v(r)).collect(),
             published: published.map(str::to_owned),
-            pointers: pointers.iter().map(|(tag, at)| (tag.to_string(), Some(v(at)))).collect(),
+            pointers: pointers.iter().map(|(tag, at)| (tag.to_string(), Current::Version(v(at)))).collect(),
         };
         let repository = "ghcr.io/stigmer/agent-runner".parse().unwrap();
         let plan = compute(&version, kind, false, &repository, &world);

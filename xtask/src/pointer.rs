@@ -39,8 +39,9 @@ pub(crate) enum Current {
     Absent,
     /// It names this version.
     Version(Version),
-    /// It names something that carries no version (not ours to keep).
-    Unversioned,
+    /// It names something that is no release of ours: a third party's index, a build
+    /// with no version, a formula that names none. Not ours to keep.
+    NotOurs,
 }
 
 impl Pointer {
@@ -92,7 +93,7 @@ impl Pointer {
     /// `version` is the highest of its line, counting what the pointer names (a pointer
     /// ahead of what the caller knows is believed); it stays when a higher one exists, and
     /// for a version not on its line (a pre-release). A pointer naming a pre-release or
-    /// an unversioned image is not on its line, so it moves to the release.
+    /// an index that is no release of ours is not on its line, so it moves to the release.
     pub(crate) fn decide(self, version: &Version, published: &[Version], current: &Current) -> Decision {
         let tag = format!("v{version}");
         if !self.covers(version) {
@@ -105,7 +106,7 @@ impl Pointer {
         }
         let named = match current {
             Current::Version(at) => Some(at),
-            Current::Absent | Current::Unversioned => None,
+            Current::Absent | Current::NotOurs => None,
         };
         let highest = self.expected(published.iter().chain(named).chain([version]));
         if let Some(newer) = highest.filter(|highest| *highest > version) {
@@ -115,7 +116,7 @@ impl Pointer {
             Current::Absent => format!("new, to {tag}"),
             Current::Version(at) if at == version => format!("names {tag} already"),
             Current::Version(at) => format!("from v{at} to {tag}"),
-            Current::Unversioned => format!("from an index with no version to {tag}"),
+            Current::NotOurs => format!("from what is no release of ours to {tag}"),
         };
         Decision { moves: true, reason }
     }

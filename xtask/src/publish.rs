@@ -105,7 +105,7 @@ pub(crate) async fn publish_steps(
     };
     verify_and_sign(sh, plan, registry, &index_digest).await?;
     tags::write_version(plan, registry, &index_digest).await?;
-    let moved = tags::move_pointers(plan, registry, &index_digest).await?;
+    let moved = tags::move_pointers(sh, plan, registry, &index_digest).await?;
     eprintln!("\n==> published {}@{index_digest}", plan.repository);
     let mut tags = vec![plan.version_tag()];
     tags.extend(moved);

@@ -44,13 +44,17 @@ impl flags::Test {
             None => true,
         };
         self.check_prerequisites(sh, tier)?;
-        if tier == Tier::Full {
-            for arch in test_support::base_image::ARCHES {
-                test_support::base_image::ensure(sh, arch)?;
-            }
-        }
+        // The test base images (debootstrap, minutes cold: mostly one core under qemu and
+        // the network) build while rustfmt, clippy and the tests' compile use the cores;
+        // the tests wait for them.
+        let base_images = (tier == Tier::Full).then(|| std::thread::spawn(build_base_images));
+        let base_images_built = move || match base_images.map(std::thread::JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(built)) => built,
+            Some(Err(_)) => bail!("building the test base images panicked"),
+        };
         if self.only_base_images {
-            return Ok(());
+            return base_images_built();
         }
 
         let other_suites = self.test_args.is_empty() && first_shard;
@@ -83,21 +87,27 @@ impl flags::Test {
             // another run's tests.
             let junit = crate::project::root().join("target/nextest").join(profile).join("junit.xml");
             let _ = std::fs::remove_file(&junit);
+            let features = ["--workspace", "--features", "xtask/test-env"];
             suites.push(timed("rust tests", || {
-                step(cmd!(
-                    sh,
-                    "cargo nextest run --workspace --features xtask/test-env --no-fail-fast --profile {profile} {partition...} {test_args...}"
-                ))
+                step(cmd!(sh, "cargo nextest run {features...} --no-run")) && {
+                    base_images_ready(base_images_built())
+                        && step(cmd!(
+                            sh,
+                            "cargo nextest run {features...} --no-fail-fast --profile {profile} {partition...} {test_args...}"
+                        ))
+                }
             }));
             Some(junit)
         } else {
             // Only the whole suite gets here: --quick and --partition need nextest
             // (check_prerequisites).
             suites.push(timed("rust tests", || {
-                step(cmd!(
-                    sh,
-                    "cargo test --workspace --features xtask/test-env --no-fail-fast {test_args...}"
-                ))
+                step(cmd!(sh, "cargo test --workspace --features xtask/test-env --no-run"))
+                    && base_images_ready(base_images_built())
+                    && step(cmd!(
+                        sh,
+                        "cargo test --workspace --features xtask/test-env --no-fail-fast {test_args...}"
+                    ))
             }));
             None
         };
@@ -147,6 +157,21 @@ fn shard(partition: &str) -> anyhow::Result<u32> {
     parsed.with_context(|| {
         format!("--partition {partition}: expected hash:K/N with 1 <= K <= N (as nextest takes it)")
     })
+}
+
+/// Both test base images, in a shell of their own (a thread of `cargo xtask test`).
+fn build_base_images() -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    sh.change_dir(crate::project::root());
+    for arch in test_support::base_image::ARCHES {
+        test_support::base_image::ensure(&sh, arch)?;
+    }
+    Ok(())
+}
+
+/// Whether the base images the tests run on are there; the error when not.
+fn base_images_ready(built: anyhow::Result<()>) -> bool {
+    built.map_err(|err| eprintln!("error: {err:#}")).is_ok()
 }
 
 /// Runs `suite`, timing it.

@@ -90,6 +90,7 @@ async fn exact_bytes(registry: &Registry, digest: &str) -> anyhow::Result<(bytes
 /// says so over what the registry holds at this moment: a plan that went stale never
 /// moves one backwards. Returns the tags that name the index now.
 pub(crate) async fn move_pointers(
+    sh: &xshell::Shell,
     plan: &PublishPlan,
     registry: &Registry,
     index_digest: &str,
@@ -97,8 +98,9 @@ pub(crate) async fn move_pointers(
     let (index_bytes, media_type) = exact_bytes(registry, index_digest).await?;
     let version = &plan.release.version;
     let mut moved = Vec::new();
+    let released = plan::released_images(sh, registry).await?;
     let mut published = plan.release.released.clone();
-    published.extend(plan::released_images(registry).await?);
+    published.extend(released.iter().map(|release| release.version.clone()));
     for pointer in Pointer::of(version) {
         let tag = pointer.tag();
         let planned = plan.release.image.pointers.iter().find(|p| p.tag == tag).map(|p| &p.decision);
@@ -110,10 +112,7 @@ pub(crate) async fn move_pointers(
         let current = match registry.manifest(&tag).await? {
             None => Current::Absent,
             Some((_, at)) if at == index_digest => Current::Version(version.clone()),
-            Some((bytes, _)) => match oci::version_of(registry, &bytes).await? {
-                Some(at) => Current::Version(at),
-                None => Current::Unversioned,
-            },
+            Some((_, at)) => plan::naming(&released, &at),
         };
         let now = pointer.decide(version, &published, &current);
         if !now.moves {

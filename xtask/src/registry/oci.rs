@@ -36,8 +36,7 @@ pub(crate) const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+
 /// The OCI empty descriptor's content, `{}`: what the push-access check names.
 const EMPTY_JSON_DIGEST: &str = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
-/// The annotation (on an index) and label (on an image config) that name the version.
-pub(crate) const VERSION_KEY: &str = "org.opencontainers.image.version";
+/// The annotation (on an index) and label (on an image config) that name the commit.
 pub(crate) const REVISION_KEY: &str = "org.opencontainers.image.revision";
 
 /// Every manifest type we understand; sent as `Accept` so that a registry never
@@ -67,19 +66,9 @@ pub(crate) fn connect(
     Ok(block_on(Registry::connect(repository.clone(), auth, source, RetryPolicy::default())))
 }
 
-/// The version an index (or image manifest) was published as: the index annotation
-/// our builders write, else the first image's config label (buildx writes no index
+/// The commit an index (or image manifest) was built from: the index annotation our
+/// builders write, else the first image's config label (buildx writes no index
 /// annotations). `None` when neither says.
-pub(crate) async fn version_of(
-    registry: &Registry,
-    manifest: &[u8],
-) -> anyhow::Result<Option<semver::Version>> {
-    let text = annotation_of(registry, manifest, VERSION_KEY).await?;
-    Ok(text.and_then(|text| semver::Version::parse(text.trim_start_matches('v')).ok()))
-}
-
-/// The commit an index (or image manifest) was built from, read as `version_of` reads
-/// the version.
 pub(crate) async fn revision_of(registry: &Registry, manifest: &[u8]) -> anyhow::Result<Option<String>> {
     annotation_of(registry, manifest, REVISION_KEY).await
 }

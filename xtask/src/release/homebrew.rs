@@ -37,7 +37,7 @@ impl flags::Homebrew {
         let in_tap = match current.as_deref().map(formula_version) {
             None => Current::Absent,
             Some(Some(at)) => Current::Version(at),
-            Some(None) => Current::Unversioned,
+            Some(None) => Current::NotOurs,
         };
         let now = Pointer::Latest.decide(version, &plan.released, &in_tap);
         let stays = match (plan.homebrew.moves, now.moves) {

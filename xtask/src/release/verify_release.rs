@@ -230,7 +230,13 @@ async fn check_all(sh: &Shell, release: &Release, registry: &Registry) -> anyhow
         };
         checks.extend(rebuilt.into_iter().map(|(name, result)| row("rebuild", name, result)));
     }
-    let published = plan::released_images(registry).await?;
+    // Ours that the registry has published, and this release, which the checks above
+    // find under its version tag.
+    let mut published: Vec<semver::Version> =
+        plan::released_images(sh, registry).await?.into_iter().map(|release| release.version).collect();
+    if release.version.pre.is_empty() {
+        published.push(release.version.clone());
+    }
     // Homebrew serves macOS and Linux: the Windows zip is no formula's.
     let brewed: Vec<(String, String)> = archives
         .iter()
@@ -469,8 +475,7 @@ fn check_formula(
     };
     let version = homebrew::formula_version(&formula);
     // The formula follows `latest`: the newest final release published, this one or not.
-    let expected =
-        Pointer::Latest.expected(published.iter().chain(Some(&release.version).filter(|v| v.pre.is_empty())));
+    let expected = Pointer::Latest.expected(published);
     match (version, expected) {
         (None, _) => return row("formula", subject, Err("names no version".to_owned())),
         (Some(at), Some(expected)) if at == *expected && at != release.version => {

@@ -21,6 +21,10 @@ pub(crate) struct Fixture {
     pub(crate) registry: TestRegistry,
     pub(crate) base: String,
     pub(crate) context: tempfile::TempDir,
+    /// The project the pushes run in: each version is a commit with its tag on
+    /// `origin`, as `cargo xtask release` makes it, and a version tag in the registry
+    /// counts as released only where git tags its commit.
+    pub(crate) repo: TestRepo,
     _base_tag: ImageGuard,
 }
 
@@ -33,9 +37,28 @@ impl Fixture {
             "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY app.txt /app.txt\n",
         )
         .unwrap();
-        let fixture = Fixture { registry, _base_tag: ImageGuard::new([base.clone()]), base, context };
+        let repo = TestRepo::new();
+        repo.write("README.md", "the fixture's project\n");
+        repo.commit_all("start");
+        let fixture = Fixture { registry, _base_tag: ImageGuard::new([base.clone()]), base, context, repo };
         fixture.set_app("first");
         fixture
+    }
+
+    /// Checks out the commit of `version`'s tag, made now (a commit and its tag, pushed)
+    /// for a version not released before; returns the project root a job of it runs in.
+    pub(crate) fn at_release(&self, version: &str) -> &std::path::Path {
+        let tag = format!("v{}", version.trim_start_matches('v'));
+        let exists = self.repo.git(&["tag", "--list", &tag]);
+        if exists.trim().is_empty() {
+            self.repo.git(&["switch", "--quiet", "--detach", "main"]);
+            self.repo.git(&["commit", "--quiet", "--allow-empty", "-m", &format!("release: {tag}")]);
+            self.repo.git(&["tag", &tag]);
+            self.repo.git(&["push", "--quiet", "origin", &format!("refs/tags/{tag}")]);
+            self.repo.git(&["branch", "--quiet", "--force", "main", "HEAD"]);
+        }
+        self.repo.git(&["switch", "--quiet", "--detach", &tag]);
+        self.repo.work()
     }
 
     pub(crate) fn set_app(&self, content: &str) {
@@ -49,6 +72,7 @@ impl Fixture {
             "{XTASK} image --push --builder engine --registry {registry} --version {version} --base-image {base} --context {context}"
         )
         .env("DOCKER_CONFIG", self.registry.docker_config())
+        .env("XTASK_PROJECT_ROOT", self.at_release(version))
     }
 
     /// `--by-digest` for each platform, as the per-platform jobs run it; their digests.
@@ -59,7 +83,8 @@ impl Fixture {
             let output = crate::run(cmd!(
                 sh,
                 "{XTASK} image --push --by-digest --platform {platform} --builder engine --registry {registry} --version {version} --base-image {base} --context {context}"
-            ));
+            )
+            .env("XTASK_PROJECT_ROOT", self.at_release(version)));
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
             digests.push(String::from_utf8(output.stdout).unwrap().trim().to_owned());
         }
@@ -73,6 +98,7 @@ impl Fixture {
             "{XTASK} image --push --builder engine --plan {plan} --base-image {base} --context {context}"
         )
         .env("DOCKER_CONFIG", self.registry.docker_config())
+        .env("XTASK_PROJECT_ROOT", self.at_release(&planned_tag(plan)))
     }
 
     pub(crate) fn repository(&self) -> String {
@@ -83,6 +109,12 @@ impl Fixture {
     fn raw(&self, tag: &str) -> Option<Vec<u8>> {
         raw_in(&self.registry, &self.repository(), tag)
     }
+}
+
+/// The version tag a plan file releases.
+fn planned_tag(plan: &std::path::Path) -> String {
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(plan).unwrap()).unwrap();
+    plan["tag"].as_str().unwrap().to_owned()
 }
 
 /// What `tag` names in the fixture's repository, if it exists.
@@ -302,7 +334,11 @@ fn a_published_version_is_reused_and_never_re_pointed() {
     // Another build merged under the published version is refused, naming both.
     let registry = fixture.registry.host();
     let merge = fixture.push_by_digest(&sh, "v1.2.4").join(",");
-    let refused = run_err(cmd!(sh, "{XTASK} image --merge {merge} --registry {registry} --version v1.2.3"));
+    let root = fixture.at_release("v1.2.3");
+    let refused = run_err(
+        cmd!(sh, "{XTASK} image --merge {merge} --registry {registry} --version v1.2.3")
+            .env("XTASK_PROJECT_ROOT", root),
+    );
     assert!(
         refused.contains(&format!("v1.2.3 is published as {first}, and this build is sha256:")),
         "{refused}"
@@ -314,7 +350,10 @@ fn a_published_version_is_reused_and_never_re_pointed() {
 
     // A per-platform rerun prints the published entries, and their merge is a no-op.
     let merge = fixture.push_by_digest(&sh, "v1.2.3").join(",");
-    let merged = run_ok(cmd!(sh, "{XTASK} image --merge {merge} --registry {registry} --version v1.2.3"));
+    let merged = run_ok(
+        cmd!(sh, "{XTASK} image --merge {merge} --registry {registry} --version v1.2.3")
+            .env("XTASK_PROJECT_ROOT", fixture.at_release("v1.2.3")),
+    );
     assert_eq!(published_digest(&merged), first);
 }
 

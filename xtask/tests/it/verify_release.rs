@@ -127,10 +127,13 @@ impl Release {
     fn verify<'a>(&self, sh: &'a Shell) -> xshell::Cmd<'a> {
         let (dir, registry, tap, public) =
             (self.dir(), self.fixture.registry.host(), self.tap.remote(), &self.keys.public);
+        // In the fixture's project, whose git tags say which registry versions are
+        // releases.
         cmd!(
             sh,
             "{XTASK} verify-release v{VERSION} --dir {dir} --registry {registry} --tap {tap} --key {public}"
         )
+        .env("XTASK_PROJECT_ROOT", self.fixture.repo.work())
     }
 
     /// `skopeo copy --all` within the release's registry, as someone with write access.
@@ -496,11 +499,23 @@ fn a_formula_with_one_wrong_sha256_is_named() {
 
     // Found by reading `verify_release.rs`: for a backport the formula check passed
     // anything, and a pointer the plan said "stays" was never read. With v1.4.0
-    // published (another index), v1.3.0 is a backport: the formula, `latest` and `v1`
-    // still naming v1.3.0 are named, each should name v1.4.0; `v1.3` rightly names it.
+    // published (ours: its own commit and tag), v1.3.0 is a backport: the formula,
+    // `latest` and `v1` still naming v1.3.0 (moved back by someone with write access)
+    // are named, each should name v1.4.0; `v1.3` rightly names v1.3.0. A version tag a
+    // third party pushed far ahead (v9.0.0, which git does not tag) is no release: no
+    // check expects anything to name it.
     let repository = release.fixture.repository();
-    let newer = test_support::base_image::push_index(&release.fixture.registry);
-    release.copy(&sh, &format!("docker://{newer}"), &format!("docker://{repository}:v1.4.0"));
+    release.fixture.set_app("1.4.0");
+    run_ok(release.fixture.push(&sh, "v1.4.0"));
+    for pointer in ["latest", "v1"] {
+        release.copy(
+            &sh,
+            &format!("docker://{repository}:v{VERSION}"),
+            &format!("docker://{repository}:{pointer}"),
+        );
+    }
+    let foreign = test_support::base_image::push_index(&release.fixture.registry);
+    release.copy(&sh, &format!("docker://{foreign}"), &format!("docker://{repository}:v9.0.0"));
     let failed = release.failures(&sh);
     let named = |check: &str, subject: &str| {
         failed
@@ -516,6 +531,7 @@ fn a_formula_with_one_wrong_sha256_is_named() {
         assert!(named("pointer", pointer).2.ends_with("not v1.4.0, the newest of its line"), "{failed:#?}");
     }
     assert!(!failed.iter().any(|(_, subject, _)| subject.ends_with(":v1.3")), "{failed:#?}");
+    assert!(!format!("{failed:?}").contains("9.0.0"), "{failed:#?}");
 }
 
 #[test]

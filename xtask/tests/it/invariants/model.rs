@@ -1,6 +1,7 @@
 //! The model-based test: random sequences of releases, pre-releases, backports, reruns
 //! of earlier jobs with the plans of their first run, jobs failing half-way, two
-//! publishes of one version at once, a version tag pushed by a third party, and reruns
+//! publishes of one version at once, version tags pushed by a third party (the next
+//! patch's, and one far ahead of every release), and reruns
 //! that build other bytes, run against the real release tool, a real registry, a real
 //! git history, a real tap and the `gh` stand-in; the model checks the rules after every
 //! step, and at the end (after every failed job is run again) that the pointers name
@@ -81,6 +82,9 @@ enum Action {
     /// A third party pushes the next patch's tag first; we release it (refused), then
     /// cut the patch after it, as the refusal says.
     ThirdParty,
+    /// A third party pushes a version far ahead of ours (`v20.0.0` when we are at 1.x),
+    /// which no release of ours will reach: it must hold no pointer back.
+    ThirdPartyAhead,
     /// The image job of the n-th release again, building other bytes (a new toolchain).
     Rebuilt(usize),
 }
@@ -106,7 +110,7 @@ fn actions(seed: u64) -> Vec<Action> {
     let bump = |rng: &mut Rng| [Bump::Patch, Bump::Patch, Bump::Minor, Bump::Major][rng.below(4) as usize];
     let job = |rng: &mut Rng| [Job::Image, Job::GitHub, Job::Homebrew][rng.below(3) as usize];
     (0..STEPS)
-        .map(|_| match rng.below(20) {
+        .map(|_| match rng.below(21) {
             0..=5 => Action::Release(bump(&mut rng)),
             6 | 7 => Action::PreRelease,
             8..=10 => Action::Backport,
@@ -117,6 +121,7 @@ fn actions(seed: u64) -> Vec<Action> {
             }
             16 => Action::Concurrent(bump(&mut rng)),
             17 => Action::ThirdParty,
+            18 => Action::ThirdPartyAhead,
             _ => Action::Rebuilt(rng.below(8) as usize),
         })
         .collect()
@@ -277,6 +282,8 @@ impl<'a> World<'a> {
         self.repo.write("VERSION", &format!("{version}\n"));
         let commit = self.repo.commit_all(&format!("release: {tag}"));
         self.repo.git(&["tag", &tag]);
+        // As `cargo xtask release` pushes it: what counts as released is origin's tags.
+        self.repo.git(&["push", "--quiet", "origin", &format!("refs/tags/{tag}")]);
         let dir = self.temp.path().join(&tag);
         tarballs(&dir, &version.to_string());
         let sh = shell();
@@ -534,14 +541,7 @@ impl<'a> World<'a> {
             }
             Action::ThirdParty => {
                 let version = self.next_version(Bump::Patch);
-                let sh = shell();
-                let (foreign, host) = (&self.seed.foreign, self.registry.host());
-                let target = format!("docker://{host}/agent-runner:v{version}");
-                cmd!(sh, "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false docker://{foreign} {target}")
-                    .run()
-                    .unwrap();
-                let digest = self.registry.tags("agent-runner")[&format!("v{version}")].clone();
-                self.foreign.push(digest);
+                self.pushed_by_a_third_party(&format!("v{version}"));
                 let index = self.start(version.clone());
                 let refused = self.job(index, Job::Image);
                 let refused = refused.expect_err("a third party's image under the version tag was accepted");
@@ -551,6 +551,12 @@ impl<'a> World<'a> {
                 self.jobs(next).map(|()| {
                     format!("v{version} refused (a third party's); v{} released", self.releases[next].version)
                 })
+            }
+            Action::ThirdPartyAhead => {
+                let highest = self.releases.iter().map(|r| r.version.major).max().unwrap_or(0);
+                let tag = format!("v{}.0.0", highest + 20);
+                self.pushed_by_a_third_party(&tag);
+                Ok(format!("a third party pushed {tag}"))
             }
             Action::Rebuilt(n) => {
                 if self.releases.is_empty() {
@@ -586,6 +592,19 @@ impl<'a> World<'a> {
             "{action:?}: {}",
             outcome.unwrap_or_else(|err| format!("a job failed: {}", last_line(&err)))
         ));
+    }
+
+    /// The third party's two-platform index, pushed under `tag` by someone with write
+    /// access to the package.
+    fn pushed_by_a_third_party(&mut self, tag: &str) {
+        let sh = shell();
+        let (foreign, host) = (&self.seed.foreign, self.registry.host());
+        let target = format!("docker://{host}/agent-runner:{tag}");
+        cmd!(sh, "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false docker://{foreign} {target}")
+            .run()
+            .unwrap();
+        let digest = self.registry.tags("agent-runner")[tag].clone();
+        self.foreign.push(digest);
     }
 
     /// The versions a pointer may name: final releases of ours whose image is published.
