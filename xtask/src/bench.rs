@@ -490,12 +490,19 @@ fn measure_publish(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Ve
     };
     // The same content under two versions: the second push finds every blob there.
     let plan_for = |version: &semver::Version| publish_plan::PublishPlan {
-        release: plan::compute(version, plan::Kind::Release, false, &repository, &plan::World::default()),
+        release: plan::compute(
+            version,
+            plan::Kind::Release,
+            false,
+            &repository,
+            Some(&base),
+            &plan::World::default(),
+        ),
         repository: repository.clone(),
         platforms: Platform::ALL.to_vec(),
         builder: publish_plan::Builder::Engine,
         builder_reason: "the bench measures the engine builder".into(),
-        base_image: base.clone(),
+        base_image: Some(base.clone()),
         build_args: vec![("BASE_IMAGE", base.clone()), ("VERSION", "bench".to_owned())],
         context: context.to_path_buf(),
         credentials_source: "anonymous".to_owned(),

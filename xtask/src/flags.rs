@@ -23,6 +23,7 @@ pub struct Xtask {
 pub enum Command {
     Plan(Plan),
     Image(Image),
+    BaseImage(BaseImage),
     VerifyImage(VerifyImage),
     VerifyRelease(VerifyRelease),
     Dist(Dist),
@@ -150,9 +151,10 @@ pub struct Release {
     #[arg(long, value_name = "DIR", default_value = "dist", requires = "snapshot")]
     pub out: PathBuf,
 
-    /// With --snapshot: the base image of the agent-runner image
-    #[arg(long, value_name = "REF", default_value = "python:3.11-slim", requires = "snapshot")]
-    pub base_image: String,
+    /// With --snapshot: build on this base image instead of the one agent-runner/Dockerfile
+    /// pins (`cargo xtask base-image` prints it)
+    #[arg(long, value_name = "REF", requires = "snapshot")]
+    pub base_image: Option<String>,
 
     /// Print the plan and the diff of every file it would change; write nothing
     #[arg(long)]
@@ -226,9 +228,10 @@ pub struct Image {
     #[arg(long)]
     pub allow_emulation: bool,
 
-    /// The base image of every Dockerfile stage
-    #[arg(long, value_name = "REF", default_value = "python:3.11-slim")]
-    pub base_image: String,
+    /// Build every Dockerfile stage on this base image instead [default: the plan's base,
+    /// else the one agent-runner/Dockerfile pins by digest: `cargo xtask base-image`]
+    #[arg(long, value_name = "REF")]
+    pub base_image: Option<String>,
 
     /// The local image name to tag (`NAME:local` and `NAME:vX.Y.Z`)
     #[arg(long, value_name = "NAME", default_value = "stigmer-agent-runner", conflicts_with = "publishing")]
@@ -303,6 +306,42 @@ pub struct Image {
     /// run does, so that the builder, the base and the login are tried) and push nothing
     #[arg(long, requires = "publishing")]
     pub dry_run: bool,
+}
+
+/// Print the agent-runner's base image pin, or move it to what its tag names now.
+///
+/// agent-runner/Dockerfile names the base in one line, `ARG BASE_IMAGE=NAME:TAG@sha256:...`:
+/// the tag says what to follow, the digest (of the tag's multi-arch index) is what every
+/// build uses, what the release plan records and what the image's
+/// `org.opencontainers.image.base.name` and `.base.digest` labels say. A pin without a
+/// digest is refused by every command that builds.
+///
+/// Without --bump this prints the pin. `--bump` asks the registry (anonymously) which
+/// index the tag names now. When it is the pinned one, it says the pin is current and
+/// writes nothing. Otherwise it rewrites that one line of the Dockerfile (atomically:
+/// the old file or the new one, never half) and reports the old and new index digests
+/// and, for linux/amd64 and linux/arm64, each image's digest and what its config says
+/// differently (`created`, changed `Env` entries such as PYTHON_VERSION, new layers).
+/// Commit the change and build: the base moves only when someone bumps it.
+#[derive(Args)]
+pub struct BaseImage {
+    /// Resolve the tag's current index digest and rewrite the pin when it moved
+    #[arg(long)]
+    pub bump: bool,
+
+    /// With --bump: read the tag from this copy instead (a mirror, e.g.
+    /// 127.0.0.1:5000/library/NAME:TAG); the pin keeps the name it has and takes the
+    /// digest, so the copy must hold the same index bytes
+    #[arg(long, value_name = "REF", requires = "bump")]
+    pub from: Option<String>,
+
+    /// With --bump: report what would change; write nothing
+    #[arg(long, requires = "bump")]
+    pub dry_run: bool,
+
+    /// Print the pin, or the bump's report, as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -20,7 +20,7 @@ use crate::{
     plan::{self, ReleasePlan},
     platform::Platform,
     pointer::Decision,
-    project,
+    project::{self, BaseImage},
     publish::{
         self,
         buildx::Capabilities,
@@ -44,9 +44,10 @@ impl flags::Image {
             [one] => *one,
             _ => bail!("--local builds one platform; give --platform once, or use --push for several"),
         };
+        let base = project::base_for_build(sh, self.base_image.as_deref(), None)?;
         let build = LocalBuild {
             platform,
-            base_image: &self.base_image,
+            base_image: &base,
             name: &self.name,
             context: self.context.clone().unwrap_or_else(|| project::root().join("agent-runner")),
             dependency_path: self.dependency_path(),
@@ -115,7 +116,13 @@ impl flags::Image {
         if self.by_digest && platforms.len() != 1 {
             bail!("--by-digest pushes one platform per run: give --platform once (e.g. --platform linux/arm64), then --merge the digests");
         }
-        let mut build_args = build_args(sh, &self.base_image, &release.version)?;
+        // A merge builds nothing: it needs a base only for the SBOM of an index without
+        // BuildKit's, so a checkout that pins none (no Dockerfile) can still merge.
+        let base = match (&self.base_image, &release.image.base_image) {
+            (None, None) if !self.merge.is_empty() => None,
+            (given, planned) => Some(project::base_for_build(sh, given.as_deref(), planned.as_deref())?),
+        };
+        let mut build_args = build_args(sh, base.as_ref(), &release.version)?;
         if self.allow_emulation && builder == Builder::Buildx {
             // The Dockerfile's prepare stage runs on $BUILDPLATFORM unless told one
             // platform to run on; one buildx build cannot name one per platform.
@@ -131,7 +138,7 @@ impl flags::Image {
             platforms,
             builder,
             builder_reason,
-            base_image: self.base_image.clone(),
+            base_image: base.map(|base| base.reference),
             build_args,
             context: self.context.clone().unwrap_or_else(|| project::root().join("agent-runner")),
             credentials_source,
@@ -163,7 +170,7 @@ impl flags::Image {
 /// What `image --local` (and `release --snapshot`) builds into the engine.
 pub(crate) struct LocalBuild<'a> {
     pub(crate) platform: Platform,
-    pub(crate) base_image: &'a str,
+    pub(crate) base_image: &'a BaseImage,
     /// Tagged `NAME:local` and `NAME:vX.Y.Z`.
     pub(crate) name: &'a str,
     pub(crate) context: PathBuf,
@@ -176,11 +183,16 @@ pub(crate) fn build_local(sh: &Shell, build: &LocalBuild<'_>) -> anyhow::Result<
     let engine = Engine::connect(sh)?;
     let version = project::workspace_version(sh)?;
     let tags = vec![format!("{}:local", build.name), format!("{}:v{version}", build.name)];
-    let build_args = build_args(sh, build.base_image, &version)?;
+    let build_args = build_args(sh, Some(build.base_image), &version)?;
     let previous = engine.inspect(sh, &tags[0])?;
-    let base = engine.inspect(sh, build.base_image)?;
+    let base = engine.inspect(sh, &build.base_image.reference)?;
 
-    eprintln!("==> building {} for {platform} from {} with {}", tags[0], build.base_image, engine.program());
+    eprintln!(
+        "==> building {} for {platform} from {} with {}",
+        tags[0],
+        build.base_image.reference,
+        engine.program()
+    );
     let started = Instant::now();
     let id = engine.build_with(
         sh,
@@ -219,7 +231,7 @@ pub(crate) fn build_local(sh: &Shell, build: &LocalBuild<'_>) -> anyhow::Result<
             "  size      {} ({} over the base {})",
             human_bytes(built.size),
             human_bytes(built.size.saturating_sub(base.size)),
-            build.base_image
+            build.base_image.reference
         ),
         None => eprintln!("  size      {}", human_bytes(built.size)),
     }
@@ -247,19 +259,21 @@ impl flags::Image {
     }
 }
 
-/// The Dockerfile's build arguments: base, version and provenance labels. CREATED is
-/// the source date, not now, so that rebuilding a commit changes nothing.
+/// The Dockerfile's build arguments: base (with its labels), version and provenance
+/// labels. CREATED is the source date, not now, so that rebuilding a commit changes
+/// nothing.
 fn build_args(
     sh: &Shell,
-    base_image: &str,
+    base: Option<&BaseImage>,
     version: &semver::Version,
 ) -> anyhow::Result<Vec<(&'static str, String)>> {
-    Ok(vec![
-        ("BASE_IMAGE", base_image.to_owned()),
+    let mut args: Vec<_> = base.map(BaseImage::build_args).into_iter().flatten().collect();
+    args.extend([
         ("VERSION", version.to_string()),
         ("REVISION", project::git_revision(sh)),
         ("CREATED", project::source_date(sh)?.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-    ])
+    ]);
+    Ok(args)
 }
 
 /// The builder for this push and why: buildx where its builder can make what is asked,

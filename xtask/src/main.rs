@@ -2,6 +2,7 @@
 //! maintainer and by GitHub Actions. `main` only parses flags and dispatches; each
 //! subcommand owns a module.
 
+mod base_image;
 #[cfg(feature = "test-env")]
 mod bench;
 mod build;
@@ -50,6 +51,7 @@ fn run() -> anyhow::Result<()> {
     match flags.command {
         flags::Command::Plan(cmd) => cmd.run(&sh),
         flags::Command::Image(cmd) => cmd.run(&sh),
+        flags::Command::BaseImage(cmd) => cmd.run(&sh),
         flags::Command::VerifyImage(cmd) => cmd.run(&sh),
         flags::Command::VerifyRelease(cmd) => cmd.run(&sh),
         flags::Command::Dist(cmd) => cmd.run(&sh),

@@ -60,6 +60,11 @@ pub(crate) struct ImagePlan {
     /// `ghcr.io/stigmer/agent-runner`.
     pub(crate) repository: String,
     pub(crate) platforms: Vec<String>,
+    /// The base image every platform is built from, as agent-runner/Dockerfile pins it
+    /// (`python:3.11-slim@sha256:...`): the image jobs build from it, the SBOM lists its
+    /// packages. `None` when the checkout has no agent-runner Dockerfile.
+    #[serde(default)]
+    pub(crate) base_image: Option<String>,
     /// The digest `vX.Y.Z` names already: a rerun reuses that index and builds nothing.
     pub(crate) published: Option<String>,
     /// The floating tags of this version's lines, each with whether it moves here.
@@ -149,6 +154,10 @@ impl ReleasePlan {
             self.tag,
             self.image.platforms.join(", ")
         );
+        match &self.image.base_image {
+            Some(base) => out += &format!("             built from {base}\n"),
+            None => out += "             no base image pinned (no agent-runner/Dockerfile)\n",
+        }
         match &self.image.published {
             Some(digest) => {
                 out += &format!("             published already as {digest}: reused, not rebuilt\n")
@@ -179,6 +188,7 @@ pub(crate) fn compute(
     kind: Kind,
     dry_run: bool,
     repository: &Repository,
+    base_image: Option<&str>,
     world: &World,
 ) -> ReleasePlan {
     let tag = version::tag(version);
@@ -214,6 +224,7 @@ pub(crate) fn compute(
         image: ImagePlan {
             repository: repository.to_string(),
             platforms: Platform::ALL.iter().map(Platform::to_string).collect(),
+            base_image: base_image.map(str::to_owned),
             published: world.published.clone(),
             pointers,
         },
@@ -354,7 +365,8 @@ pub(crate) async fn for_version(
     if github {
         world.released.extend(github::published_releases(sh)?);
     }
-    Ok(compute(version, kind, dry_run, registry.repository(), &world))
+    let base = project::pinned_base(sh)?.map(|base| base.reference);
+    Ok(compute(version, kind, dry_run, registry.repository(), base.as_deref(), &world))
 }
 
 /// The plan a command works from: `--plan FILE` (release.yml's, made once by its first
@@ -372,7 +384,15 @@ pub(crate) fn load(
             let version = version::parse(text)?;
             if version::is_snapshot(&version) {
                 let repository = image_repository(registry)?;
-                return Ok(compute(&version, Kind::Snapshot, true, &repository, &World::default()));
+                let base = project::pinned_base(sh)?.map(|base| base.reference);
+                return Ok(compute(
+                    &version,
+                    Kind::Snapshot,
+                    true,
+                    &repository,
+                    base.as_deref(),
+                    &World::default(),
+                ));
             }
             let repository = image_repository(registry)?;
             let registry = oci::connect(sh, &repository, None)?;
@@ -390,7 +410,8 @@ pub(crate) fn image_repository(registry: &str) -> anyhow::Result<Repository> {
 /// A dry run's plan: this commit's snapshot version, which nothing has published.
 pub(crate) fn for_snapshot(sh: &Shell, repository: &Repository) -> anyhow::Result<ReleasePlan> {
     let version = snapshot_version(sh)?;
-    Ok(compute(&version, Kind::Snapshot, true, repository, &World::default()))
+    let base = project::pinned_base(sh)?.map(|base| base.reference);
+    Ok(compute(&version, Kind::Snapshot, true, repository, base.as_deref(), &World::default()))
 }
 
 /// This checkout's snapshot version, `.dirty` when the work tree has changes: a
@@ -517,7 +538,8 @@ mod tests {
             pointers: pointers.iter().map(|(tag, at)| (tag.to_string(), Current::Version(v(at)))).collect(),
         };
         let repository = "ghcr.io/stigmer/agent-runner".parse().unwrap();
-        let plan = compute(&version, kind, false, &repository, &world);
+        let base = "python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff";
+        let plan = compute(&version, kind, false, &repository, Some(base), &world);
         format!("{}\n{}", plan.describe(), plan.to_json())
     }
 

@@ -297,16 +297,26 @@ mod tests {
         semver::Version::parse(text).unwrap()
     }
 
+    const BASE: &str =
+        "python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff";
+
     fn plan() -> PublishPlan {
         let repository: Repository = "ghcr.io/stigmer/agent-runner".parse().unwrap();
         PublishPlan {
-            release: plan::compute(&version("1.3.0"), Kind::Release, false, &repository, &World::default()),
+            release: plan::compute(
+                &version("1.3.0"),
+                Kind::Release,
+                false,
+                &repository,
+                Some(BASE),
+                &World::default(),
+            ),
             repository,
             platforms: Platform::ALL.to_vec(),
             builder: Builder::Buildx,
             builder_reason: "buildx's docker-container driver can make this".into(),
-            base_image: "python:3.11-slim".into(),
-            build_args: vec![("BASE_IMAGE", "python:3.11-slim".into()), ("VERSION", "1.3.0".into())],
+            base_image: Some(BASE.into()),
+            build_args: vec![("BASE_IMAGE", BASE.into()), ("VERSION", "1.3.0".into())],
             context: "agent-runner".into(),
             credentials_source: "GITHUB_TOKEN".into(),
             explicit_auth: None,
@@ -321,7 +331,7 @@ mod tests {
     #[test]
     fn the_buildx_command_writes_an_oci_layout_and_pushes_nothing() {
         let args = buildx::args(&plan(), Path::new("/tmp/layout"), 1_764_806_400);
-        insta::assert_snapshot!(args.join(" "), @"buildx build --platform linux/amd64,linux/arm64 --output type=oci,dest=/tmp/layout,tar=false,rewrite-timestamp=true --build-arg SOURCE_DATE_EPOCH=1764806400 --provenance=mode=max --sbom=true --build-arg BASE_IMAGE=python:3.11-slim --build-arg VERSION=1.3.0 --cache-from type=gha --cache-to type=gha,mode=max agent-runner");
+        insta::assert_snapshot!(args.join(" "), @"buildx build --platform linux/amd64,linux/arm64 --output type=oci,dest=/tmp/layout,tar=false,rewrite-timestamp=true --build-arg SOURCE_DATE_EPOCH=1764806400 --provenance=mode=max --sbom=true --build-arg BASE_IMAGE=python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff --build-arg VERSION=1.3.0 --cache-from type=gha --cache-to type=gha,mode=max agent-runner");
         let rebuild = PublishPlan { no_cache: true, ..plan() };
         let args = buildx::args(&rebuild, Path::new("/tmp/layout"), 0).join(" ");
         assert!(args.contains(" --no-cache "), "{args}");

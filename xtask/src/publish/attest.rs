@@ -31,7 +31,12 @@ pub(crate) fn attach(
     let arg = |name: &str| plan.build_args.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
     let lock = std::fs::read_to_string(plan.context.join("requirements.lock")).unwrap_or_default();
     let engine = Engine::connect(sh)?;
-    let status = dpkg_status(sh, engine.program(), &plan.base_image)?;
+    // The base as the build named it: the Dockerfile's pin, by digest, so the packages
+    // listed are those of the index built from, never of whatever its tag names today.
+    let base = plan.base_image.as_deref().context(
+        "the SBOM lists the base image's packages, and this checkout pins no base: give --base-image",
+    )?;
+    let status = dpkg_status(sh, engine.program(), base)?;
     let version = plan.release.version.to_string();
     let created = arg("CREATED").unwrap_or_default();
     let sbom = spdx(&version, &created, &locked_packages(&lock), &dpkg_packages(&status));
@@ -39,7 +44,7 @@ pub(crate) fn attach(
     let provenance = slsa_provenance(&Build {
         version: &version,
         revision: &arg("REVISION").unwrap_or_default(),
-        base_image: &plan.base_image,
+        base_image: base,
         platforms: &platforms,
         builder: &plan.builder_reason,
     });
@@ -210,7 +215,8 @@ mod tests {
         let provenance = slsa_provenance(&Build {
             version: "1.3.0",
             revision: "0123456789abcdef0123456789abcdef01234567",
-            base_image: "python:3.11-slim",
+            base_image:
+                "python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff",
             platforms: &platforms,
             builder: "--builder engine",
         });

@@ -78,7 +78,8 @@ pub(crate) fn build_platform(
     // The base's layers are pushed as the engine has them; only the build's own are
     // made reproducible. The base tag names this platform's base now: --pull just read
     // it. Not in the engine, it was not built from (a `FROM scratch` Dockerfile).
-    let base_layers = engine.inspect(sh, &plan.base_image)?.map(|base| base.layers).unwrap_or_default();
+    let base = plan.base_image.as_deref().context("a build needs a base image: give --base-image")?;
+    let base_layers = engine.inspect(sh, base)?.map(|base| base.layers).unwrap_or_default();
     let source_date = crate::project::source_date(sh)?;
     let image = save_image(sh, engine, &id, &base_layers, source_date)?;
     let architecture = image.config_json.architecture().to_string();

@@ -159,6 +159,7 @@ mod tests {
             crate::plan::Kind::Release,
             false,
             &repository,
+            None,
             &crate::plan::World::default(),
         );
         PublishPlan {
@@ -167,7 +168,7 @@ mod tests {
             platforms: crate::platform::Platform::ALL.to_vec(),
             builder: crate::publish::publish_plan::Builder::Engine,
             builder_reason: String::new(),
-            base_image: "python:3.11-slim".into(),
+            base_image: None,
             build_args,
             context: "agent-runner".into(),
             credentials_source: "anonymous".into(),

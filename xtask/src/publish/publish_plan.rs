@@ -54,7 +54,10 @@ pub(crate) struct PublishPlan {
     pub(crate) builder: Builder,
     /// Why that builder: what `--dry-run` prints under it.
     pub(crate) builder_reason: String,
-    pub(crate) base_image: String,
+    /// What every stage is built from: the Dockerfile's pin (by digest) unless
+    /// `--base-image` overrides it. `None` only for a merge in a checkout that pins none:
+    /// it builds nothing.
+    pub(crate) base_image: Option<String>,
     pub(crate) build_args: Vec<(&'static str, String)>,
     pub(crate) context: PathBuf,
     pub(crate) credentials_source: String,
@@ -96,7 +99,7 @@ impl PublishPlan {
             out += &format!("  builder      {builder}\n");
             out += &format!("               ({})\n", self.builder_reason);
             out += &format!("  dependencies {dependencies}\n");
-            out += &format!("  base image   {}\n", self.base_image);
+            out += &format!("  base image   {}\n", self.base_image.as_deref().unwrap_or("none"));
             if self.no_cache {
                 out += "  cache        none: every step is built again (--no-cache)\n";
             }

@@ -29,7 +29,8 @@ pub(crate) fn run(sh: &Shell, flags: &flags::Release) -> anyhow::Result<()> {
     );
     let mut skipped: Vec<String> = Vec::new();
 
-    let image = local_image(sh, &flags.base_image)?;
+    let base = project::base_for_build(sh, flags.base_image.as_deref(), None)?;
+    let image = local_image(sh, &base)?;
     // What the notes say of the image: built for this platform, or skipped and why.
     let image_skipped = match &image {
         Ok(_) => {
@@ -104,7 +105,8 @@ pub(crate) fn run(sh: &Shell, flags: &flags::Release) -> anyhow::Result<()> {
 
 /// Builds the image for this machine, or says why it cannot: `Err(reason)` is a skip,
 /// an `anyhow` error (a broken Dockerfile, say) fails the snapshot.
-fn local_image(sh: &Shell, base_image: &str) -> anyhow::Result<Result<String, String>> {
+fn local_image(sh: &Shell, base: &project::BaseImage) -> anyhow::Result<Result<String, String>> {
+    let base_image = &base.reference;
     let engine = match Engine::connect(sh) {
         Ok(engine) => engine,
         Err(err) => {
@@ -123,7 +125,7 @@ fn local_image(sh: &Shell, base_image: &str) -> anyhow::Result<Result<String, St
     }
     let build = LocalBuild {
         platform: Platform::host(),
-        base_image,
+        base_image: base,
         name: "stigmer-agent-runner",
         context: project::root().join("agent-runner"),
         dependency_path: DependencyPath::BuildPlatform,

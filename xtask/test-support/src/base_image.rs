@@ -1,6 +1,6 @@
 //! Test base images: Debian bookworm with python3, built from Debian packages because
-//! no image can be pulled on our machines. They stand in for `python:3.11-slim` (same
-//! Python minor version) and carry the machine's CA bundle, so that `pip install`
+//! no image can be pulled on our machines. They stand in for the Dockerfile's pinned python
+//! base (same Python minor version) and carry the machine's CA bundle, so that `pip install`
 //! inside a test build passes the intercepting proxy. The production Dockerfile never
 //! sees any of this: tests pass the base as a build argument.
 //!

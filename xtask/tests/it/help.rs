@@ -29,3 +29,9 @@ fn plan_help_explains_the_release_plan() {
     let sh = shell();
     insta::assert_snapshot!(run_ok(cmd!(sh, "{XTASK} plan --help")));
 }
+
+#[test]
+fn base_image_help_explains_the_pin_and_the_bump() {
+    let sh = shell();
+    insta::assert_snapshot!(run_ok(cmd!(sh, "{XTASK} base-image --help")));
+}

@@ -433,8 +433,12 @@ fn an_unreachable_engine_says_how_to_start_one() {
 fn an_engine_cli_that_cannot_start_is_not_called_a_stopped_engine() {
     let sh = shell();
     let gone = tempfile::tempdir().unwrap().path().join("deleted");
-    let output =
-        run_err(cmd!(sh, "{XTASK} image --local --name never-built").env("XTASK_PROJECT_ROOT", &gone));
+    // A base given: with the root gone there is no Dockerfile to read the pin from, and
+    // the engine is what this test is about.
+    let output = run_err(
+        cmd!(sh, "{XTASK} image --local --name never-built --base-image never-pulled:1")
+            .env("XTASK_PROJECT_ROOT", &gone),
+    );
     assert!(output.contains("could not be run"), "{output}");
     assert!(
         output.contains(&format!(

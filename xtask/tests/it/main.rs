@@ -1,6 +1,7 @@
 //! Integration tests of `cargo xtask`: they run the real binary against a real engine,
 //! real registries and real git repositories (see `xtask/test-support`).
 
+mod base_image;
 mod dist;
 mod help;
 mod image;

@@ -13,7 +13,8 @@
 //!
 //! What stands in for GitHub, and nothing else:
 //! - ghcr.io: a TestRegistry with auth (the workflow's `REGISTRY`), with the test base
-//!   image pushed there (`BASE_IMAGE`; no image can be pulled from Docker Hub here); its
+//!   image pushed there and pinned by digest in the copy's Dockerfile, as a bump pins
+//!   python's (no image can be pulled from Docker Hub here); its
 //!   login is in the job's Docker config, where GITHUB_TOKEN is ghcr.io's. So the verify
 //!   job, which holds no token and reads a public package anonymously on GitHub, reads
 //!   with that login here: whether the package is public is GitHub's to say
@@ -100,8 +101,23 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
     )
     .unwrap();
 
-    // The release commit, made and pushed as a maintainer would.
+    // The base, pinned where release.yml's jobs read it (the Dockerfile, through the
+    // plan): the test base by the digest of its index. Then the release commit, made and
+    // pushed as a maintainer would.
     let project = crate::release::copy_of_this_checkout();
+    let base_digest =
+        format!("sha256:{}", sha256_hex(&registry_manifest(&registry, &format!("docker://{base}"))));
+    let dockerfile = std::fs::read_to_string(project.work().join("agent-runner/Dockerfile")).unwrap();
+    let pinned: String = dockerfile
+        .split_inclusive('\n')
+        .map(|line| match line.starts_with("ARG BASE_IMAGE=") {
+            true => format!("ARG BASE_IMAGE={base}@{base_digest}\n"),
+            false => line.to_owned(),
+        })
+        .collect();
+    project.write("agent-runner/Dockerfile", &pinned);
+    project.commit_all("pin the test base");
+    project.git(&["push", "--quiet", "origin", "main"]);
     let released =
         run_ok(cmd!(sh, "{XTASK} release --bump minor --push").env("XTASK_PROJECT_ROOT", project.work()));
     let tag = project.git(&["describe", "--tags", "--exact-match"]);
@@ -124,10 +140,7 @@ fn release_yml_publishes_once_and_a_rerun_changes_nothing() {
         tap: tap.remote().to_owned(),
         keys: &keys,
         tag: tag.clone(),
-        stand_ins: BTreeMap::from([
-            ("REGISTRY".to_owned(), registry.host()),
-            ("BASE_IMAGE".to_owned(), base.clone()),
-        ]),
+        stand_ins: BTreeMap::from([("REGISTRY".to_owned(), registry.host())]),
         registry: &registry,
         buildkitd_toml,
     };

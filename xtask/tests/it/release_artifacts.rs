@@ -236,7 +236,7 @@ fn the_formula_refuses_missing_platforms_and_pre_releases_leaving_the_tap_alone(
 }
 
 /// The README's main command, end to end: the image into the real engine (from the
-/// test base, as this machine cannot pull python:3.11-slim), the CLI for this machine,
+/// test base, as this machine cannot pull the pinned python base), the CLI for this machine,
 /// checksums and notes; the formula is skipped with its reason (`--all-targets` renders
 /// it: the bench runs that, and the homebrew tests check the formula itself).
 #[test]

@@ -337,7 +337,6 @@ fn placeholder(name: &str) -> Option<String> {
         }
         "bump" => "minor".to_owned(),
         "REGISTRY" => "ghcr.io/stigmer".to_owned(),
-        "BASE_IMAGE" => "python:3.11-slim".to_owned(),
         "GH_REPO" => "stigmer/stigmer".to_owned(),
         "PARTITION" => "hash:1/4".to_owned(),
         _ => return None,
