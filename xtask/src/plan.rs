@@ -271,14 +271,15 @@ pub(crate) async fn released_images(sh: &Shell, registry: &Registry) -> anyhow::
     let mut released = Vec::new();
     for version in versions {
         let tag = version::tag(&version);
+        // Git first: a version git never tagged costs no registry read.
+        let Some(commit) = git_tags.get(&version) else {
+            eprintln!("  {tag} in the registry is no release of ours: git has no tag {tag}");
+            continue;
+        };
         let Some((bytes, digest)) = registry.manifest(&tag).await? else { continue };
-        let revision = oci::revision_of(registry, &bytes).await?;
-        match (git_tags.get(&version), revision) {
-            (Some(commit), Some(revision)) if *commit == revision => {
-                released.push(Published { version, digest })
-            }
-            (None, _) => eprintln!("  {tag} in the registry is no release of ours: git has no tag {tag}"),
-            (Some(commit), revision) => eprintln!(
+        match oci::revision_of(registry, &bytes).await? {
+            Some(revision) if *commit == revision => released.push(Published { version, digest }),
+            revision => eprintln!(
                 "  {tag} in the registry is no release of ours: built from {}, and git's {tag} is {commit}",
                 revision.as_deref().unwrap_or("no named commit")
             ),
