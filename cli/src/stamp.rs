@@ -16,9 +16,12 @@
 #![allow(dead_code)]
 
 /// Starts the reserved block. A binary holds it once, where the block begins; nothing
-/// else in the CLI names these bytes (it skips `MAGIC.len()`), so they are not copied
+/// else in the CLI names these bytes (it skips `MAGIC_LEN`), so they are not copied
 /// into its read-only data a second time.
 const MAGIC: &[u8; 24] = b"\0stigmer-build-stamp-v1\0";
+/// `MAGIC`'s length as a number: code that took `MAGIC.len()` at run time made an
+/// unoptimised build (the tests' profile) emit `MAGIC` itself a second time, on Windows.
+const MAGIC_LEN: usize = MAGIC.len();
 
 /// The whole block, `MAGIC` included: room for the four fields with long revisions.
 pub(crate) const BLOCK_LEN: usize = 512;
@@ -75,7 +78,7 @@ impl Stamp {
 
 /// Reads the stamp of the block `block` (the CLI's own, as it sits in memory).
 pub(crate) fn read_block(block: &[u8; BLOCK_LEN]) -> Option<Stamp> {
-    Stamp::decode(&block[MAGIC.len()..])
+    Stamp::decode(&block[MAGIC_LEN..])
 }
 
 /// Where the block starts in `binary`: the one place `MAGIC` occurs.
@@ -95,7 +98,7 @@ fn find_block(binary: &[u8]) -> Result<usize, String> {
 /// `dist` always stamps a fresh build, so a stamp already there means a mix-up.
 pub(crate) fn write(binary: &mut [u8], stamp: &Stamp) -> Result<(), String> {
     let at = find_block(binary)?;
-    let payload = &mut binary[at + MAGIC.len()..at + BLOCK_LEN];
+    let payload = &mut binary[at + MAGIC_LEN..at + BLOCK_LEN];
     if payload.iter().any(|&b| b != 0) {
         return Err("the binary is stamped already".to_owned());
     }
@@ -111,7 +114,7 @@ pub(crate) fn write(binary: &mut [u8], stamp: &Stamp) -> Result<(), String> {
 /// The stamp of a binary file's bytes: `Ok(None)` when it has the block but no stamp.
 pub(crate) fn read(binary: &[u8]) -> Result<Option<Stamp>, String> {
     let at = find_block(binary)?;
-    Ok(Stamp::decode(&binary[at + MAGIC.len()..at + BLOCK_LEN]))
+    Ok(Stamp::decode(&binary[at + MAGIC_LEN..at + BLOCK_LEN]))
 }
 
 #[cfg(test)]

@@ -89,6 +89,7 @@ impl flags::Test {
             let _ = std::fs::remove_file(&junit);
             let features = ["--workspace", "--features", "xtask/test-env"];
             suites.push(timed("rust tests", || {
+                let _profile = cli_profile_in_tests(sh);
                 step(cmd!(sh, "cargo nextest run {features...} --no-run")) && {
                     base_images_ready(base_images_built())
                         && step(cmd!(
@@ -102,6 +103,7 @@ impl flags::Test {
             // Only the whole suite gets here: --quick and --partition need nextest
             // (check_prerequisites).
             suites.push(timed("rust tests", || {
+                let _profile = cli_profile_in_tests(sh);
                 step(cmd!(sh, "cargo test --workspace --features xtask/test-env --no-run"))
                     && base_images_ready(base_images_built())
                     && step(cmd!(
@@ -145,6 +147,25 @@ impl flags::Test {
         }
         Ok(())
     }
+}
+
+/// The release profile the tests build the CLI with, set for the Rust tests only: no
+/// optimisation and no LTO. The tests check what `dist` and the release do with a
+/// binary (stamps, archives, checksums, signatures, rebuilds to the same bytes), not
+/// what the optimiser makes of it; fat LTO over one codegen unit cost a minute or two
+/// per target and per set of sources (about 60 s against 5 s for linux-amd64 here), for
+/// the checkout's sources, the rehearsal's release commit and every forced rebuild.
+/// These are cargo's own settings, so `dist` keys the binaries it keeps by them and
+/// never hands out one profile's build for the other. The profile that ships is built
+/// by `cargo xtask bench` (the CLI's size), release.yml and `release --snapshot`.
+const CLI_PROFILE_IN_TESTS: [(&str, &str); 3] = [
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0"),
+    ("CARGO_PROFILE_RELEASE_LTO", "off"),
+    ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16"),
+];
+
+fn cli_profile_in_tests(sh: &Shell) -> Vec<xshell::PushEnv<'_>> {
+    CLI_PROFILE_IN_TESTS.iter().map(|(name, value)| sh.push_env(name, value)).collect()
 }
 
 /// The shard K of a partition `scheme:K/N`, once the partition is one nextest takes.

@@ -41,7 +41,9 @@
 //!   and builds as it does there: linux-amd64 with cargo, each other target with the
 //!   pinned zig its job installs into a venv in the runner's tool cache (GITHUB_PATH
 //!   puts it first). The tool cache (`RUNNER_TOOL_CACHE`) is kept between jobs and
-//!   runs, as on a runner that is reused; a GitHub-hosted runner's starts empty.
+//!   runs, as on a runner that is reused; a GitHub-hosted runner's starts empty. The
+//!   release profile is the suite's (`cargo xtask test` builds the CLI unoptimised,
+//!   test.rs says why), not the fat LTO release.yml's runners build.
 //! - GitHub's API: `gh` is test-support's stand-in (`gh_stand_in.py`), which keeps
 //!   releases, their assets and which one is Latest in a directory: the plan job lists
 //!   the published releases, and `github-release` creates and publishes the release
@@ -831,6 +833,9 @@ impl Rehearsal<'_> {
                 env.insert(name.to_owned(), value);
             }
         }
+        // The release profile as the suite builds the CLI (`cargo xtask test` sets it
+        // unoptimised): the CLI jobs build what every other test builds.
+        env.extend(std::env::vars().filter(|(name, _)| name.starts_with("CARGO_PROFILE_")));
         let mut github = self.github.env();
         let path = github.iter().find(|(name, _)| *name == "PATH").map(|(_, path)| path.clone()).unwrap();
         github.retain(|(name, _)| *name != "PATH");
