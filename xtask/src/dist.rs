@@ -216,7 +216,7 @@ fn has_zigbuild(sh: &Shell) -> bool {
 /// same bytes, and checkouts that share a target directory share its dependencies.
 fn build(sh: &Shell, target: Target, inputs: &BuildInputs, reuse: Reuse) -> anyhow::Result<Vec<u8>> {
     let triple = target.triple();
-    let target_dir = cargo_target_dir(sh).join("dist");
+    let target_dir = cargo_target_dir(sh).join(dist_dir_name());
     std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
     // One spelling of the directory, whatever symlink led to it: the flags name it.
     let target_dir =
@@ -263,6 +263,18 @@ fn build(sh: &Shell, target: Target, inputs: &BuildInputs, reuse: Reuse) -> anyh
     files::write_atomically(&kept, &binary)?;
     forget_old_binaries(kept.parent().unwrap(), triple)?;
     Ok(binary)
+}
+
+/// The directories below cargo's target directory that dist builds in: dist/ for the
+/// release profile as it ships, dist-custom-profile/ when a `CARGO_PROFILE_*` variable
+/// changes it (the tests' unoptimised CLI). Each has its own cargo lock and binaries, so
+/// a build of one never waits on the other's or replaces its output; the bench builds
+/// the shipped CLI while the tests build theirs.
+pub(crate) const DIST_DIRS: [&str; 2] = ["dist", "dist-custom-profile"];
+
+fn dist_dir_name() -> &'static str {
+    let custom = std::env::vars_os().any(|(name, _)| name.to_string_lossy().starts_with("CARGO_PROFILE_"));
+    DIST_DIRS[usize::from(custom)]
 }
 
 /// Cargo's target directory for a build run from `sh`: `CARGO_TARGET_DIR`, else target/

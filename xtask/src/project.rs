@@ -18,6 +18,15 @@ pub(crate) fn root() -> PathBuf {
     }
 }
 
+/// Where xtask keeps what it caches between runs (compressed layers, prepared
+/// dependencies): cargo's target directory, `CARGO_TARGET_DIR` or target/ of the
+/// workspace. Named by cargo's variable, so that every checkout of the project given
+/// one target directory (the tests' throwaway repositories, the rehearsal's jobs)
+/// shares these caches, as it shares cargo's builds.
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
 /// `[workspace.package] version` of the root `Cargo.toml`: the one product version.
 pub(crate) fn workspace_version(sh: &Shell) -> anyhow::Result<semver::Version> {
     let manifest = sh.read_file("Cargo.toml").context("reading Cargo.toml")?;

@@ -1,6 +1,6 @@
 //! The engine builder of `image --push`: each platform built through the engine
 //! (`docker` or `podman`), `docker save`d, its layers gzipped reproducibly and cached
-//! by diff id in `target/oci-layers/`, every blob pushed only when the registry lacks
+//! by diff id in `oci-layers/` of cargo's target directory, every blob pushed only when the registry lacks
 //! it, and the image manifest pushed by digest. What it returns is the index entry;
 //! assembling the index is `index.rs`'s job. Works on any engine, no BuildKit needed.
 //!
@@ -143,7 +143,7 @@ struct Layer {
 }
 
 /// `docker save`s an image and turns each layer into a reproducible gzip blob, cached
-/// under `target/oci-layers/` by the layer's diff id: an unchanged layer compresses
+/// under `oci-layers/` of cargo's target directory by the layer's diff id: an unchanged layer compresses
 /// to the same bytes, so a re-push finds every blob already in the registry. The layers
 /// after `base_layers` (when the image starts with them), and the config, are rewritten
 /// as of `source_date`.
@@ -181,7 +181,7 @@ fn save_image(
     // The image is on the base when it starts with all of the base's layers.
     let on_base = diff_ids.starts_with(base_layers);
     let own_from = if on_base { base_layers.len() } else { 0 };
-    let cache = crate::project::root().join("target/oci-layers");
+    let cache = crate::project::target_dir().join("oci-layers");
     std::fs::create_dir_all(&cache)?;
     let mut layers = Vec::new();
     let mut reproducible_diff_ids = Vec::new();

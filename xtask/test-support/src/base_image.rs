@@ -167,8 +167,73 @@ fn scratch_dir() -> PathBuf {
 /// Pushes both test bases to `registry` as one multi-platform index, made with the
 /// docker CLI's `manifest` command (not with our code), and returns its reference.
 /// Builds that pull their base per platform (`--pull --platform`) use it.
+///
+/// The docker CLI pushes the bases once per set of base images (`pushed_once`); every
+/// later push copies that push's manifests and compressed layers as they are (`skopeo
+/// copy --preserve-digests`), so every registry gets the same index. `docker push`
+/// gzips both bases' 340 MB again for each registry: 10-15 s of a core in dockerd,
+/// which each of about thirty tests paid.
 pub fn push_index(registry: &crate::registry::TestRegistry) -> String {
     let sh = crate::shell();
+    let pushed = pushed_once(&sh);
+    let index = format!("{}:bookworm", registry.repository("test-base"));
+    let creds: Vec<String> = registry
+        .credentials()
+        .map(|c| vec!["--dest-creds".to_owned(), format!("{}:{}", c.username, c.password)])
+        .unwrap_or_default();
+    cmd!(sh, "skopeo copy --quiet --all --preserve-digests --dest-tls-verify=false {creds...} dir:{pushed} docker://{index}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .expect("skopeo copy of the pushed test bases");
+    index
+}
+
+/// The test bases as the docker CLI pushed them, in skopeo's `dir:` layout below
+/// target/test-base-pushed/, named by the bases' image ids: pushed now (into a registry
+/// of its own) when these bases never were. Under a lock, as tests run in parallel.
+fn pushed_once(sh: &Shell) -> PathBuf {
+    let ids: Vec<String> = ARCHES
+        .iter()
+        .map(|arch| {
+            let local = require(arch);
+            let format = "{{.Id}}";
+            cmd!(sh, "docker image inspect --format {format} {local}").read().expect("docker image inspect")
+        })
+        .collect();
+    let key: String =
+        ids.iter().map(|id| id.trim_start_matches("sha256:")[..12].to_owned()).collect::<Vec<_>>().join("-");
+    let root = crate::project_root().join("target/test-base-pushed");
+    std::fs::create_dir_all(&root).expect("creating target/test-base-pushed");
+    let lock = std::fs::File::create(root.join(".lock")).expect("creating the lock");
+    lock.lock().expect("locking target/test-base-pushed");
+    let pushed = root.join(&key);
+    if pushed.is_dir() {
+        return pushed;
+    }
+    // Other bases' pushes are stale: one set of bases is current at a time.
+    for entry in std::fs::read_dir(&root).expect("listing target/test-base-pushed").flatten() {
+        if entry.path().is_dir() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let registry = crate::registry::TestRegistry::start();
+    let index = push_with_docker(sh, &registry);
+    let partial = root.join(format!("{key}.partial"));
+    cmd!(
+        sh,
+        "skopeo copy --quiet --all --preserve-digests --src-tls-verify=false docker://{index} dir:{partial}"
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()
+    .expect("skopeo copy of the test bases into dir:");
+    std::fs::rename(&partial, &pushed).expect("keeping the pushed test bases");
+    pushed
+}
+
+/// `push_index` with the docker CLI alone.
+fn push_with_docker(sh: &Shell, registry: &crate::registry::TestRegistry) -> String {
     let config = registry.docker_config();
     let repository = registry.repository("test-base");
     let index = format!("{repository}:bookworm");

@@ -61,19 +61,22 @@ pub fn run_captured(cmd: xshell::Cmd<'_>, what: &str) -> anyhow::Result<String> 
     anyhow::bail!("{what} failed ({}); last lines of its output:\n{tail}", output.status)
 }
 
-/// Points `<cargo_target>/dist`, where `cargo xtask dist` builds under that target
-/// directory, at this checkout's `target/dist`, as a runner's cache would hand builds
+/// Points `<cargo_target>/dist` and `/dist-custom-profile`, where `cargo xtask dist`
+/// builds under that target directory, at this checkout's, as a runner's cache would hand builds
 /// over: dist's flags name no checkout, so another checkout's CLI builds reuse the
 /// suite's dependency builds instead of compiling all four targets again (minutes each,
 /// cold), and dist's lock keeps concurrent builds apart.
 pub fn share_dist_builds(cargo_target: &std::path::Path) {
-    let shared = project_root().join("target/dist");
-    std::fs::create_dir_all(&shared).expect("creating target/dist");
     std::fs::create_dir_all(cargo_target).expect("creating the target directory");
-    let link = cargo_target.join("dist");
-    if !link.is_symlink() {
-        let _ = std::fs::remove_dir_all(&link);
-        std::os::unix::fs::symlink(&shared, &link).expect("linking the shared dist builds");
+    // dist's two directories (xtask's `dist::DIST_DIRS`): as shipped, and the tests' profile.
+    for name in ["dist", "dist-custom-profile"] {
+        let shared = project_root().join("target").join(name);
+        std::fs::create_dir_all(&shared).expect("creating target/dist");
+        let link = cargo_target.join(name);
+        if !link.is_symlink() {
+            let _ = std::fs::remove_dir_all(&link);
+            std::os::unix::fs::symlink(&shared, &link).expect("linking the shared dist builds");
+        }
     }
 }
 

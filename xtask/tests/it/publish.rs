@@ -17,6 +17,13 @@ use xshell::{cmd, Shell};
 
 use crate::{run_err, run_ok, XTASK};
 
+/// This checkout's target directory, for the pushes run in a fixture's project: its
+/// cache of compressed layers holds the base's, which every push would otherwise gzip
+/// again (340 MB, 10-20 s of a core).
+fn shared_target() -> std::path::PathBuf {
+    test_support::project_root().join("target")
+}
+
 pub(crate) struct Fixture {
     pub(crate) registry: TestRegistry,
     pub(crate) base: String,
@@ -73,6 +80,7 @@ impl Fixture {
         )
         .env("DOCKER_CONFIG", self.registry.docker_config())
         .env("XTASK_PROJECT_ROOT", self.at_release(version))
+        .env("CARGO_TARGET_DIR", shared_target())
     }
 
     /// `--by-digest` for each platform, as the per-platform jobs run it; their digests.
@@ -84,7 +92,8 @@ impl Fixture {
                 sh,
                 "{XTASK} image --push --by-digest --platform {platform} --builder engine --registry {registry} --version {version} --base-image {base} --context {context}"
             )
-            .env("XTASK_PROJECT_ROOT", self.at_release(version)));
+            .env("XTASK_PROJECT_ROOT", self.at_release(version))
+            .env("CARGO_TARGET_DIR", shared_target()));
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
             digests.push(String::from_utf8(output.stdout).unwrap().trim().to_owned());
         }
@@ -99,6 +108,7 @@ impl Fixture {
         )
         .env("DOCKER_CONFIG", self.registry.docker_config())
         .env("XTASK_PROJECT_ROOT", self.at_release(&planned_tag(plan)))
+        .env("CARGO_TARGET_DIR", shared_target())
     }
 
     pub(crate) fn repository(&self) -> String {

@@ -434,9 +434,13 @@ fn a_rebuild_from_the_tag_names_the_archive_built_from_another_commit() {
     release.push_formula(&sh);
 
     let remote = source.remote();
+    // This checkout's target directory, as build_cli_from builds in it: the rebuild
+    // reuses the dependencies compiled there and compiles the CLI again. In the
+    // fixture's project's own, it compiled every dependency of both targets first.
     let output = crate::run(
         release
             .verify(&sh)
+            .env("CARGO_TARGET_DIR", test_support::project_root().join("target"))
             .args(["--rebuild", "--target", amd64, "--target", arm64, "--json"])
             .arg("--source")
             .arg(remote),
