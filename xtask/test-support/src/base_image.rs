@@ -165,7 +165,8 @@ fn scratch_dir() -> PathBuf {
 }
 
 /// Pushes both test bases to `registry` as one multi-platform index, made with the
-/// docker CLI's `manifest` command (not with our code), and returns its reference.
+/// docker CLI's `manifest` command (not with our code), and returns its reference
+/// (`test-base:bookworm`; each platform's image is tagged `bookworm-<arch>` too).
 /// Builds that pull their base per platform (`--pull --platform`) use it.
 ///
 /// The docker CLI pushes the bases once per set of base images (`pushed_once`); every
@@ -176,17 +177,30 @@ fn scratch_dir() -> PathBuf {
 pub fn push_index(registry: &crate::registry::TestRegistry) -> String {
     let sh = crate::shell();
     let pushed = pushed_once(&sh);
-    let index = format!("{}:bookworm", registry.repository("test-base"));
+    let repository = registry.repository("test-base");
     let creds: Vec<String> = registry
         .credentials()
         .map(|c| vec!["--dest-creds".to_owned(), format!("{}:{}", c.username, c.password)])
         .unwrap_or_default();
-    cmd!(sh, "skopeo copy --quiet --all --preserve-digests --dest-tls-verify=false {creds...} dir:{pushed} docker://{index}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .expect("skopeo copy of the pushed test bases");
-    index
+    // The platforms' images first: the index's copy then finds every blob there.
+    for (name, tag) in copies("bookworm") {
+        let (from, to, creds) = (pushed.join(name), format!("{repository}:{tag}"), &creds);
+        cmd!(sh, "skopeo copy --quiet --all --preserve-digests --dest-tls-verify=false {creds...} dir:{from} docker://{to}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .expect("skopeo copy of the pushed test bases");
+    }
+    format!("{repository}:bookworm")
+}
+
+/// What `pushed_once` keeps, each in a directory of its own: (directory, tag) for
+/// each platform's image and then the index tagged `index_tag`.
+fn copies(index_tag: &str) -> Vec<(&'static str, String)> {
+    let mut copies: Vec<(&'static str, String)> =
+        ARCHES.iter().map(|arch| (*arch, format!("{index_tag}-{arch}"))).collect();
+    copies.push(("index", index_tag.to_owned()));
+    copies
 }
 
 /// The test bases as the docker CLI pushed them, in skopeo's `dir:` layout below
@@ -220,14 +234,20 @@ fn pushed_once(sh: &Shell) -> PathBuf {
     let registry = crate::registry::TestRegistry::start();
     let index = push_with_docker(sh, &registry);
     let partial = root.join(format!("{key}.partial"));
-    cmd!(
-        sh,
-        "skopeo copy --quiet --all --preserve-digests --src-tls-verify=false docker://{index} dir:{partial}"
-    )
-    .quiet()
-    .ignore_stdout()
-    .run()
-    .expect("skopeo copy of the test bases into dir:");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).expect("creating the pushed test bases' directory");
+    let repository = index.strip_suffix(":bookworm").expect("push_with_docker tags bookworm");
+    for (name, tag) in copies("bookworm") {
+        let (from, to) = (format!("{repository}:{tag}"), partial.join(name));
+        cmd!(
+            sh,
+            "skopeo copy --quiet --all --preserve-digests --src-tls-verify=false docker://{from} dir:{to}"
+        )
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .expect("skopeo copy of the test bases into dir:");
+    }
     std::fs::rename(&partial, &pushed).expect("keeping the pushed test bases");
     pushed
 }
