@@ -93,6 +93,16 @@ pub(crate) fn build_platform(
 }
 
 impl BuiltPlatform {
+    /// The image manifest, as a push would send it.
+    pub(crate) fn manifest(&self) -> &Bytes {
+        &self.manifest
+    }
+
+    /// The config, made reproducible, as a push would send it.
+    pub(crate) fn config(&self) -> &Bytes {
+        &self.image.config
+    }
+
     /// Pushes every blob the registry lacks, then the manifest, by digest.
     async fn push(self, plan: &PublishPlan, registry: &Registry) -> anyhow::Result<Descriptor> {
         let BuiltPlatform { platform, image, manifest, descriptor } = self;
