@@ -514,14 +514,15 @@ fn a_rebuild_from_the_tag_names_the_platform_whose_image_was_built_from_another_
     let tagged = source.git(&["rev-parse", "HEAD"]);
 
     // release.yml's image-platform jobs, each pushing its platform by digest: linux/amd64
-    // from the tag, linux/arm64 from a later commit that changed the agent-runner. With no
-    // cache, as on a fresh runner: the engine builder keeps the history times of steps it
-    // takes from the engine's cache when they are older than the commit.
+    // from the tag, linux/arm64 from a later commit that changed the agent-runner. With
+    // the engine's cache, which the rebuild does not use: steps taken from it carried an
+    // earlier build's history times, older than the commit, until the engine builder
+    // wrote the source date for every step of its own.
     let by_digest = |platform: &str| -> String {
         let output = crate::run(
             cmd!(
                 sh,
-                "{XTASK} image --push --by-digest --no-cache --platform {platform} --builder engine --registry {host} --version {tag}"
+                "{XTASK} image --push --by-digest --platform {platform} --builder engine --registry {host} --version {tag}"
             )
             .env("XTASK_PROJECT_ROOT", source.work()),
         );
