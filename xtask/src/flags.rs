@@ -393,8 +393,11 @@ pub struct VerifyImage {
 /// tap's formula names the newest published release, and when that is this one, the
 /// same URLs and sha256s as checksums.txt for the tarballs; the notes name the same digest; and
 /// `latest`, `vX.Y` and `vX` each name the newest release of their line that the
-/// registry has published (none of them this release, if it is a pre-release). Prints one table (check, subject,
-/// result), or --json, and exits non-zero naming each failed check. Writes nothing.
+/// registry has published (none of them this release, if it is a pre-release). With
+/// --rebuild it also builds the release again from its tag, the archives and the image's
+/// platforms, and compares them with what was published. Prints one table (check,
+/// subject, result), or --json, and exits non-zero naming each failed check. Writes
+/// nothing.
 #[derive(Args)]
 pub struct VerifyRelease {
     /// The release to check, vX.Y.Z
@@ -447,10 +450,16 @@ pub struct VerifyRelease {
     #[arg(long, value_name = "URL", default_value = "https://token.actions.githubusercontent.com")]
     pub certificate_oidc_issuer: String,
 
-    /// Also build the archives again from the release's tag and compare their bytes with
-    /// checksums.txt: clones the tag into a temporary directory and compiles the CLI
-    /// there, stamped with the verified image digest (a minute or more per target; no
-    /// binary built before is used). Needs the toolchain of `cargo xtask dist`
+    /// Also build the release again from its tag and compare: clones the tag into a
+    /// temporary directory, builds the archives there with `cargo xtask dist`, stamped
+    /// with the verified image digest, and compares their bytes with checksums.txt (a
+    /// minute or more per target; no binary built before is used; needs the toolchain of
+    /// `cargo xtask dist`); and builds each platform image there with no cache and
+    /// compares its manifest digest with the one the verified index lists for that
+    /// platform (needs the builder the release used, read from its index: buildx, with
+    /// the BuildKit release.yml pins, when the index holds BuildKit's attestations, else
+    /// a Docker engine and CPython 3.11). A difference names the archive or the platform
+    /// and what differs first
     #[arg(long)]
     pub rebuild: bool,
 
@@ -459,10 +468,17 @@ pub struct VerifyRelease {
     #[arg(long, value_name = "GIT", requires = "rebuild")]
     pub source: Option<String>,
 
-    /// With --rebuild: rebuild only this target's archive (repeatable) [default: every
-    /// archive checksums.txt lists]
+    /// With --rebuild: rebuild this target's archive (repeatable). With --target or
+    /// --platform, only what they name is rebuilt [default: every archive checksums.txt
+    /// lists, and every platform]
     #[arg(long = "target", value_name = "TRIPLE", requires = "rebuild")]
     pub targets: Vec<crate::platform::Target>,
+
+    /// With --rebuild: rebuild this platform's image, linux/amd64 or linux/arm64
+    /// (repeatable). With --target or --platform, only what they name is rebuilt
+    /// [default: every platform, and every archive]
+    #[arg(long = "platform", value_name = "OS/ARCH", requires = "rebuild")]
+    pub platforms: Vec<Platform>,
 
     /// Print the report as JSON
     #[arg(long)]

@@ -262,7 +262,7 @@ impl flags::Image {
 /// The Dockerfile's build arguments: base (with its labels), version and provenance
 /// labels. CREATED is the source date, not now, so that rebuilding a commit changes
 /// nothing.
-fn build_args(
+pub(crate) fn build_args(
     sh: &Shell,
     base: Option<&BaseImage>,
     version: &semver::Version,

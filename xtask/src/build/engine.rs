@@ -42,6 +42,8 @@ pub(crate) struct ImageFacts {
     pub(crate) size: u64,
     pub(crate) architecture: String,
     pub(crate) layers: Vec<String>,
+    /// When the image was made (its config's `created`), if the engine says.
+    pub(crate) created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Engine {
@@ -215,6 +217,10 @@ impl Engine {
                 .as_array()
                 .map(|layers| layers.iter().filter_map(|l| l.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default(),
+            created: image["Created"]
+                .as_str()
+                .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+                .map(|created| created.to_utc()),
         }))
     }
 }

@@ -493,6 +493,20 @@ fn write_accounts(
 ) -> anyhow::Result<()> {
     let platform = request.platform.to_string();
     if request.pull {
+        // Docker 20.10's image store gives a digest reference to one image: a base pinned
+        // by its index digest (the Dockerfile's pin) that was pulled for another platform
+        // refuses this pull ("Cannot overwrite digest"). That reference is dropped first;
+        // the other platform's image goes with it unless a tag still names it.
+        if base.contains('@') {
+            let format = "{{.Architecture}}";
+            let held =
+                cmd!(sh, "{program} image inspect --format {format} {base}").quiet().ignore_stderr().read();
+            if held.is_ok_and(|arch| arch.trim() != request.platform.arch()) {
+                cmd!(sh, "{program} image rm {base}").quiet().ignore_stdout().run().with_context(|| {
+                    format!("dropping {base} for another platform before pulling it for {platform}")
+                })?;
+            }
+        }
         cmd!(sh, "{program} pull --quiet --platform {platform} {base}")
             .quiet()
             .ignore_stdout()

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
+use bytes::Bytes;
 use oci_client::secrets::RegistryAuth;
 use serde_json::{json, Value};
 use xshell::{cmd, Shell};
@@ -119,6 +120,52 @@ pub(crate) fn layout_digest(layout: &Path) -> anyhow::Result<String> {
         bail!("buildx's OCI layout holds {} images, not one", top.manifests().len());
     };
     Ok(top.digest().to_string())
+}
+
+/// Each platform image an OCI layout holds (not the attestations): its `os/arch`, its
+/// manifest and its config, as `push_layout` would push them.
+pub(crate) fn layout_images(layout: &Path) -> anyhow::Result<Vec<(String, Bytes, Bytes)>> {
+    let read = |digest: &str| -> anyhow::Result<Bytes> {
+        let hex =
+            digest.strip_prefix("sha256:").with_context(|| format!("{digest} is not a sha256 digest"))?;
+        let path = layout.join("blobs/sha256").join(hex);
+        Ok(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?.into())
+    };
+    let digest = layout_digest(layout)?;
+    let top = read(&digest)?;
+    // One platform without attestations is a manifest alone; anything else an index.
+    let manifests: Vec<String> = match Document::parse(&top, &digest)? {
+        Document::Image(_) => vec![digest],
+        Document::Index(index) => (index.manifests().iter())
+            .filter(|entry| !document::is_attestation(entry))
+            .map(|entry| entry.digest().to_string())
+            .collect(),
+    };
+    let mut images = Vec::new();
+    for digest in manifests {
+        let manifest = read(&digest)?;
+        let config = read(document::manifest(&manifest, &digest)?.config().digest().as_ref())?;
+        let parsed = document::config(&config, &format!("the config of {digest}"))?;
+        images.push((format!("{}/{}", parsed.os(), parsed.architecture()), manifest, config));
+    }
+    Ok(images)
+}
+
+/// The BuildKit release of the builder `docker buildx build` would use (`v0.13.2`), as
+/// `docker buildx inspect` reports it; `None` when it does not say.
+pub(crate) fn buildkit_version(sh: &Shell) -> Option<String> {
+    let config = linked_docker_config(sh, |_| {}).ok()?;
+    let inspect = cmd!(sh, "docker buildx inspect")
+        .env("DOCKER_CONFIG", config.path())
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()?;
+    // "BuildKit version: v0.13.2" (buildx 0.11 and later), "Buildkit: v0.10.6" before.
+    inspect.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        matches!(key.trim(), "BuildKit version" | "Buildkit").then(|| value.trim().to_owned())
+    })
 }
 
 /// The `docker buildx build` arguments for this plan: an OCI layout at `layout`, whose
@@ -261,4 +308,70 @@ fn linked_docker_config(sh: &Shell, edit: impl FnOnce(&mut Value)) -> anyhow::Re
         file.write_all(serde_json::to_string(&config)?.as_bytes())?;
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `bytes` as a blob of the layout at `dir`; returns its digest.
+    fn blob(dir: &Path, bytes: &[u8]) -> String {
+        let digest = sha256_digest(bytes);
+        let blobs = dir.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes).unwrap();
+        digest
+    }
+
+    fn descriptor(media_type: &str, digest: &str, size: usize, extra: Value) -> Value {
+        let mut descriptor = json!({ "mediaType": media_type, "digest": digest, "size": size });
+        descriptor.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        descriptor
+    }
+
+    /// The layout BuildKit writes for one platform with attestations: index.json naming
+    /// an index of the image and its attestation manifest. Only the image is read back.
+    #[test]
+    fn the_platform_images_of_a_layout_leave_out_its_attestations() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path();
+        let manifest_of = |config: &[u8], arch: &str| {
+            let config_digest = blob(layout, config);
+            let manifest = serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": descriptor("application/vnd.oci.image.config.v1+json", &config_digest, config.len(), json!({})),
+                "layers": [],
+            }))
+            .unwrap();
+            let platform = json!({ "platform": { "os": if arch == "unknown" { "unknown" } else { "linux" }, "architecture": arch } });
+            let digest = blob(layout, &manifest);
+            (manifest, descriptor("application/vnd.oci.image.manifest.v1+json", &digest, 0, platform))
+        };
+        let config = br#"{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let (image, image_entry) = manifest_of(config, "arm64");
+        let (_, attestation_entry) = manifest_of(b"{}", "unknown");
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [image_entry, attestation_entry],
+        }))
+        .unwrap();
+        let index_digest = blob(layout, &index);
+        let top =
+            descriptor("application/vnd.oci.image.index.v1+json", &index_digest, index.len(), json!({}));
+        std::fs::write(
+            layout.join("index.json"),
+            serde_json::to_vec(&json!({ "schemaVersion": 2, "manifests": [top] })).unwrap(),
+        )
+        .unwrap();
+
+        let images = layout_images(layout).unwrap();
+        assert_eq!(images.len(), 1, "the attestation was taken for an image");
+        let (platform, manifest, read_config) = &images[0];
+        assert_eq!(
+            (platform.as_str(), &manifest[..], &read_config[..]),
+            ("linux/arm64", &image[..], &config[..])
+        );
+    }
 }

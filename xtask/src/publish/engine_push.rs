@@ -79,9 +79,13 @@ pub(crate) fn build_platform(
     // made reproducible. The base tag names this platform's base now: --pull just read
     // it. Not in the engine, it was not built from (a `FROM scratch` Dockerfile).
     let base = plan.base_image.as_deref().context("a build needs a base image: give --base-image")?;
-    let base_layers = engine.inspect(sh, base)?.map(|base| base.layers).unwrap_or_default();
-    let source_date = crate::project::source_date(sh)?;
-    let image = save_image(sh, engine, &id, &base_layers, source_date)?;
+    let base = engine.inspect(sh, base)?;
+    let base_layers = base.as_ref().map(|base| base.layers.clone()).unwrap_or_default();
+    let times = Times {
+        source_date: crate::project::source_date(sh)?,
+        base_created: base.and_then(|base| base.created),
+    };
+    let image = save_image(sh, engine, &id, &base_layers, times)?;
     let architecture = image.config_json.architecture().to_string();
     if architecture != platform.arch() {
         bail!("the {platform} build produced an image for {architecture}; the engine reused another platform's base");
@@ -93,6 +97,16 @@ pub(crate) fn build_platform(
 }
 
 impl BuiltPlatform {
+    /// The image manifest, as a push would send it.
+    pub(crate) fn manifest(&self) -> &Bytes {
+        &self.manifest
+    }
+
+    /// The config, made reproducible, as a push would send it.
+    pub(crate) fn config(&self) -> &Bytes {
+        &self.image.config
+    }
+
     /// Pushes every blob the registry lacks, then the manifest, by digest.
     async fn push(self, plan: &PublishPlan, registry: &Registry) -> anyhow::Result<Descriptor> {
         let BuiltPlatform { platform, image, manifest, descriptor } = self;
@@ -130,6 +144,14 @@ fn image_manifest(config_digest: &str, config_size: usize, layers: &[Layer]) -> 
     }))
 }
 
+/// The times a build's config is rewritten with: the source date, and when the base
+/// was made (what is later is this build's).
+#[derive(Clone, Copy)]
+struct Times {
+    source_date: DateTime<Utc>,
+    base_created: Option<DateTime<Utc>>,
+}
+
 struct SavedImage {
     config: Bytes,
     config_json: ImageConfiguration,
@@ -152,8 +174,9 @@ fn save_image(
     engine: &Engine,
     id: &str,
     base_layers: &[String],
-    source_date: DateTime<Utc>,
+    times: Times,
 ) -> anyhow::Result<SavedImage> {
+    let source_date = times.source_date;
     let dir = tempfile::tempdir()?;
     let archive = dir.path().join("image.tar");
     let program = engine.program();
@@ -202,7 +225,7 @@ fn save_image(
         layers.push(Layer { digest: sha256_digest(&data), size: data.len() as u64, path: blob });
         reproducible_diff_ids.push(diff_id);
     }
-    let config = Bytes::from(reproducible_config(&saved_config, &reproducible_diff_ids, source_date)?);
+    let config = Bytes::from(reproducible_config(&saved_config, &reproducible_diff_ids, times)?);
     let config_json = document::config(&config, "the saved image's config, made reproducible")?;
     Ok(SavedImage { config, config_json, layers })
 }
@@ -257,16 +280,14 @@ fn reproducible_layer(from: &Path, to: &Path, source_date: DateTime<Utc>) -> any
 }
 
 /// The engine's image config as a function of the commit: `created` and every history
-/// entry after `source_date` (the build's own steps) at the source date, as BuildKit does
-/// with SOURCE_DATE_EPOCH; the layers' new diff ids; and none of Docker's fields that
+/// entry after the source date or after the base was made (the build's own steps, built
+/// now or taken from the engine's cache) at the source date, as BuildKit does with
+/// SOURCE_DATE_EPOCH; the layers' new diff ids; and none of Docker's fields that
 /// name the build's containers (`container`, `container_config`), its parent image
 /// (`config.Image`) or the engine's version (`docker_version`), which the OCI config does
 /// not have and no runtime reads. Keys sorted, as everything we publish.
-fn reproducible_config(
-    saved: &[u8],
-    diff_ids: &[String],
-    source_date: DateTime<Utc>,
-) -> anyhow::Result<Vec<u8>> {
+fn reproducible_config(saved: &[u8], diff_ids: &[String], times: Times) -> anyhow::Result<Vec<u8>> {
+    let Times { source_date, base_created } = times;
     let mut config: serde_json::Value =
         serde_json::from_slice(saved).context("parsing the saved image's config")?;
     let object = config.as_object_mut().context("the saved image's config is not a JSON object")?;
@@ -280,7 +301,10 @@ fn reproducible_config(
         let Some(text) = created.as_str() else { return Ok(()) };
         let time =
             DateTime::parse_from_rfc3339(text).with_context(|| format!("the config's time {text:?}"))?;
-        if time > source_date {
+        // A step the engine took from its cache carries that earlier build's time,
+        // which may be older than the commit: every time after the base was made is
+        // this build's, and is the source date, as BuildKit writes its own history.
+        if time > source_date || base_created.is_some_and(|base| time > base) {
             *created = json!(source_date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         }
         Ok(())
@@ -344,21 +368,30 @@ mod tests {
             }))
             .unwrap()
         };
-        let source_date = date("2026-12-04T18:00:00Z");
+        let times = Times { source_date: date("2026-12-04T18:00:00Z"), base_created: None };
         let diff_ids = ["sha256:base".to_owned(), "sha256:ours".to_owned()];
         let first = reproducible_config(
             &saved("2026-12-04T20:26:58.1Z", "8a13ac4853f6aaaa", "sha256:p1", "20.10.24"),
             &diff_ids,
-            source_date,
+            times,
         )
         .unwrap();
         let second = reproducible_config(
             &saved("2026-12-04T20:28:23.9Z", "0123456789abbbbb", "sha256:p2", "26.1.5"),
             &diff_ids,
-            source_date,
+            times,
         )
         .unwrap();
         assert_eq!(String::from_utf8_lossy(&first), String::from_utf8_lossy(&second));
+        // A step taken from the engine's cache, made by an earlier build before the
+        // commit (found by the image rebuild test): its time is the build's too.
+        let cached = reproducible_config(
+            &saved("2026-12-04T17:59:00Z", "8a13ac4853f6aaaa", "sha256:p1", "20.10.24"),
+            &diff_ids,
+            Times { base_created: Some(date("2024-01-02T03:04:05.123456789Z")), ..times },
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&cached), String::from_utf8_lossy(&first));
         let config: serde_json::Value = serde_json::from_slice(&first).unwrap();
         assert_eq!(config["created"], "2026-12-04T18:00:00Z");
         assert_eq!(

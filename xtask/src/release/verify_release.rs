@@ -6,8 +6,8 @@
 //! checksums.txt lists one archive per target and install.sh, and that every floating tag of the
 //! release's lines names the newest release of its line the registry has published.
 //! Every check runs; one table (or `--json`) reports them all. With `--rebuild` it also
-//! builds the archives again from the release's tag and compares their bytes
-//! (`rebuild.rs`).
+//! builds the archives and the image's platforms again from the release's tag and
+//! compares their bytes (`rebuild.rs`).
 //!
 //! It reads only what it is pointed at (the asset directory or download URL, the notes,
 //! the registry, the tap) and writes nothing but temporary copies (downloads, the tap's
@@ -99,6 +99,7 @@ impl flags::VerifyRelease {
             rebuild: self.rebuild.then(|| Rebuild {
                 source: self.source.clone().unwrap_or_else(|| format!("https://github.com/{}", self.repo)),
                 targets: self.targets.clone(),
+                platforms: self.platforms.clone(),
             }),
         };
         let checks = oci::block_on(check_all(sh, &release, &registry))?;
@@ -217,16 +218,19 @@ async fn check_all(sh: &Shell, release: &Release, registry: &Registry) -> anyhow
     if let Some(rebuild) = &release.rebuild {
         let rebuilt = match &digest {
             None => vec![(release.tag.clone(), unverified())],
-            Some(digest) => rebuild::archives(
-                sh,
-                rebuild,
-                &release.dir,
-                &release.tag,
-                &release.version,
-                digest,
-                &archives,
-            )
-            .unwrap_or_else(|err| vec![(release.tag.clone(), Err(format!("{err:#}")))]),
+            Some(digest) => {
+                let published = rebuild::Published {
+                    tag: &release.tag,
+                    version: &release.version,
+                    dir: &release.dir,
+                    archives: &archives,
+                    repository: &release.repository,
+                    index_digest: digest,
+                };
+                rebuild::rebuild(sh, rebuild, &published, registry)
+                    .await
+                    .unwrap_or_else(|err| vec![(release.tag.clone(), Err(format!("{err:#}")))])
+            }
         };
         checks.extend(rebuilt.into_iter().map(|(name, result)| row("rebuild", name, result)));
     }

@@ -35,3 +35,9 @@ fn base_image_help_explains_the_pin_and_the_bump() {
     let sh = shell();
     insta::assert_snapshot!(run_ok(cmd!(sh, "{XTASK} base-image --help")));
 }
+
+#[test]
+fn verify_release_help_explains_what_a_rebuild_compares() {
+    let sh = shell();
+    insta::assert_snapshot!(run_ok(cmd!(sh, "{XTASK} verify-release --help")));
+}

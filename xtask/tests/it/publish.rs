@@ -37,6 +37,14 @@ pub(crate) struct Fixture {
 
 impl Fixture {
     pub(crate) fn new(registry: TestRegistry) -> Fixture {
+        let repo = TestRepo::new();
+        repo.write("README.md", "the fixture's project\n");
+        repo.commit_all("start");
+        Fixture::in_project(registry, repo)
+    }
+
+    /// A fixture whose pushes and checks run in `repo` (e.g. a copy of this checkout).
+    pub(crate) fn in_project(registry: TestRegistry, repo: TestRepo) -> Fixture {
         let base = base_image::push_index(&registry);
         let context = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -44,9 +52,6 @@ impl Fixture {
             "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY app.txt /app.txt\n",
         )
         .unwrap();
-        let repo = TestRepo::new();
-        repo.write("README.md", "the fixture's project\n");
-        repo.commit_all("start");
         let fixture = Fixture { registry, _base_tag: ImageGuard::new([base.clone()]), base, context, repo };
         fixture.set_app("first");
         fixture

@@ -54,7 +54,13 @@ impl Release {
                 .arg(key)
                 .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD),
         );
-        let digest = published_digest(&published);
+        Release::around(fixture, keys, published_digest(&published))
+    }
+
+    /// The rest of a release whose image `fixture` published as `digest`, signed with
+    /// `keys`: CLI archives pinned to it, signed checksums, notes, formula.
+    fn around(fixture: Fixture, keys: KeyPair, digest: String) -> Release {
+        let sh = shell();
         let changelog = TestRepo::new();
         changelog.write(
             "CHANGELOG.md",
@@ -180,6 +186,32 @@ fn failures_of(verify: xshell::Cmd<'_>) -> Vec<(String, String, String)> {
         assert!(stderr.contains(&format!("- {check} {subject}: ")), "{stderr}");
     }
     failed
+}
+
+/// The `rebuild` rows of a `verify-release --rebuild` command, as (subject, ok, result)
+/// from --json, after checking that it failed on exactly one check.
+fn rebuild_rows(verify: xshell::Cmd<'_>) -> Vec<(String, bool, String)> {
+    let started = std::time::Instant::now();
+    let output = crate::run(verify.arg("--json"));
+    assert!(!output.status.success(), "verify-release passed a rebuild that differs");
+    // What it took, for README's "Verify a release": the whole command, and each build.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let builds = stderr.lines().filter(|line| line.contains(": rebuilt in "));
+    eprintln!(
+        "verify-release --rebuild: {:.1} s\n{}",
+        started.elapsed().as_secs_f64(),
+        builds.collect::<Vec<_>>().join("\n")
+    );
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.iter().filter(|c| c["ok"] == false).count(), 1, "{report:#}");
+    (checks.iter().filter(|c| c["check"] == "rebuild"))
+        .map(|c| {
+            let text = |key: &str| c[key].as_str().unwrap().to_owned();
+            (text("subject"), c["ok"] == true, text("result"))
+        })
+        .collect()
 }
 
 #[test]
@@ -437,30 +469,18 @@ fn a_rebuild_from_the_tag_names_the_archive_built_from_another_commit() {
     // This checkout's target directory, as build_cli_from builds in it: the rebuild
     // reuses the dependencies compiled there and compiles the CLI again. In the
     // fixture's project's own, it compiled every dependency of both targets first.
-    let output = crate::run(
+    let rebuilt = rebuild_rows(
         release
             .verify(&sh)
             .env("CARGO_TARGET_DIR", test_support::project_root().join("target"))
-            .args(["--rebuild", "--target", amd64, "--target", arm64, "--json"])
+            .args(["--rebuild", "--target", amd64, "--target", arm64])
             .arg("--source")
             .arg(remote),
     );
-    assert!(!output.status.success(), "verify-release passed a rebuild that differs");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let rebuilt: Vec<(&str, bool, &str)> = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["check"] == "rebuild")
-        .map(|c| (c["subject"].as_str().unwrap(), c["ok"] == true, c["result"].as_str().unwrap()))
-        .collect();
-    let failed: Vec<&Value> =
-        report["checks"].as_array().unwrap().iter().filter(|c| c["ok"] == false).collect();
-    assert_eq!(failed.len(), 1, "{report:#}");
-    let [(amd64_archive, false, result), (arm64_archive, true, same)] = rebuilt[..] else {
+    let [(amd64_archive, false, result), (arm64_archive, true, same)] = &rebuilt[..] else {
         panic!("{rebuilt:#?}")
     };
-    assert_eq!(amd64_archive, format!("stigmer-{tag}-linux-amd64.tar.gz"));
+    assert_eq!(amd64_archive.as_str(), format!("stigmer-{tag}-linux-amd64.tar.gz"));
     assert!(result.starts_with(&format!("rebuilt from {tag} ({tagged}) it is sha256 ")), "{result}");
     assert!(
         result.contains(&format!("stigmer-{tag}-linux-amd64/")) && result.ends_with("differs first"),
@@ -469,11 +489,95 @@ fn a_rebuild_from_the_tag_names_the_archive_built_from_another_commit() {
     assert!(!result.contains(&later), "{result}");
     // The arm64 archive, built from the tag, is rebuilt to the same bytes: in a clone at
     // another path, compiled again (no binary kept from before).
-    assert_eq!(arm64_archive, format!("stigmer-{tag}-linux-arm64.tar.gz"));
+    assert_eq!(arm64_archive.as_str(), format!("stigmer-{tag}-linux-arm64.tar.gz"));
     assert!(
         same.starts_with(&format!("rebuilt from {tag} (")) && same.ends_with("): the same bytes"),
         "{same}"
     );
+}
+
+#[test]
+fn a_rebuild_from_the_tag_names_the_platform_whose_image_was_built_from_another_commit() {
+    // The release's sources: a copy of this checkout whose Dockerfile pins the test base
+    // by its index digest, as the rehearsal pins it (the real pin's python image cannot
+    // be pulled here), tagged in a bare origin that the rebuild clones.
+    let fixture = Fixture::in_project(TestRegistry::start(), crate::release::copy_of_this_checkout());
+    let (source, sh) = (&fixture.repo, shell());
+    let (host, base) = (fixture.registry.host(), format!("docker://{}", fixture.base));
+    let index = cmd!(sh, "skopeo inspect --raw --tls-verify=false {base}").quiet().output().unwrap().stdout;
+    let pin = format!("ARG BASE_IMAGE={}@sha256:{}\n", fixture.base, crate::sha256_hex(&index));
+    let dockerfile = std::fs::read_to_string(source.work().join("agent-runner/Dockerfile")).unwrap();
+    let pinned: String = (dockerfile.split_inclusive('\n'))
+        .map(|line| if line.starts_with("ARG BASE_IMAGE=") { pin.clone() } else { line.to_owned() })
+        .collect();
+    source.write("agent-runner/Dockerfile", &pinned);
+    source.commit_all("pin the test base");
+    let tag = format!("v{VERSION}");
+    source.git(&["tag", &tag]);
+    source.git(&["push", "--quiet", "origin", &tag]);
+    let tagged = source.git(&["rev-parse", "HEAD"]);
+
+    // release.yml's image-platform jobs, each pushing its platform by digest: linux/amd64
+    // from the tag, linux/arm64 from a later commit that changed the agent-runner. With
+    // the engine's cache, which the rebuild does not use: steps taken from it carried an
+    // earlier build's history times, older than the commit, until the engine builder
+    // wrote the source date for every step of its own.
+    let by_digest = |platform: &str| -> String {
+        let output = crate::run(
+            cmd!(
+                sh,
+                "{XTASK} image --push --by-digest --platform {platform} --builder engine --registry {host} --version {tag}"
+            )
+            .env("XTASK_PROJECT_ROOT", source.work()),
+        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let amd64 = by_digest("linux/amd64");
+    let module = "agent-runner/src/stigmer_agent_runner/__init__.py";
+    let code = std::fs::read_to_string(source.work().join(module)).unwrap();
+    source.write(module, &format!("{code}# A commit after the release's tag.\n"));
+    let later = source.commit_all("after the release");
+    let arm64 = by_digest("linux/arm64");
+    // The image job, at the tag: merged, verified, signed and attested, tagged.
+    source.git(&["switch", "--quiet", "--detach", &tag]);
+    let keys = KeyPair::generate();
+    let key = &keys.key;
+    let merged = run_ok(
+        cmd!(
+            sh,
+            "{XTASK} image --merge {amd64},{arm64} --registry {host} --version {tag} --cosign-key {key}"
+        )
+        .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD)
+        .env("XTASK_PROJECT_ROOT", source.work()),
+    );
+    let release = Release::around(fixture, keys, published_digest(&merged));
+
+    let remote = release.fixture.repo.remote();
+    let rebuilt = rebuild_rows(
+        (release
+            .verify(&sh)
+            // The suite's caches (prepared dependencies), as a rebuilder's machine keeps its own.
+            .env("CARGO_TARGET_DIR", test_support::project_root().join("target"))
+            .args(["--rebuild", "--platform", "linux/amd64", "--platform", "linux/arm64"]))
+            .arg("--source")
+            .arg(remote),
+    );
+    // --platform alone rebuilds no archive.
+    let [(amd64_image, true, same), (arm64_image, false, result)] = &rebuilt[..] else {
+        panic!("{rebuilt:#?}")
+    };
+    let repository = release.fixture.repository();
+    assert_eq!(amd64_image.as_str(), format!("{repository}:{tag} linux/amd64"));
+    assert_eq!(same.as_str(), format!("rebuilt from {tag} ({}): the same manifest {amd64}", &tagged[..12]));
+    assert_eq!(arm64_image.as_str(), format!("{repository}:{tag} linux/arm64"));
+    assert!(result.starts_with(&format!("rebuilt from {tag} ({tagged}) it is sha256:")), "{result}");
+    assert!(result.contains(&format!(", the published index lists {arm64}; ")), "{result}");
+    // What differs: the config (the commit it names), and the application's layer, the last.
+    assert!(result.contains("; the config differs at "), "{result}");
+    assert!(result.contains(&format!("; the published config says it was built from {later}; ")), "{result}");
+    assert!(result.ends_with(" of 4 differs"), "{result}");
+    eprintln!("{amd64_image}: {same}\n{arm64_image}: {result}");
 }
 
 #[test]
