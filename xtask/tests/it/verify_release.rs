@@ -560,8 +560,8 @@ fn a_rebuild_from_the_tag_names_the_platform_whose_image_was_built_from_another_
             // The suite's caches (prepared dependencies), as a rebuilder's machine keeps its own.
             .env("CARGO_TARGET_DIR", test_support::project_root().join("target"))
             .args(["--rebuild", "--platform", "linux/amd64", "--platform", "linux/arm64"]))
-            .arg("--source")
-            .arg(remote),
+        .arg("--source")
+        .arg(remote),
     );
     // --platform alone rebuilds no archive.
     let [(amd64_image, true, same), (arm64_image, false, result)] = &rebuilt[..] else {
