@@ -278,7 +278,9 @@ fn dist_dir_name() -> &'static str {
 }
 
 /// Cargo's target directory for a build run from `sh`: `CARGO_TARGET_DIR`, else target/
-/// of its directory. dist builds below it, in dist/.
+/// of its directory. dist builds below it, in one of `DIST_DIRS`. (`project::target_dir`
+/// is the same rule for the process's own variables; this one reads the shell's, which
+/// `--rebuild` points into its clone.)
 pub(crate) fn cargo_target_dir(sh: &Shell) -> PathBuf {
     sh.var_os("CARGO_TARGET_DIR").map_or_else(|| sh.current_dir().join("target"), PathBuf::from)
 }

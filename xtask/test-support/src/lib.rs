@@ -71,7 +71,7 @@ pub fn share_dist_builds(cargo_target: &std::path::Path) {
     // dist's two directories (xtask's `dist::DIST_DIRS`): as shipped, and the tests' profile.
     for name in ["dist", "dist-custom-profile"] {
         let shared = project_root().join("target").join(name);
-        std::fs::create_dir_all(&shared).expect("creating target/dist");
+        std::fs::create_dir_all(&shared).expect("creating the shared dist directory");
         let link = cargo_target.join(name);
         if !link.is_symlink() {
             let _ = std::fs::remove_dir_all(&link);
