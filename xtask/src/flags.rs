@@ -95,8 +95,8 @@ pub struct Bench {
     #[arg(long)]
     pub no_fail: bool,
 
-    /// Run each measurement once, and CLI sizes for this machine's target only (the test
-    /// suite does, to prove the bench works)
+    /// Run each measurement once, CLI sizes for this machine's target only, and no
+    /// emulated arm64 build (the test suite does, to prove the bench works)
     #[arg(long)]
     pub quick: bool,
 

@@ -58,7 +58,6 @@ impl flags::Test {
         }
 
         let other_suites = self.test_args.is_empty() && first_shard;
-        let shipped_cli = (tier == Tier::Full && other_suites).then(|| std::thread::spawn(build_shipped_cli));
         let mut suites = Vec::new();
         if other_suites {
             suites.push(timed("rustfmt", || step(cmd!(sh, "cargo fmt --all --check"))));
@@ -117,12 +116,13 @@ impl flags::Test {
         if other_suites {
             suites.push(timed("pytest", || pytest(sh)));
             if tier == Tier::Full {
-                match shipped_cli.map(std::thread::JoinHandle::join) {
-                    Some(Ok(Err(err))) => eprintln!("note: {err:#}; the bench builds it"),
-                    Some(Err(_)) => eprintln!("note: building the shipped CLI panicked; the bench builds it"),
-                    _ => {}
-                }
-                suites.push(timed("bench", || quick_bench(sh)));
+                // With the tests' CLI, which they built already: the shipped profile's
+                // cold build (fat LTO, every dependency at opt-level 3) was about four
+                // minutes of a core here, for one row of the table.
+                suites.push(timed("bench", || {
+                    let _profile = cli_profile_in_tests(sh);
+                    quick_bench(sh)
+                }));
             }
         }
 
@@ -163,7 +163,8 @@ impl flags::Test {
 /// the checkout's sources, the rehearsal's release commit and every forced rebuild.
 /// These are cargo's own settings, so `dist` keys the binaries it keeps by them and
 /// never hands out one profile's build for the other. The profile that ships is built
-/// by `cargo xtask bench` (the CLI's size), release.yml and `release --snapshot`.
+/// by `cargo xtask bench` (the CLI's size), release.yml and `release --snapshot` (which
+/// ci.yml's `snapshot` job runs).
 const CLI_PROFILE_IN_TESTS: [(&str, &str); 3] = [
     ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0"),
     ("CARGO_PROFILE_RELEASE_LTO", "off"),
@@ -193,28 +194,6 @@ fn build_base_images() -> anyhow::Result<()> {
     for arch in test_support::base_image::ARCHES {
         test_support::base_image::ensure(&sh, arch)?;
     }
-    Ok(())
-}
-
-/// The CLI as it ships (release profile, fat LTO), for this machine's target: the bench
-/// measures its size and a warm `release --snapshot` with it, and after the tests it
-/// compiled it alone, about 4 minutes cold here. Built at the lowest priority while the
-/// tests run, which leave the cores idle about a third of the time; the tests' own CLI
-/// builds go to dist-custom-profile/ (`dist::DIST_DIRS`), so neither waits on the other.
-fn build_shipped_cli() -> anyhow::Result<()> {
-    let sh = Shell::new()?;
-    sh.change_dir(crate::project::root());
-    let out = tempfile::tempdir()?;
-    let out = out.path();
-    let host = Target::host().context("no CLI target for this machine")?.triple();
-    // Through cargo, as quick_bench runs the bench: the same variables, so the bench's
-    // build has the same inputs and takes this one.
-    cmd!(sh, "nice -n 19 cargo xtask dist --target {host} --out {out}")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .context("building the shipped CLI ahead of the bench")?;
     Ok(())
 }
 

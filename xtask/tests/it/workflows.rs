@@ -1125,6 +1125,29 @@ fn the_workflow_linters_have_one_version_everywhere() {
     assert!(wrong.is_empty(), "linters not at ci/setup.sh's pins {pins:?}:\n{}", wrong.join("\n"));
 }
 
+/// The shipped profile (fat LTO) is built by no test: ci.yml runs README's main job as
+/// a newcomer does, the command README gives, so that it is built and stamped on every
+/// pull request.
+#[test]
+fn ci_runs_the_readmes_main_job() {
+    let readme = read(&project_root().join("README.md"));
+    let main_job = readme
+        .lines()
+        .find(|line| line.contains("# the main job"))
+        .and_then(|line| line.split('#').next())
+        .map(str::trim)
+        .expect("README.md names its main job (`... # the main job: ...`)");
+    let ci = workflow_yaml("ci.yml");
+    let runs: Vec<&str> = ci["jobs"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .flat_map(|job| job["steps"].as_sequence().into_iter().flatten())
+        .filter_map(|step| step["run"].as_str())
+        .collect();
+    assert!(runs.contains(&main_job), "no ci.yml step runs {main_job:?}: {runs:#?}");
+}
+
 /// Found by reading ci.yml: zizmor ran `--offline` in CI too, which turns off the audits
 /// that ask GitHub about the pinned actions (impostor commits, known-vulnerable actions).
 #[test]
