@@ -630,19 +630,9 @@ impl Rehearsal<'_> {
         // remapped paths, and so cargo's reuse, depend on it.
         let runner = project_root().join("target/rehearsal");
         let workspace = runner.join("work/stigmer/stigmer");
-        // The CLI jobs' builds stay in a target directory of their own, kept between
-        // runs. Their cargo-zigbuild is the one release.yml installs in the tool cache,
-        // whose linker wrappers have other paths than the suite's cargo-zigbuild's, and
-        // cargo rebuilds every dependency of a target whose linker changed: sharing the
-        // suite's builds (as it once did), the two rebuilt the four cross targets'
-        // dependencies in turn, about 30 s a target each time.
         let cargo_target = runner.join("cargo-target");
-        for name in ["dist", "dist-custom-profile"] {
-            let link = cargo_target.join(name);
-            if link.is_symlink() {
-                std::fs::remove_file(&link).unwrap();
-            }
-        }
+        // The CLI jobs' release builds share the suite's (the dependencies of five targets).
+        test_support::share_dist_builds(&cargo_target);
         let shim = dir.path().join("bin");
         let calls = dir.path().join("xtask-calls");
         let tool_builds = dir.path().join("tool-builds");
