@@ -41,7 +41,11 @@
 //!   and builds as it does there: linux-amd64 with cargo, each other target with the
 //!   pinned zig its job installs into a venv in the runner's tool cache (GITHUB_PATH
 //!   puts it first). The tool cache (`RUNNER_TOOL_CACHE`) is kept between jobs and
-//!   runs, as on a runner that is reused; a GitHub-hosted runner's starts empty. The
+//!   runs, as on a runner that is reused; a GitHub-hosted runner's starts empty. It
+//!   holds the cross linker already, at the versions the step names: this machine's
+//!   own install (ci/setup.sh's, the same pins), so that the step finds it and the jobs
+//!   link with the cargo-zigbuild the rest of the suite uses (`suites_cross_linker`
+//!   says why; the venv the step makes is not exercised here). The
 //!   release profile is the suite's (`cargo xtask test` builds the CLI unoptimised,
 //!   test.rs says why), not the fat LTO release.yml's runners build.
 //! - GitHub's API: `gh` is test-support's stand-in (`gh_stand_in.py`), which keeps
@@ -854,7 +858,7 @@ impl Rehearsal<'_> {
             ("RUNNER_TEMP", runner_temp.display().to_string()),
             // Kept between jobs and runs, as a reused runner's is (a GitHub-hosted
             // runner's starts empty): the CLI jobs install zig there once, not each time.
-            ("RUNNER_TOOL_CACHE", project_root().join("target/rehearsal/tool-cache").display().to_string()),
+            ("RUNNER_TOOL_CACHE", suites_cross_linker(&project_root().join("target/rehearsal/tool-cache"))),
             ("CARGO_TARGET_DIR", cargo_target.display().to_string()),
             ("REHEARSAL_JOB", job.to_owned()),
             ("REHEARSAL_CALLS", calls.display().to_string()),
@@ -1258,4 +1262,36 @@ fn write_cargo_shim(dir: &Path) {
         std::fs::write(&path, script).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
+}
+
+/// `tool_cache`, holding the cross linker release.yml's CLI jobs install (the directory
+/// its step names, with the step's `installed` mark) as this machine's own pip install
+/// of the same pins: the `cargo-zigbuild` and `python3` of ci/setup.sh's. cargo-zigbuild
+/// names the linker wrappers it hands cargo by its own path and its Python's, and cargo
+/// rebuilds every dependency of a target whose linker changed: with a venv of their own,
+/// the CLI jobs and the rest of the suite rebuilt the four cross targets' dependencies
+/// in turn in the shared target directory, about 30 s a target each time (cargo's
+/// fingerprint log: `ConfigSettingsChanged`).
+fn suites_cross_linker(tool_cache: &Path) -> String {
+    let release = std::fs::read_to_string(project_root().join(".github/workflows/release.yml")).unwrap();
+    let name = release
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("zig=\"$RUNNER_TOOL_CACHE/")?.strip_suffix('"'))
+        .expect("release.yml's cross-linker step names its directory in the tool cache");
+    let sh = shell();
+    let scripts =
+        cmd!(sh, "python3 -c 'import sysconfig; print(sysconfig.get_path(\"scripts\"))'").read().unwrap();
+    let (cargo_zigbuild, python) =
+        (Path::new(&scripts).join("cargo-zigbuild"), Path::new(&scripts).join("python3"));
+    assert!(cargo_zigbuild.exists(), "no cargo-zigbuild in {scripts}: run `bash ci/setup.sh`");
+    let install = tool_cache.join(name);
+    let bin = install.join("bin");
+    if std::fs::read_link(bin.join("cargo-zigbuild")).ok().as_deref() != Some(cargo_zigbuild.as_path()) {
+        let _ = std::fs::remove_dir_all(&install);
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(&cargo_zigbuild, bin.join("cargo-zigbuild")).unwrap();
+        std::os::unix::fs::symlink(&python, bin.join("python3")).unwrap();
+        std::fs::write(install.join("installed"), "").unwrap();
+    }
+    tool_cache.display().to_string()
 }
