@@ -216,7 +216,7 @@ fn has_zigbuild(sh: &Shell) -> bool {
 /// same bytes, and checkouts that share a target directory share its dependencies.
 fn build(sh: &Shell, target: Target, inputs: &BuildInputs, reuse: Reuse) -> anyhow::Result<Vec<u8>> {
     let triple = target.triple();
-    let target_dir = cargo_target_dir(sh).join(dist_dir_name());
+    let target_dir = crate::project::target_dir(sh).join(dist_dir_name());
     std::fs::create_dir_all(&target_dir).with_context(|| format!("creating {}", target_dir.display()))?;
     // One spelling of the directory, whatever symlink led to it: the flags name it.
     let target_dir =
@@ -279,14 +279,6 @@ fn dist_dir_name() -> &'static str {
 /// `dist` builds is not what ships (the tests' unoptimised CLI).
 pub(crate) fn profile_is_custom() -> bool {
     std::env::vars_os().any(|(name, _)| name.to_string_lossy().starts_with("CARGO_PROFILE_"))
-}
-
-/// Cargo's target directory for a build run from `sh`: `CARGO_TARGET_DIR`, else target/
-/// of its directory. dist builds below it, in one of `DIST_DIRS`. (`project::target_dir`
-/// is the same rule for the process's own variables; this one reads the shell's, which
-/// `--rebuild` points into its clone.)
-pub(crate) fn cargo_target_dir(sh: &Shell) -> PathBuf {
-    sh.var_os("CARGO_TARGET_DIR").map_or_else(|| sh.current_dir().join("target"), PathBuf::from)
 }
 
 /// What goes into a CLI build, as far as this can tell without cargo: more than it

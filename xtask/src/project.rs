@@ -18,13 +18,14 @@ pub(crate) fn root() -> PathBuf {
     }
 }
 
-/// Where xtask keeps what it caches between runs (compressed layers, prepared
-/// dependencies): cargo's target directory, `CARGO_TARGET_DIR` or target/ of the
-/// workspace. Named by cargo's variable, so that every checkout of the project given
-/// one target directory (the tests' throwaway repositories, the rehearsal's jobs)
-/// shares these caches, as it shares cargo's builds.
-pub(crate) fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+/// Cargo's target directory for what runs in `sh`: `CARGO_TARGET_DIR`, else target/ of
+/// the shell's directory (the project's root, or the clone `--rebuild` builds in). dist
+/// builds below it (`dist::DIST_DIRS`), and xtask keeps its caches there (compressed
+/// layers, prepared dependencies): named by cargo's variable, so that every checkout
+/// given one target directory (the tests' throwaway repositories, the rehearsal's jobs,
+/// a rebuild's clone) shares them, as it shares cargo's builds.
+pub(crate) fn target_dir(sh: &Shell) -> PathBuf {
+    sh.var_os("CARGO_TARGET_DIR").map_or_else(|| sh.current_dir().join("target"), PathBuf::from)
 }
 
 /// `[workspace.package] version` of the root `Cargo.toml`: the one product version.

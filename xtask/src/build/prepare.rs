@@ -388,7 +388,7 @@ fn install_dependencies(
     key.update(wheels.join("\n"));
     key.update(format!("\nbyte code: unchecked-hash, CPython {}", python.version));
     let key = crate::registry::digest::hex(&key.finalize()[..16]);
-    let cache = crate::project::target_dir().join("prepared-dependencies");
+    let cache = crate::project::target_dir(sh).join("prepared-dependencies");
     let prepared = cache.join(format!("{platform}-{key}").replace('/', "-"));
     if prepared.is_dir() {
         eprintln!(

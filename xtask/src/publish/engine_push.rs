@@ -204,7 +204,7 @@ fn save_image(
     // The image is on the base when it starts with all of the base's layers.
     let on_base = diff_ids.starts_with(base_layers);
     let own_from = if on_base { base_layers.len() } else { 0 };
-    let cache = crate::project::target_dir().join("oci-layers");
+    let cache = crate::project::target_dir(sh).join("oci-layers");
     std::fs::create_dir_all(&cache)?;
     let mut layers = Vec::new();
     let mut reproducible_diff_ids = Vec::new();

@@ -10,7 +10,7 @@
 //!
 //! A rebuild compiles: cargo builds the CLI in the clone and `dist` never takes a binary
 //! it kept from an earlier build of the same inputs (`Reuse::Never`). Cargo's target
-//! directory is the caller's (`dist::cargo_target_dir`), so dependencies
+//! directory is the caller's (`project::target_dir`), so dependencies
 //! compiled before are reused; the CLI itself is compiled and linked again, at another
 //! path than the release's. The image is built with no layer from the engine's or
 //! BuildKit's cache (`no_cache`); the engine builder takes the locked dependencies from
@@ -116,17 +116,19 @@ pub(crate) async fn rebuild(
     }
     let temp = tempfile::tempdir()?;
     let checkout = temp.path().join(format!("stigmer-{tag}"));
-    let target_dir = dist::cargo_target_dir(sh);
+    let target_dir = project::target_dir(sh);
     let source = &rebuild.source;
     eprintln!("==> rebuilding {tag} from {source}");
     cmd!(sh, "git -c advice.detachedHead=false clone --quiet --depth 1 --branch {tag} {source} {checkout}")
         .run()
         .with_context(|| format!("cloning {tag} from {source}: is --source the release's repository?"))?;
     let _in_clone = sh.push_dir(&checkout);
+    // The caller's target directory, not the clone's: its dependency builds, layer cache
+    // and prepared dependencies, as the caller's own builds keep them.
+    let _target_dir = sh.push_env("CARGO_TARGET_DIR", &target_dir);
     let commit = project::git_revision(sh);
     let mut results = Vec::new();
     if !chosen.is_empty() {
-        let _target_dir = sh.push_env("CARGO_TARGET_DIR", &target_dir);
         results.extend(archives(sh, published, &commit, chosen, &temp.path().join("dist"))?);
     }
     if let Some(images) = images {
@@ -165,7 +167,12 @@ fn archives(
             Ok(format!("rebuilt from {tag} ({}): the same bytes", &commit[..commit.len().min(12)]))
         } else {
             let differs = match first_difference(&rebuilt, &published.dir.join(&archive.name)) {
-                Some(entry) => format!("; {entry} differs first"),
+                Some(Difference::Entry(entry)) => format!("; {entry} differs first"),
+                // The compression or the archive's headers of another `dist` than the
+                // release's.
+                Some(Difference::Packing) => {
+                    "; every file in it is the same: only the packing differs".to_owned()
+                }
                 None => String::new(),
             };
             Err(format!(
@@ -177,17 +184,28 @@ fn archives(
     Ok(results)
 }
 
-/// The first entry (by the rebuilt archive's order) whose bytes differ from the
-/// published archive's, or that only one of them has; `None` when the published one
-/// cannot be read or they hold the same entries (then only the packing differs).
-fn first_difference(rebuilt: &Path, published: &Path) -> Option<String> {
+/// How two archives of different bytes differ.
+enum Difference {
+    /// The first entry (by the rebuilt archive's order) whose bytes differ from the
+    /// published archive's, or that only one of them has.
+    Entry(String),
+    /// The same entries: only the packing differs.
+    Packing,
+}
+
+/// How `rebuilt` differs from `published`; `None` when either cannot be read.
+fn first_difference(rebuilt: &Path, published: &Path) -> Option<Difference> {
     let (rebuilt, published) = (dist::read_entries(rebuilt).ok()?, dist::read_entries(published).ok()?);
     let found = rebuilt.iter().find(|(name, bytes)| {
         published.iter().find(|(other, _)| other == name).is_none_or(|(_, other_bytes)| other_bytes != bytes)
     });
     let only_published =
         || published.iter().find(|(name, _)| !rebuilt.iter().any(|(other, _)| other == name));
-    found.or_else(only_published).map(|(name, _)| name.clone())
+    Some(
+        found
+            .or_else(only_published)
+            .map_or(Difference::Packing, |(name, _)| Difference::Entry(name.clone())),
+    )
 }
 
 /// What the verified index holds: each platform's manifest digest, and the builder that
@@ -467,6 +485,42 @@ fn buildkit_note(sh: &Shell) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tar.gz of `files` at deflate `level`.
+    fn archive(dir: &Path, name: &str, level: u32, files: &[(&str, &str)]) -> std::path::PathBuf {
+        let path = dir.join(name);
+        let gzip = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::new(level),
+        );
+        let mut tar = tar::Builder::new(gzip);
+        for (name, text) in files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, name, text.as_bytes()).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn an_archive_that_differs_names_its_first_file_or_else_its_packing() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "the same file, long enough that two deflate levels pack it apart. ".repeat(40);
+        let published = archive(dir.path(), "published.tar.gz", 9, &[("a", &text), ("b", "b")]);
+        let repacked = archive(dir.path(), "repacked.tar.gz", 1, &[("a", &text), ("b", "b")]);
+        assert_ne!(std::fs::read(&published).unwrap(), std::fs::read(&repacked).unwrap());
+        assert!(matches!(first_difference(&repacked, &published), Some(Difference::Packing)));
+        let changed = archive(dir.path(), "changed.tar.gz", 9, &[("a", &text), ("b", "c")]);
+        assert!(
+            matches!(first_difference(&changed, &published), Some(Difference::Entry(name)) if name == "b")
+        );
+        let fewer = archive(dir.path(), "fewer.tar.gz", 9, &[("a", &text)]);
+        assert!(matches!(first_difference(&fewer, &published), Some(Difference::Entry(name)) if name == "b"));
+        assert!(first_difference(&dir.path().join("missing.tar.gz"), &published).is_none());
+    }
 
     #[test]
     fn the_paths_that_differ_are_named_in_key_order() {

@@ -159,7 +159,7 @@ fn unmount_below(sh: &Shell, root: &Path) -> anyhow::Result<()> {
 /// Root filesystems are a few hundred MB: keep them off a small /tmp when the target
 /// dir has room, under the workspace's ignored `target/`.
 fn scratch_dir() -> PathBuf {
-    let dir = crate::project_root().join("target/tmp");
+    let dir = crate::target_dir().join("tmp");
     std::fs::create_dir_all(&dir).expect("creating target/tmp");
     dir
 }
@@ -217,7 +217,7 @@ fn pushed_once(sh: &Shell) -> PathBuf {
         .collect();
     let key: String =
         ids.iter().map(|id| id.trim_start_matches("sha256:")[..12].to_owned()).collect::<Vec<_>>().join("-");
-    let root = crate::project_root().join("target/test-base-pushed");
+    let root = crate::target_dir().join("test-base-pushed");
     std::fs::create_dir_all(&root).expect("creating target/test-base-pushed");
     let lock = std::fs::File::create(root.join(".lock")).expect("creating the lock");
     lock.lock().expect("locking target/test-base-pushed");

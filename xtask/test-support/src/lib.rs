@@ -25,6 +25,14 @@ pub fn project_root() -> PathBuf {
     test_support.ancestors().nth(2).expect("xtask/test-support sits two levels deep").to_path_buf()
 }
 
+/// This checkout's cargo target directory, which the tests hand to the xtask runs they
+/// make in other projects (`CARGO_TARGET_DIR`): xtask's caches there (compressed
+/// layers, prepared dependencies) and the CLI's dependency builds are made once for the
+/// suite, not once per throwaway project.
+pub fn target_dir() -> PathBuf {
+    project_root().join("target")
+}
+
 /// A shell for tests; its working directory is the workspace root.
 pub fn shell() -> xshell::Shell {
     let sh = xshell::Shell::new().expect("creating a shell");
@@ -70,7 +78,7 @@ pub fn share_dist_builds(cargo_target: &std::path::Path) {
     std::fs::create_dir_all(cargo_target).expect("creating the target directory");
     // dist's two directories (xtask's `dist::DIST_DIRS`): as shipped, and the tests' profile.
     for name in ["dist", "dist-custom-profile"] {
-        let shared = project_root().join("target").join(name);
+        let shared = target_dir().join(name);
         std::fs::create_dir_all(&shared).expect("creating the shared dist directory");
         let link = cargo_target.join(name);
         if !link.is_symlink() {

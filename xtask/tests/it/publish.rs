@@ -17,13 +17,6 @@ use xshell::{cmd, Shell};
 
 use crate::{run_err, run_ok, XTASK};
 
-/// This checkout's target directory, for the pushes run in a fixture's project: its
-/// cache of compressed layers holds the base's, which every push would otherwise gzip
-/// again (340 MB, 10-20 s of a core).
-fn shared_target() -> std::path::PathBuf {
-    test_support::project_root().join("target")
-}
-
 pub(crate) struct Fixture {
     pub(crate) registry: TestRegistry,
     pub(crate) base: String,
@@ -85,7 +78,7 @@ impl Fixture {
         )
         .env("DOCKER_CONFIG", self.registry.docker_config())
         .env("XTASK_PROJECT_ROOT", self.at_release(version))
-        .env("CARGO_TARGET_DIR", shared_target())
+        .env("CARGO_TARGET_DIR", test_support::target_dir())
     }
 
     /// `--by-digest` for each platform, as the per-platform jobs run it; their digests.
@@ -98,7 +91,7 @@ impl Fixture {
                 "{XTASK} image --push --by-digest --platform {platform} --builder engine --registry {registry} --version {version} --base-image {base} --context {context}"
             )
             .env("XTASK_PROJECT_ROOT", self.at_release(version))
-            .env("CARGO_TARGET_DIR", shared_target()));
+            .env("CARGO_TARGET_DIR", test_support::target_dir()));
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
             digests.push(String::from_utf8(output.stdout).unwrap().trim().to_owned());
         }
@@ -113,7 +106,7 @@ impl Fixture {
         )
         .env("DOCKER_CONFIG", self.registry.docker_config())
         .env("XTASK_PROJECT_ROOT", self.at_release(&planned_tag(plan)))
-        .env("CARGO_TARGET_DIR", shared_target())
+        .env("CARGO_TARGET_DIR", test_support::target_dir())
     }
 
     pub(crate) fn repository(&self) -> String {

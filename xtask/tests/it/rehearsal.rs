@@ -44,7 +44,7 @@
 //!   runs, as on a runner that is reused; a GitHub-hosted runner's starts empty. It
 //!   holds the cross linker already, at the versions the step names: this machine's
 //!   own install (ci/setup.sh's, the same pins), so that the step finds it and the jobs
-//!   link with the cargo-zigbuild the rest of the suite uses (`suites_cross_linker`
+//!   link with the cargo-zigbuild the rest of the suite uses (`put_the_suites_cross_linker_in`
 //!   says why; the venv the step makes is not exercised here). The
 //!   release profile is the suite's (`cargo xtask test` builds the CLI unoptimised,
 //!   test.rs says why), not the fat LTO release.yml's runners build.
@@ -635,6 +635,7 @@ impl Rehearsal<'_> {
         let runner = project_root().join("target/rehearsal");
         let workspace = runner.join("work/stigmer/stigmer");
         let cargo_target = runner.join("cargo-target");
+        put_the_suites_cross_linker_in(&tool_cache());
         // The CLI jobs' release builds share the suite's (the dependencies of five targets).
         test_support::share_dist_builds(&cargo_target);
         let shim = dir.path().join("bin");
@@ -858,7 +859,7 @@ impl Rehearsal<'_> {
             ("RUNNER_TEMP", runner_temp.display().to_string()),
             // Kept between jobs and runs, as a reused runner's is (a GitHub-hosted
             // runner's starts empty): the CLI jobs install zig there once, not each time.
-            ("RUNNER_TOOL_CACHE", suites_cross_linker(&project_root().join("target/rehearsal/tool-cache"))),
+            ("RUNNER_TOOL_CACHE", tool_cache().display().to_string()),
             ("CARGO_TARGET_DIR", cargo_target.display().to_string()),
             ("REHEARSAL_JOB", job.to_owned()),
             ("REHEARSAL_CALLS", calls.display().to_string()),
@@ -1264,7 +1265,12 @@ fn write_cargo_shim(dir: &Path) {
     }
 }
 
-/// `tool_cache`, holding the cross linker release.yml's CLI jobs install (the directory
+/// The runners' tool cache, kept between jobs and runs.
+fn tool_cache() -> PathBuf {
+    project_root().join("target/rehearsal/tool-cache")
+}
+
+/// Puts in `tool_cache` the cross linker release.yml's CLI jobs install (the directory
 /// its step names, with the step's `installed` mark) as this machine's own pip install
 /// of the same pins: the `cargo-zigbuild` and `python3` of ci/setup.sh's. cargo-zigbuild
 /// names the linker wrappers it hands cargo by its own path and its Python's, and cargo
@@ -1272,7 +1278,7 @@ fn write_cargo_shim(dir: &Path) {
 /// the CLI jobs and the rest of the suite rebuilt the four cross targets' dependencies
 /// in turn in the shared target directory, about 30 s a target each time (cargo's
 /// fingerprint log: `ConfigSettingsChanged`).
-fn suites_cross_linker(tool_cache: &Path) -> String {
+fn put_the_suites_cross_linker_in(tool_cache: &Path) {
     let release = std::fs::read_to_string(project_root().join(".github/workflows/release.yml")).unwrap();
     let name = release
         .lines()
@@ -1293,5 +1299,4 @@ fn suites_cross_linker(tool_cache: &Path) -> String {
         std::os::unix::fs::symlink(&python, bin.join("python3")).unwrap();
         std::fs::write(install.join("installed"), "").unwrap();
     }
-    tool_cache.display().to_string()
 }

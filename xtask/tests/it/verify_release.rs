@@ -97,7 +97,7 @@ impl Release {
         run_ok(
             cmd!(sh, "{XTASK} dist {targets...} --version {VERSION} --image-digest {digest} --out {out}")
                 .env("XTASK_PROJECT_ROOT", root)
-                .env("CARGO_TARGET_DIR", test_support::project_root().join("target")),
+                .env("CARGO_TARGET_DIR", test_support::target_dir()),
         );
     }
 
@@ -472,7 +472,7 @@ fn a_rebuild_from_the_tag_names_the_archive_built_from_another_commit() {
     let rebuilt = rebuild_rows(
         release
             .verify(&sh)
-            .env("CARGO_TARGET_DIR", test_support::project_root().join("target"))
+            .env("CARGO_TARGET_DIR", test_support::target_dir())
             .args(["--rebuild", "--target", amd64, "--target", arm64])
             .arg("--source")
             .arg(remote),
@@ -558,7 +558,7 @@ fn a_rebuild_from_the_tag_names_the_platform_whose_image_was_built_from_another_
         (release
             .verify(&sh)
             // The suite's caches (prepared dependencies), as a rebuilder's machine keeps its own.
-            .env("CARGO_TARGET_DIR", test_support::project_root().join("target"))
+            .env("CARGO_TARGET_DIR", test_support::target_dir())
             .args(["--rebuild", "--platform", "linux/amd64", "--platform", "linux/arm64"]))
         .arg("--source")
         .arg(remote),
