@@ -394,8 +394,11 @@ fn measure_release(sh: &Shell, base: &str, runs: usize, quick: bool) -> anyhow::
     let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join(checksums::MANIFEST))?)?;
     // Under `cargo xtask test` the CLI is the tests' unoptimised build: its size says
     // nothing of the one that ships, so it is named as such and compared with nothing.
-    let (profile, size_target) =
-        if dist::profile_is_custom() { (", unoptimised (CARGO_PROFILE_*)", None) } else { ("", Some(8e6)) };
+    let (profile, size_target) = if dist::profile_is_custom() {
+        (", unoptimised (CARGO_PROFILE_RELEASE_*)", None)
+    } else {
+        ("", Some(8e6))
+    };
     let mut results = Vec::new();
     for artifact in manifest["artifacts"].as_array().context("manifest.json has no artifacts")? {
         let target: Target = artifact["target"].as_str().unwrap_or_default().parse()?;

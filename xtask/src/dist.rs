@@ -266,7 +266,7 @@ fn build(sh: &Shell, target: Target, inputs: &BuildInputs, reuse: Reuse) -> anyh
 }
 
 /// The directories below cargo's target directory that dist builds in: dist/ for the
-/// release profile as it ships, dist-custom-profile/ when a `CARGO_PROFILE_*` variable
+/// release profile as it ships, dist-custom-profile/ when a `CARGO_PROFILE_RELEASE_*` variable
 /// changes it (the tests' unoptimised CLI). Each has its own cargo lock and binaries, so
 /// a build of one never waits on the other's or replaces its output.
 pub(crate) const DIST_DIRS: [&str; 2] = ["dist", "dist-custom-profile"];
@@ -275,10 +275,11 @@ fn dist_dir_name() -> &'static str {
     DIST_DIRS[usize::from(profile_is_custom())]
 }
 
-/// Whether a `CARGO_PROFILE_*` variable changes the release profile, so that what
-/// `dist` builds is not what ships (the tests' unoptimised CLI).
+/// Whether a `CARGO_PROFILE_RELEASE_*` variable changes the release profile, so that
+/// what `dist` builds is not what ships (the tests' unoptimised CLI). Other profiles'
+/// variables leave `dist`'s build as it ships.
 pub(crate) fn profile_is_custom() -> bool {
-    std::env::vars_os().any(|(name, _)| name.to_string_lossy().starts_with("CARGO_PROFILE_"))
+    std::env::vars_os().any(|(name, _)| name.to_string_lossy().starts_with("CARGO_PROFILE_RELEASE_"))
 }
 
 /// What goes into a CLI build, as far as this can tell without cargo: more than it
