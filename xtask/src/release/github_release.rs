@@ -123,17 +123,16 @@ impl flags::GithubRelease {
     }
 }
 
-/// Whether this release becomes GitHub's Latest: the plan allows it, and `Pointer::decide`
-/// still says so over what GitHub lists at this moment.
+/// Whether this release becomes GitHub's Latest: `Pointer::decide` over what GitHub lists
+/// at this moment, whatever the plan expected when the run began (a rerun's plan may be
+/// stale). GitHub's Latest names the newest release GitHub has published: a newer
+/// release whose image is out but whose GitHub job failed does not hold it back, or a
+/// backport published meanwhile would leave GitHub with no Latest (`invariants::model`
+/// found that sequence); that release's rerun moves Latest on to it.
 fn latest_now(sh: &Shell, release: &ReleasePlan) -> anyhow::Result<Decision> {
-    if !release.github_latest.moves {
-        return Ok(release.github_latest.clone());
-    }
     let listed = github::releases(sh)?;
-    let mut published = release.released.clone();
-    published.extend(github::published(&listed));
     let current = github::latest(&listed).map_or(Current::Absent, Current::Version);
-    Ok(Pointer::Latest.decide(&release.version, &published, &current))
+    Ok(Pointer::Latest.decide(&release.version, &github::published(&listed), &current))
 }
 
 #[derive(Debug, PartialEq, Eq)]

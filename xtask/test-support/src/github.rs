@@ -95,6 +95,14 @@ impl GitHub {
             .collect()
     }
 
+    /// The notes (body) of the release `tag`, as `gh release view --json body` gives them.
+    pub fn body(&self, tag: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.state().join("releases.json")).ok()?;
+        let json: Value = serde_json::from_str(&text).expect("the stand-in's state is JSON");
+        let release = json.as_array()?.iter().find(|r| r["tagName"] == tag)?;
+        release["body"].as_str().map(str::to_owned)
+    }
+
     /// The tag GitHub marks Latest.
     pub fn latest(&self) -> Option<String> {
         self.releases().into_iter().find(|r| r.latest).map(|r| r.tag)

@@ -1,7 +1,8 @@
 //! The model-based test: random sequences of releases, pre-releases, backports, reruns
 //! of earlier jobs with the plans of their first run, jobs failing half-way, two
 //! publishes of one version at once, version tags pushed by a third party (the next
-//! patch's, and one far ahead of every release), and reruns
+//! patch's, and one far ahead of every release), `latest` or `vX` pointed at a third
+//! party's index, and reruns
 //! that build other bytes, run against the real release tool, a real registry, a real
 //! git history, a real tap and the `gh` stand-in; the model checks the rules after every
 //! step, and at the end (after every failed job is run again) that the pointers name
@@ -23,11 +24,15 @@
 //!   CLI job (`verify-image` of the version tag, then `dist --image-digest` for this
 //!   machine's target, a real stamped binary); every CLI built pins, by its own
 //!   `--version`, the digest its version tag names, then and after every later step.
+//! - I4: in every SIGNED-th sequence (signed, and a CLI sequence too), every release
+//!   makes what release.yml's jobs make (the five archives pinned to the verified
+//!   digest, checksums.txt signed, the notes), and `verify-release` passes every
+//!   complete release at the end, reading what GitHub's stand-in published; it fails the
+//!   newest one when a third party has moved one of its pointers, and when one of its
+//!   archives is changed, naming the check each time.
 //! - I5: with a signing key, nothing a third party pushed carries the release's signature.
 //!
-//! Not checked here: I4 (`verify-release` reads every target's CLI; the verify_release
-//! tests hold it, fault by fault, for one release), and a CLI running its pin (the
-//! upgrade test starts it).
+//! Not checked here: a CLI running its pin (the upgrade test starts it).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -43,8 +48,9 @@ const SEQUENCES: u64 = 50;
 const STEPS: usize = 8;
 /// Contents of the images made up front: each release takes the next.
 const CONTENTS: usize = 6;
-/// Every SIGNED-th sequence signs with a key (cosign costs seconds per release).
-const SIGNED: u64 = 20;
+/// Every SIGNED-th sequence signs with a key and checks I4 (cosign and `verify-release`
+/// cost seconds per release); a multiple of CLI_SEQUENCES, so that its CLIs are built.
+const SIGNED: u64 = 10;
 /// Every CLI_SEQUENCES-th sequence builds the CLI after each image job (a second or two
 /// per release: the build is shared, the stamp and the archive are not).
 const CLI_SEQUENCES: u64 = 5;
@@ -85,6 +91,10 @@ enum Action {
     /// A third party pushes a version far ahead of ours (`v20.0.0` when we are at 1.x),
     /// which no release of ours will reach: it must hold no pointer back.
     ThirdPartyAhead,
+    /// A third party points `latest` (or, when true, the next patch's `vX`) at its own
+    /// index; `verify-release` of our newest release says so, and our next release
+    /// (a patch) puts the pointer back.
+    ThirdPartyMovesPointer(bool),
     /// The image job of the n-th release again, building other bytes (a new toolchain).
     Rebuilt(usize),
 }
@@ -110,7 +120,7 @@ fn actions(seed: u64) -> Vec<Action> {
     let bump = |rng: &mut Rng| [Bump::Patch, Bump::Patch, Bump::Minor, Bump::Major][rng.below(4) as usize];
     let job = |rng: &mut Rng| [Job::Image, Job::GitHub, Job::Homebrew][rng.below(3) as usize];
     (0..STEPS)
-        .map(|_| match rng.below(21) {
+        .map(|_| match rng.below(22) {
             0..=5 => Action::Release(bump(&mut rng)),
             6 | 7 => Action::PreRelease,
             8..=10 => Action::Backport,
@@ -122,10 +132,13 @@ fn actions(seed: u64) -> Vec<Action> {
             16 => Action::Concurrent(bump(&mut rng)),
             17 => Action::ThirdParty,
             18 => Action::ThirdPartyAhead,
+            19 => Action::ThirdPartyMovesPointer(rng.below(2) == 0),
             _ => Action::Rebuilt(rng.below(8) as usize),
         })
         .collect()
 }
+
+const CHANGELOG: &str = "# Changelog\n\n## [Unreleased]\n\n";
 
 /// What every sequence starts from: platform images of each content, by digest, in a
 /// registry's storage; and a third party's two-platform index.
@@ -228,6 +241,9 @@ struct World<'a> {
     /// pins, by version.
     cli: bool,
     pins: BTreeMap<Version, String>,
+    /// I4: whether each release makes every asset release.yml makes, signed, so that
+    /// `verify-release` can check it.
+    verified: bool,
     /// I2: the version each pointer named at the last check.
     pointers: BTreeMap<String, Version>,
     log: Vec<String>,
@@ -237,7 +253,7 @@ impl<'a> World<'a> {
     fn new(seed: &'a Seed, keys: Option<&'a KeyPair>, cli: bool) -> World<'a> {
         let registry = TestRegistry::start_from(&seed.registry.storage());
         let repo = TestRepo::new();
-        repo.write("CHANGELOG.md", "# Changelog\n");
+        repo.write("CHANGELOG.md", CHANGELOG);
         repo.commit_all("start");
         World {
             seed,
@@ -254,6 +270,7 @@ impl<'a> World<'a> {
             foreign: Vec::new(),
             cli,
             pins: BTreeMap::new(),
+            verified: keys.is_some() && cli,
             pointers: BTreeMap::new(),
             log: Vec::new(),
         }
@@ -280,6 +297,14 @@ impl<'a> World<'a> {
     fn start(&mut self, version: Version) -> usize {
         let tag = format!("v{version}");
         self.repo.write("VERSION", &format!("{version}\n"));
+        // Its section, which `release-notes` reads (newest first; each release's
+        // commit holds the sections of those before it).
+        let changelog = std::fs::read_to_string(self.repo.work().join("CHANGELOG.md")).unwrap();
+        let section = format!("## [{version}] - 2026-12-05\n\n- Release {version}.\n\n");
+        self.repo.write(
+            "CHANGELOG.md",
+            &changelog.replacen("## [Unreleased]\n\n", &format!("## [Unreleased]\n\n{section}"), 1),
+        );
         let commit = self.repo.commit_all(&format!("release: {tag}"));
         self.repo.git(&["tag", &tag]);
         // As `cargo xtask release` pushes it: what counts as released is origin's tags.
@@ -369,6 +394,21 @@ impl<'a> World<'a> {
                 self.image(index, self.releases[index].content).and_then(|out| Ok(out + &self.cli(index)?))
             }
             Job::Image => self.image(index, self.releases[index].content),
+            Job::GitHub if self.verified => {
+                // release.yml's release job: checksums, the notes naming the verified
+                // digest, the signature, then GitHub.
+                let digest = self.pins.get(&self.releases[index].version).cloned().unwrap_or_default();
+                let key = &self.keys.unwrap().key;
+                self.xtask(index, cmd!(sh, "{XTASK} checksums {dir}"))
+                    .and_then(|_| {
+                        self.run(cmd!(
+                            sh,
+                            "{XTASK} release-notes --plan {plan} --dir {dir} --image-digest {digest}"
+                        ))
+                    })
+                    .and_then(|_| self.run(cmd!(sh, "{XTASK} checksums {dir} --cosign-key {key}")))
+                    .and_then(|_| self.run(cmd!(sh, "{XTASK} github-release --plan {plan} --dir {dir}")))
+            }
             Job::GitHub => self.xtask(index, cmd!(sh, "{XTASK} github-release --plan {plan} --dir {dir}")),
             Job::Homebrew => {
                 // release.yml runs it only when the plan says the formula moves.
@@ -405,20 +445,25 @@ impl<'a> World<'a> {
             .find_map(|line| line.trim().strip_prefix("\"index_digest\": \"")?.split('"').next())
             .ok_or(verified.clone())?
             .to_owned();
-        let triple = crate::dist::host_triple();
+        // Every target when `verify-release` checks the release, else this machine's.
+        let target = match self.verified {
+            true => None,
+            false => Some(format!("--target={}", crate::dist::host_triple())),
+        };
         let root = test_support::project_root();
-        let built =
-            cmd!(sh, "{XTASK} dist --plan {plan} --target {triple} --out {dir} --image-digest {digest}")
-                .env("XTASK_PROJECT_ROOT", &root)
-                .quiet()
-                .ignore_status()
-                .output()
-                .unwrap();
+        let built = cmd!(sh, "{XTASK} dist --plan {plan} {target...} --out {dir} --image-digest {digest}")
+            .env("XTASK_PROJECT_ROOT", &root)
+            .quiet()
+            .ignore_status()
+            .output()
+            .unwrap();
         if !built.status.success() {
             return Err(String::from_utf8_lossy(&built.stderr).into_owned());
         }
         // New checksums drop the old bundle; the release job signs them again.
-        std::fs::write(dir.join("checksums.txt.sigstore.json"), "{}").unwrap();
+        if !self.verified {
+            std::fs::write(dir.join("checksums.txt.sigstore.json"), "{}").unwrap();
+        }
         let archive = dir.join(format!("stigmer-v{version}-{}.tar.gz", crate::dist::host_platform()));
         let unpacked = tempfile::tempdir().unwrap();
         let into = unpacked.path();
@@ -532,6 +577,14 @@ impl<'a> World<'a> {
                 self.published_by(index, &first);
                 self.published_by(index, &second);
                 if first.is_ok() || second.is_ok() {
+                    // release.yml's CLI job follows the image job, as in `job`.
+                    if self.cli {
+                        if let Err(err) = self.cli(index) {
+                            return self
+                                .log
+                                .push(format!("{action:?}: the CLI job failed: {}", last_line(&err)));
+                        }
+                    }
                     self.releases[index].done.push(Job::Image);
                     let rest = self.job(index, Job::GitHub).and_then(|_| self.job(index, Job::Homebrew));
                     rest.map(|_| format!("v{}: two image jobs at once", self.releases[index].version))
@@ -557,6 +610,36 @@ impl<'a> World<'a> {
                 let tag = format!("v{}.0.0", highest + 20);
                 self.pushed_by_a_third_party(&tag);
                 Ok(format!("a third party pushed {tag}"))
+            }
+            Action::ThirdPartyMovesPointer(alias) => {
+                if self.published().is_empty() {
+                    return self.instead("a third party's pointer: nothing published yet".to_owned());
+                }
+                let next = self.next_version(Bump::Patch);
+                let tag = match alias {
+                    true => format!("v{}", next.major),
+                    false => "latest".to_owned(),
+                };
+                self.pushed_by_a_third_party(&tag);
+                // I4: a user checking our newest release is told.
+                if let Some(index) = self.newest_complete().filter(|&index| {
+                    self.verified && (tag == "latest" || self.releases[index].version.major == next.major)
+                }) {
+                    let assets = self.published_assets(index);
+                    let failed = self.verify_release(index, &assets).unwrap_or_else(|err| panic!("{err}"));
+                    let named = failed.iter().any(|(check, subject, _)| {
+                        check == "pointer" && subject.ends_with(&format!("agent-runner:{tag}"))
+                    });
+                    assert!(
+                        named,
+                        "I4: verify-release v{} does not name {tag}, which a third party moved: {failed:?}",
+                        self.releases[index].version
+                    );
+                }
+                let index = self.start(next);
+                self.jobs(index).map(|()| {
+                    format!("a third party moved {tag}; v{} put it back", self.releases[index].version)
+                })
             }
             Action::Rebuilt(n) => {
                 if self.releases.is_empty() {
@@ -605,6 +688,101 @@ impl<'a> World<'a> {
             .unwrap();
         let digest = self.registry.tags("agent-runner")[tag].clone();
         self.foreign.push(digest);
+    }
+
+    /// Every job of release `index` succeeded, and its version is ours.
+    fn complete(&self, index: usize) -> bool {
+        let release = &self.releases[index];
+        !release.burned
+            && [Job::Image, Job::GitHub, Job::Homebrew].iter().all(|job| release.done.contains(job))
+    }
+
+    /// The complete final release with the highest version.
+    fn newest_complete(&self) -> Option<usize> {
+        (0..self.releases.len())
+            .filter(|&index| self.complete(index) && self.releases[index].version.pre.is_empty())
+            .max_by(|&a, &b| self.releases[a].version.cmp(&self.releases[b].version))
+    }
+
+    /// Where GitHub's stand-in keeps what `github-release` uploaded for release `index`.
+    fn published_assets(&self, index: usize) -> PathBuf {
+        let tag = format!("v{}", self.releases[index].version);
+        self.github.asset(&tag, "checksums.txt").parent().unwrap().to_owned()
+    }
+
+    /// `verify-release` of release `index` as a user runs it: on `assets` (what GitHub
+    /// published, or a copy), with the notes GitHub shows and the release's public key;
+    /// the checks that failed, as (check, subject, result).
+    fn verify_release(
+        &self,
+        index: usize,
+        assets: &std::path::Path,
+    ) -> Result<Vec<(String, String, String)>, String> {
+        let tag = format!("v{}", self.releases[index].version);
+        let body = self.github.body(&tag).ok_or(format!("I4: GitHub holds no release {tag}"))?;
+        let notes = self.temp.path().join(format!("{tag}-body.md"));
+        std::fs::write(&notes, body).unwrap();
+        let (host, tap, public) = (self.registry.host(), self.tap.remote(), &self.keys.unwrap().public);
+        let sh = shell();
+        // In the world's repository: origin's tags say which registry versions are ours.
+        let output = cmd!(
+            sh,
+            "{XTASK} verify-release {tag} --dir {assets} --notes {notes} --registry {host} --tap {tap} --key {public} --json"
+        )
+        .env("XTASK_PROJECT_ROOT", self.repo.work())
+        .quiet()
+        .ignore_status()
+        .output()
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .map_err(|_| format!("I4: verify-release {tag} wrote no report:\n{stderr}"))?;
+        let failed: Vec<(String, String, String)> = (report["checks"].as_array().unwrap().iter())
+            .filter(|check| check["ok"] == false)
+            .map(|c| {
+                let text = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
+                (text("check"), text("subject"), text("result"))
+            })
+            .collect();
+        if failed.is_empty() != output.status.success() {
+            return Err(format!(
+                "I4: verify-release {tag}'s exit status disagrees with its report:\n{stderr}"
+            ));
+        }
+        Ok(failed)
+    }
+
+    /// I4 at the end: `verify-release` passes every complete release, and fails the
+    /// newest final one, naming the archive, when one of its archives is changed.
+    fn check_verified(&self) -> Result<(), String> {
+        if !self.verified {
+            return Ok(());
+        }
+        for index in (0..self.releases.len()).filter(|&index| self.complete(index)) {
+            let failed = self.verify_release(index, &self.published_assets(index))?;
+            if !failed.is_empty() {
+                let tag = format!("v{}", self.releases[index].version);
+                return Err(format!("I4: verify-release fails the complete release {tag}: {failed:#?}"));
+            }
+        }
+        let Some(index) = self.newest_complete() else { return Ok(()) };
+        let changed = tempfile::tempdir().unwrap();
+        let published = self.published_assets(index);
+        for entry in std::fs::read_dir(&published).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), changed.path().join(entry.file_name())).unwrap();
+        }
+        let archive =
+            format!("stigmer-v{}-{}.tar.gz", self.releases[index].version, crate::dist::host_platform());
+        let mut bytes = std::fs::read(changed.path().join(&archive)).unwrap();
+        bytes.push(0);
+        std::fs::write(changed.path().join(&archive), bytes).unwrap();
+        let failed = self.verify_release(index, changed.path())?;
+        let named = failed.iter().any(|(check, subject, _)| check == "checksum" && *subject == archive);
+        if !named || failed.iter().any(|(_, subject, _)| *subject != archive) {
+            return Err(format!("I4: with {archive} changed, verify-release names {failed:#?}"));
+        }
+        Ok(())
     }
 
     /// The versions a pointer may name: final releases of ours whose image is published.
@@ -785,7 +963,7 @@ impl<'a> World<'a> {
                 return Err(format!("I2 at the end: {pointer} names nothing, and {newest:?} is published"));
             }
         }
-        Ok(())
+        self.check_verified()
     }
 }
 
