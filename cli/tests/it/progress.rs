@@ -46,8 +46,11 @@ impl Pull {
         let context = context.path();
         cmd!(sh, "docker build --quiet --tag {image} {context}").quiet().ignore_stdout().run().unwrap();
         cmd!(sh, "docker push --quiet {image}").quiet().ignore_stdout().run().unwrap();
-        // Without --no-prune: the new layer leaves the engine with the image.
-        cmd!(sh, "docker image rm {image}").quiet().ignore_stdout().run().unwrap();
+        // The new layer leaves the engine with the image, whose parent is the tagged base.
+        // --no-prune: had another test moved the base's tag meanwhile, a prune would take
+        // the agent-runner build's cached steps with it, under another test's build
+        // ("unable to find image sha256:…" in a `.ci/run`).
+        cmd!(sh, "docker image rm --no-prune {image}").quiet().ignore_stdout().run().unwrap();
 
         let url = format!("http://{}/v2/{name}/manifests/v1", registry.host());
         let accept = "Accept: application/vnd.docker.distribution.manifest.v2+json";

@@ -303,6 +303,11 @@ pub fn agent_runner_image(version: &str) -> String {
     // The legacy builder sets no BUILDPLATFORM: run the Dockerfile's prepare stage here,
     // on amd64, as BuildKit would on an amd64 machine.
     let (prepare_arg, arch_arg) = ("PREPARE_PLATFORM=linux/amd64", "TARGETARCH=amd64");
+    // One build at a time, as tests run in parallel: two legacy builds of these steps
+    // at once can each make the version's image and move its tag from the other's.
+    let lock_path = crate::target_dir().join("agent-runner-test-image.lock");
+    let lock = std::fs::File::create(&lock_path).expect("creating the agent-runner test image's lock");
+    lock.lock().expect("locking the agent-runner test image's build");
     crate::run_captured(
         cmd!(sh, "docker build --platform linux/amd64 --build-arg {base_arg} --build-arg {version_arg} --build-arg {prepare_arg} --build-arg {arch_arg} --label {LOCAL_BUILD_LABEL} --tag {tag} {context}"),
         "building the agent-runner test image",
