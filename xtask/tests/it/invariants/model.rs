@@ -138,6 +138,7 @@ fn actions(seed: u64) -> Vec<Action> {
         .collect()
 }
 
+/// The world's CHANGELOG.md before its first release; `start` adds each release's section.
 const CHANGELOG: &str = "# Changelog\n\n## [Unreleased]\n\n";
 
 /// What every sequence starts from: platform images of each content, by digest, in a
