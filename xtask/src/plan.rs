@@ -47,7 +47,9 @@ pub(crate) struct ReleasePlan {
     pub(crate) cli: Vec<Artifact>,
     /// Whether the Homebrew formula moves to this version.
     pub(crate) homebrew: Decision,
-    /// Whether GitHub marks this release as its Latest.
+    /// Whether GitHub marks this release as its Latest, as far as the plan can tell:
+    /// `github-release` decides again over the releases GitHub lists when it publishes
+    /// (`latest_now`), which may be fewer than the registry's.
     pub(crate) github_latest: Decision,
     /// The final releases published when the plan was made (the registry's version
     /// tags, and GitHub's releases in release.yml). Every mover adds what it reads at
