@@ -219,8 +219,7 @@ fn pushed_once(sh: &Shell) -> PathBuf {
         ids.iter().map(|id| id.trim_start_matches("sha256:")[..12].to_owned()).collect::<Vec<_>>().join("-");
     let root = crate::target_dir().join("test-base-pushed");
     std::fs::create_dir_all(&root).expect("creating target/test-base-pushed");
-    let lock = std::fs::File::create(root.join(".lock")).expect("creating the lock");
-    lock.lock().expect("locking target/test-base-pushed");
+    let _lock = locked(&root.join(".lock"));
     let pushed = root.join(&key);
     if pushed.is_dir() {
         return pushed;
@@ -305,13 +304,19 @@ pub fn agent_runner_image(version: &str) -> String {
     let (prepare_arg, arch_arg) = ("PREPARE_PLATFORM=linux/amd64", "TARGETARCH=amd64");
     // One build at a time, as tests run in parallel: two legacy builds of these steps
     // at once can each make the version's image and move its tag from the other's.
-    let lock_path = crate::target_dir().join("agent-runner-test-image.lock");
-    let lock = std::fs::File::create(&lock_path).expect("creating the agent-runner test image's lock");
-    lock.lock().expect("locking the agent-runner test image's build");
+    let _lock = locked(&crate::target_dir().join("agent-runner-test-image.lock"));
     crate::run_captured(
         cmd!(sh, "docker build --platform linux/amd64 --build-arg {base_arg} --build-arg {version_arg} --build-arg {prepare_arg} --build-arg {arch_arg} --label {LOCAL_BUILD_LABEL} --tag {tag} {context}"),
         "building the agent-runner test image",
     )
     .unwrap_or_else(|err| panic!("{err:#}"));
     tag
+}
+
+/// `path`, created if need be and locked for this process (tests run in parallel, each
+/// in a process of its own) until the file is dropped.
+fn locked(path: &Path) -> std::fs::File {
+    let file = std::fs::File::create(path).unwrap_or_else(|err| panic!("creating {}: {err}", path.display()));
+    file.lock().unwrap_or_else(|err| panic!("locking {}: {err}", path.display()));
+    file
 }

@@ -27,13 +27,21 @@ use xshell::{cmd, Cmd};
 /// The `xtask` binary this test run built.
 pub(crate) const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
-/// Runs a command and returns its output, whatever its exit status.
 /// A sha256 in hex, as checksums.txt and registry digests spell it.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Copies the files directly in `from` (a release's assets: no subdirectories) into `to`.
+pub(crate) fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Runs a command and returns its output, whatever its exit status.
 pub(crate) fn run(cmd: Cmd<'_>) -> Output {
     cmd.ignore_status().quiet().output().expect("spawning the command")
 }

@@ -632,7 +632,7 @@ impl Rehearsal<'_> {
         std::fs::create_dir_all(&artifacts).unwrap();
         // Every job checks out to this path, as on GitHub's runners: the CLI builds'
         // remapped paths, and so cargo's reuse, depend on it.
-        let runner = project_root().join("target/rehearsal");
+        let runner = test_support::target_dir().join("rehearsal");
         let workspace = runner.join("work/stigmer/stigmer");
         let cargo_target = runner.join("cargo-target");
         put_the_suites_cross_linker_in(&tool_cache());
@@ -1267,7 +1267,7 @@ fn write_cargo_shim(dir: &Path) {
 
 /// The runners' tool cache, kept between jobs and runs.
 fn tool_cache() -> PathBuf {
-    project_root().join("target/rehearsal/tool-cache")
+    test_support::target_dir().join("rehearsal/tool-cache")
 }
 
 /// Puts in `tool_cache` the cross linker release.yml's CLI jobs install (the directory

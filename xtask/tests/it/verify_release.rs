@@ -159,19 +159,12 @@ impl Release {
     /// What `fault` returns, after it ran on the assets; then every asset is put back as
     /// it was (the tap and the registry are not).
     fn undone_after<T>(&self, fault: impl FnOnce() -> T) -> T {
-        let saved = tempfile::tempdir().unwrap();
-        let dir = self.dir();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), saved.path().join(entry.file_name())).unwrap();
-        }
+        let (saved, dir) = (tempfile::tempdir().unwrap(), self.dir());
+        crate::copy_files(&dir, saved.path());
         let result = fault();
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::create_dir(&dir).unwrap();
-        for entry in std::fs::read_dir(saved.path()).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
+        crate::copy_files(saved.path(), &dir);
         result
     }
 

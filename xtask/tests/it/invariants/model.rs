@@ -398,7 +398,9 @@ impl<'a> World<'a> {
             Job::GitHub if self.verified => {
                 // release.yml's release job: checksums, the notes naming the verified
                 // digest, the signature, then GitHub.
-                let digest = self.pins.get(&self.releases[index].version).cloned().unwrap_or_default();
+                let Some(digest) = self.pins.get(&self.releases[index].version).cloned() else {
+                    return Err("no CLI job has pinned this release's digest".to_owned());
+                };
                 let key = &self.keys.unwrap().key;
                 self.xtask(index, cmd!(sh, "{XTASK} checksums {dir}"))
                     .and_then(|_| {
@@ -768,11 +770,7 @@ impl<'a> World<'a> {
         }
         let Some(index) = self.newest_complete() else { return Ok(()) };
         let changed = tempfile::tempdir().unwrap();
-        let published = self.published_assets(index);
-        for entry in std::fs::read_dir(&published).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), changed.path().join(entry.file_name())).unwrap();
-        }
+        crate::copy_files(&self.published_assets(index), changed.path());
         let archive =
             format!("stigmer-v{}-{}.tar.gz", self.releases[index].version, crate::dist::host_platform());
         let mut bytes = std::fs::read(changed.path().join(&archive)).unwrap();
