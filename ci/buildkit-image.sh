@@ -17,7 +17,7 @@
 # Usage: ci/buildkit-image.sh WORKDIR IMAGE   (DOCKER_HOST names the engine to load it in)
 set -euo pipefail
 work=$1 image=$2
-mirror=${MIRROR:-$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources)}
+mirror=${MIRROR:-$(bash "$(dirname "$0")/debian-mirror.sh")}
 log() { printf '==> %s\n' "$*" >&2; }
 mkdir -p "$work" && cd "$work"
 : >empty-status

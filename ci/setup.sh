@@ -102,10 +102,7 @@ if [[ "$(cat "$docker26/installed" 2>/dev/null)" != "${trixie_packages[*]} ${tri
   apt_dir=$docker26/apt
   rm -rf "$apt_dir" "$docker26/root"
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs" "$docker26/root"
-  # The mirror this machine already uses, never a hard-coded host.
-  mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  [[ -n "$mirror" ]] || mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }' /etc/apt/sources.list)
-  [[ -n "$mirror" ]] || { log "no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"; exit 1; }
+  mirror=$(bash "$(dirname "$0")/debian-mirror.sh")
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" >"$apt_dir/sources.list"
   # Separate sources and state: the system's apt lists and status never see trixie.
   apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
@@ -210,8 +207,16 @@ for tool in "${pip_tools[@]}"; do
 done
 if $pip_pinned_missing || ! { command -v uv && command -v cargo-zigbuild && command -v actionlint && command -v zizmor &&
   python3 -c 'import jsonschema'; } >/dev/null 2>&1; then
+  # Debian's own python3 (a machine without pyenv's) has no pip until python3-pip is
+  # installed, and refuses to install into the system (PEP 668) unless told: these are
+  # tools for the whole machine, installed as root like the apt packages above.
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    log "installing Debian's python3-pip"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
   log "installing PyPI tools: ${pip_tools[*]}"
-  python3 -m pip install -q "${pip_tools[@]}"
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q "${pip_tools[@]}"
   command -v pyenv >/dev/null 2>&1 && pyenv rehash
 fi
 
@@ -242,6 +247,18 @@ for part in $toolchain_parts; do
     log "installing the Rust toolchain rust-toolchain.toml pins"
     (cd "$root" && rustup toolchain install --no-self-update)
     break
+  fi
+done
+
+# The test runner: every tier of `cargo xtask test` runs the Rust tests under nextest.
+# Our machines come with it; elsewhere it is compiled from crates.io (a few minutes,
+# once), at the version ci.yml installs (workflows.rs checks they agree).
+cargo_tools=(cargo-nextest@0.9.143)
+for tool in "${cargo_tools[@]}"; do
+  subcommand=${tool%@*} subcommand=${subcommand#cargo-}
+  if ! cargo "$subcommand" --version >/dev/null 2>&1; then
+    log "installing $tool (cargo install; a few minutes)"
+    (cd "$root" && cargo install --locked --quiet "$tool")
   fi
 done
 

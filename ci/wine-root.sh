@@ -19,10 +19,7 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 if [[ ! -x "$root/usr/lib/wine/wine64" ]]; then
   log "making a Debian 13 root with Wine in $root (about a minute)"
-  # The mirror this machine already uses, never a hard-coded host.
-  mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  [[ -n "$mirror" ]] || mirror=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; exit } }' /etc/apt/sources.list 2>/dev/null || true)
-  [[ -n "$mirror" ]] || { log "no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"; exit 1; }
+  mirror=$(bash "$(dirname "$0")/debian-mirror.sh")
   ! mountpoint -q "$root/proc" || umount "$root/proc"
   rm -rf "$root"
   debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyring.gpg trixie "$root" "$mirror" \

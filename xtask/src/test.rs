@@ -80,39 +80,23 @@ impl flags::Test {
         // With this binary's features: the tests run `xtask test` too (its prerequisite
         // check), and the same features mean target/debug/xtask is not relinked under
         // this process. The release tool's own build (no test-env) is clippy's second run.
-        let junit = if has_nextest(sh) {
-            let profile = if tier == Tier::Quick { "quick" } else { "default" };
-            let partition = self.partition.as_ref().map(|partition| format!("--partition={partition}"));
-            // The profile's report (.config/nextest.toml); an older one would name
-            // another run's tests.
-            let junit = crate::project::root().join("target/nextest").join(profile).join("junit.xml");
-            let _ = std::fs::remove_file(&junit);
-            let features = ["--workspace", "--features", "xtask/test-env"];
-            suites.push(timed("rust tests", || {
-                let _profile = cli_profile_in_tests(sh);
-                step(cmd!(sh, "cargo nextest run {features...} --no-run")) && {
-                    base_images_ready(base_images_built())
-                        && step(cmd!(
-                            sh,
-                            "cargo nextest run {features...} --no-fail-fast --profile {profile} {partition...} {test_args...}"
-                        ))
-                }
-            }));
-            Some(junit)
-        } else {
-            // Only the whole suite gets here: --quick and --partition need nextest
-            // (check_prerequisites).
-            suites.push(timed("rust tests", || {
-                let _profile = cli_profile_in_tests(sh);
-                step(cmd!(sh, "cargo test --workspace --features xtask/test-env --no-run"))
-                    && base_images_ready(base_images_built())
+        let profile = if tier == Tier::Quick { "quick" } else { "default" };
+        let partition = self.partition.as_ref().map(|partition| format!("--partition={partition}"));
+        // The profile's report (.config/nextest.toml); an older one would name another
+        // run's tests.
+        let junit = crate::project::root().join("target/nextest").join(profile).join("junit.xml");
+        let _ = std::fs::remove_file(&junit);
+        let features = ["--workspace", "--features", "xtask/test-env"];
+        suites.push(timed("rust tests", || {
+            let _profile = cli_profile_in_tests(sh);
+            step(cmd!(sh, "cargo nextest run {features...} --no-run")) && {
+                base_images_ready(base_images_built())
                     && step(cmd!(
                         sh,
-                        "cargo test --workspace --features xtask/test-env --no-fail-fast {test_args...}"
+                        "cargo nextest run {features...} --no-fail-fast --profile {profile} {partition...} {test_args...}"
                     ))
-            }));
-            None
-        };
+            }
+        }));
         if other_suites {
             suites.push(timed("pytest", || pytest(sh)));
             if tier == Tier::Full {
@@ -134,18 +118,14 @@ impl flags::Test {
         if !other_suites && self.test_args.is_empty() {
             eprintln!("  (rustfmt, clippy, pytest and the bench run in shard 1)");
         }
-        match junit.map(std::fs::read_to_string) {
-            Some(Ok(xml)) => {
+        match std::fs::read_to_string(&junit) {
+            Ok(xml) => {
                 eprintln!("slowest tests:");
                 for (seconds, test) in slowest_tests(&xml, 10) {
                     eprintln!("  {seconds:>7.1} s  {test}");
                 }
             }
-            Some(Err(err)) => eprintln!("no per-test times: reading nextest's report: {err}"),
-            None => eprintln!(
-                "no per-test times: they come from cargo-nextest, which is not installed \
-                 (cargo install cargo-nextest --locked)"
-            ),
+            Err(err) => eprintln!("no per-test times: reading nextest's report: {err}"),
         }
         let failed: Vec<&str> = suites.iter().filter(|suite| !suite.ok).map(|suite| suite.name).collect();
         if !failed.is_empty() {
@@ -237,10 +217,6 @@ fn quick_bench(sh: &Shell) -> bool {
     step(cmd!(sh, "cargo xtask bench --quick --no-fail --out {out}"))
 }
 
-fn has_nextest(sh: &Shell) -> bool {
-    cmd!(sh, "cargo nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
-}
-
 /// The `count` slowest tests of nextest's JUnit report, as (seconds, "binary test").
 /// Reads only what it needs, the attributes of each `<testcase name=".." classname=".."
 /// time="..">` as nextest writes them (double quotes, XML's five escapes), rather than
@@ -289,16 +265,6 @@ impl flags::Test {
             cmd!(sh, "bash ci/setup.sh").run().context("running ci/setup.sh (its output is above)")?;
             missing = missing_parts(sh, tier);
         }
-        // Not ci/setup.sh's (our machines come with it). The quick tier is a nextest
-        // profile and a shard a nextest partition; the whole suite runs under `cargo
-        // test` too, without per-test times.
-        if (tier == Tier::Quick || self.partition.is_some()) && !has_nextest(sh) {
-            missing.push(
-                "`cargo nextest` is missing (--quick and --partition run it): cargo install \
-                 cargo-nextest --locked"
-                    .to_owned(),
-            );
-        }
         if missing.is_empty() {
             return Ok(());
         }
@@ -307,7 +273,7 @@ impl flags::Test {
 }
 
 /// What a run of `tier` needs and does not find, of what ci/setup.sh sets up, each with
-/// how to get it. This is README.md's prerequisite list (cargo-nextest aside); the tidy
+/// how to get it. This is README.md's prerequisite list; the tidy
 /// test `readme_prerequisites_are_checked` keeps the two alike.
 fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
     let mut missing = Vec::new();
@@ -355,6 +321,14 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
         if tier >= needed_from && !test_support::on_path(program) {
             missing.push(format!("`{program}` is not on PATH: {fix}"));
         }
+    }
+    // Every tier runs its Rust tests with nextest (the quick tier is a nextest profile, a
+    // shard a nextest partition, and the slowest tests come from its report).
+    if cmd!(sh, "cargo nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {
+        missing.push(
+            "`cargo nextest` is missing: cargo install cargo-nextest@0.9.143 --locked (ci/setup.sh's pin)"
+                .to_owned(),
+        );
     }
     for component in ["fmt", "clippy"] {
         if cmd!(sh, "cargo {component} --version").quiet().ignore_stdout().ignore_stderr().run().is_err() {

@@ -117,9 +117,17 @@ fn local_image(sh: &Shell, base: &project::BaseImage) -> anyhow::Result<Result<S
     if engine.inspect(sh, base_image)?.is_none() {
         let program = engine.program();
         if let Err(err) = cmd!(sh, "{program} pull --quiet {base_image}").quiet().ignore_stdout().run() {
+            // The tests' Debian base (test-support's base_image.rs names it), which
+            // `cargo xtask test` builds: on a machine that cannot reach Docker Hub it is
+            // the image a newcomer has.
+            let tests_base = format!("stigmer-test-base:bookworm-{}", Platform::host().arch());
+            let hint = match engine.inspect(sh, &tests_base)? {
+                Some(_) => format!(" (this engine has the tests' {tests_base}: --base-image {tests_base})"),
+                None => String::new(),
+            };
             return Ok(Err(format!(
                 "the base image {base_image} is not in the engine and pulling it failed ({err}); \
-                 pass --base-image with an image the engine has"
+                 pass --base-image with an image the engine has{hint}"
             )));
         }
     }

@@ -56,7 +56,7 @@ fn the_quick_tier_checks_only_what_it_runs() {
         "`actionlint` is not on PATH",
         "`zizmor` is not on PATH",
         "`strace` is not on PATH",
-        "`cargo nextest` is missing (--quick and --partition run it): cargo install cargo-nextest --locked",
+        "`cargo nextest` is missing: cargo install cargo-nextest@0.9.143 --locked",
         "the Rust standard library for x86_64-pc-windows-gnu is missing (clippy checks the CLI for Windows)",
     ] {
         assert!(output.contains(expected), "missing {expected:?} in:\n{output}");

@@ -560,7 +560,7 @@ fn ci_installs_what_ci_setup_sh_installs() {
     let ci = read(&project_root().join(".github/workflows/ci.yml"));
     let ci_words: Vec<&str> = ci.split(|c: char| c.is_whitespace() || c == ',').collect();
     let mut missing = Vec::new();
-    for array in ["apt_packages", "pip_tools"] {
+    for array in ["apt_packages", "pip_tools", "cargo_tools"] {
         for part in bash_array(&setup, array) {
             // GitHub's runners come with Docker (docker-ce, with buildx); Debian's
             // docker.io would replace it.
