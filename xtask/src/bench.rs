@@ -544,7 +544,7 @@ fn measure_publish(sh: &Shell, context: &Path, runs: usize) -> anyhow::Result<Ve
     for _ in 0..runs {
         let client = connect();
         let started = Instant::now();
-        oci::block_on(verify::verify(&client, "v0.0.1", &Platform::ALL, &["latest".to_owned()]))?;
+        oci::block_on(verify::verify(&client, "v0.0.1", &Platform::ALL, None, &["latest".to_owned()]))?;
         seconds.push(started.elapsed().as_secs_f64());
         requests.push(client.requests() as f64);
     }

@@ -163,7 +163,7 @@ async fn reuse_published(
     let tag = plan.version_tag();
     let Some((bytes, digest)) = registry.manifest(&tag).await? else { return Ok(Reuse::Nothing) };
     eprintln!("==> {}:{tag} is published already as {digest}: nothing is rebuilt", plan.repository);
-    check_ours(sh, plan, registry, &bytes, &digest).await?;
+    check_ours(sh, plan, registry, &digest).await?;
     match &steps.mode {
         PublishMode::ByDigest => {
             let index = document::index(&bytes, &format!("{}:{tag}", plan.repository))?;
@@ -192,13 +192,7 @@ async fn reuse_published(
 /// revision is the commit being released, and (when the release signs) it carries this
 /// release's signature. Otherwise the version cannot be published: refused with both
 /// digests' story and the next patch.
-async fn check_ours(
-    sh: &Shell,
-    plan: &PublishPlan,
-    registry: &Registry,
-    bytes: &[u8],
-    digest: &str,
-) -> anyhow::Result<()> {
+async fn check_ours(sh: &Shell, plan: &PublishPlan, registry: &Registry, digest: &str) -> anyhow::Result<()> {
     let tagged = format!("{}:{}", plan.repository, plan.version_tag());
     let refuse = |why: String| {
         let next = tags::next_patch(plan);
@@ -208,17 +202,9 @@ async fn check_ours(
              next patch (`cargo xtask release --bump patch`, v{next})"
         )
     };
-    verify::verify(registry, digest, &plan.release.platforms()?, &[])
+    verify::verify(registry, digest, &plan.release.platforms()?, plan.revision(), &[])
         .await
         .map_err(|err| refuse(format!("fails verification ({err:#})")))?;
-    let revision = plan.build_args.iter().find(|(name, _)| *name == "REVISION").map(|(_, value)| value);
-    if let Some(revision) = revision {
-        match oci::revision_of(registry, bytes).await? {
-            Some(published) if published == *revision => {}
-            Some(published) => return Err(refuse(format!("was built from {published}, not {revision}"))),
-            None => return Err(refuse(format!("names no revision (this release is {revision})"))),
-        }
-    }
     if let Some(signer) = &plan.signer {
         let reference = format!("{}@{digest}", plan.repository);
         let config = login_config(sh, plan)?;
@@ -249,7 +235,7 @@ async fn verify_and_sign(
 ) -> anyhow::Result<()> {
     let reference = format!("{}@{index_digest}", plan.repository);
     eprintln!("==> verifying {reference}");
-    let report = verify::verify(registry, index_digest, &plan.release.platforms()?, &[]).await.with_context(|| {
+    let report = verify::verify(registry, index_digest, &plan.release.platforms()?, plan.revision(), &[]).await.with_context(|| {
         format!("{reference} failed verification; nothing was tagged. Fix the cause and run the same command again")
     })?;
     let image = oci::ImageRef { repository: plan.repository.clone(), target: index_digest.to_owned() };

@@ -78,6 +78,12 @@ impl PublishPlan {
         self.release.tag.clone()
     }
 
+    /// The commit every published image must be built from: the `REVISION` build
+    /// argument (absent only in the bench, which builds without provenance).
+    pub(crate) fn revision(&self) -> Option<&str> {
+        self.build_args.iter().find(|(name, _)| *name == "REVISION").map(|(_, value)| value.as_str())
+    }
+
     pub(crate) fn describe(&self, steps: &Steps) -> String {
         let kind =
             if self.release.version.pre.is_empty() { "release" } else { "pre-release: no pointer moves" };

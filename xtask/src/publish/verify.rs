@@ -2,7 +2,8 @@
 //! client and nothing else: an OCI index or Docker manifest list with exactly the
 //! expected platforms (attestations counted apart), each platform's config agreeing
 //! with its descriptor, every blob present with its declared size and digest (every
-//! byte is fetched and hashed), and other tags resolving to the same digest.
+//! byte is fetched and hashed), other tags resolving to the same digest, and (for a
+//! publish) every platform built from the commit being released.
 //! `image --push` calls `verify` before it moves `latest`.
 
 use anyhow::bail;
@@ -33,7 +34,7 @@ impl flags::VerifyImage {
         }
         let registry = oci::connect(sh, &image.repository, None)?;
         let started = std::time::Instant::now();
-        let report = oci::block_on(verify(&registry, &image.target, &platforms, &same_as))?;
+        let report = oci::block_on(verify(&registry, &image.target, &platforms, None, &same_as))?;
         let requests = registry.requests();
         if self.json {
             let mut json = report.to_json();
@@ -103,10 +104,14 @@ impl Report {
 }
 
 /// Checks everything and reports every problem found, not just the first.
+/// With `revision`, every platform's image must have been built from that commit (its
+/// config's `org.opencontainers.image.revision` label): a merge names images by digest,
+/// and one built from another commit would publish this version with another's code.
 pub(crate) async fn verify(
     registry: &Registry,
     target: &str,
     expected: &[Platform],
+    revision: Option<&str>,
     same_as: &[String],
 ) -> anyhow::Result<Report> {
     let repository = registry.repository();
@@ -176,6 +181,18 @@ pub(crate) async fn verify(
                         ));
                     }
                     created = config.created().clone().unwrap_or_default();
+                    let labels = config.config().as_ref().and_then(|config| config.labels().as_ref());
+                    let built_from = labels.and_then(|labels| labels.get(oci::REVISION_KEY));
+                    match (revision, built_from) {
+                        (Some(revision), Some(built_from)) if built_from != revision => problems.push(format!(
+                            "the {platform} image was built from {built_from}, not from {revision}"
+                        )),
+                        (Some(revision), None) => problems.push(format!(
+                            "the {platform} image names no revision (its config has no {} label; this is {revision})",
+                            oci::REVISION_KEY
+                        )),
+                        _ => {}
+                    }
                 }
                 Err(err) => problems.push(format!("{err:#}")),
             }

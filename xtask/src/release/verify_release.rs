@@ -325,7 +325,7 @@ async fn check_image(
         Some(plan) => plan.platforms()?,
         None => Platform::ALL.to_vec(),
     };
-    let report = match verify::verify(registry, &release.tag, &platforms, &[]).await {
+    let report = match verify::verify(registry, &release.tag, &platforms, None, &[]).await {
         Ok(report) => report,
         Err(err) => {
             checks.push(row("image", tagged, Err(format!("{err:#}"))));
