@@ -27,6 +27,8 @@ pub struct TestRegistry {
     /// Refuse every write (distribution's `maintenance: readonly`), as a registry in
     /// maintenance does.
     read_only: bool,
+    /// What `relabelled` made: (repository, digest, revision) to the copy's digest.
+    relabelled: std::sync::Mutex<std::collections::HashMap<(String, String, String), String>>,
 }
 
 impl TestRegistry {
@@ -77,7 +79,14 @@ impl TestRegistry {
             let status = Command::new("cp").arg("-a").arg(from).arg(&to).status().expect("running cp");
             assert!(status.success(), "copying the registry storage {}", from.display());
         }
-        let mut registry = TestRegistry { dir, port: 0, credentials, child: None, read_only: false };
+        let mut registry = TestRegistry {
+            dir,
+            port: 0,
+            credentials,
+            child: None,
+            read_only: false,
+            relabelled: Default::default(),
+        };
         // A free port can be taken by a parallel test between our probe and the
         // registry's bind: try a few.
         for _ in 0..5 {
@@ -121,6 +130,79 @@ impl TestRegistry {
             Some(c) => vec!["--creds".to_owned(), format!("{}:{}", c.username, c.password)],
             None => vec![],
         }
+    }
+
+    /// A copy of the image manifest `repository@digest` whose config says it was built
+    /// from `revision` (its `org.opencontainers.image.revision` label), pushed by digest;
+    /// returns the copy's digest. What an image job at that commit pushes, with the
+    /// same layers, made in milliseconds instead of a build.
+    pub fn relabelled(&self, repository: &str, digest: &str, revision: &str) -> String {
+        let key = (repository.to_owned(), digest.to_owned(), revision.to_owned());
+        if let Some(made) = self.relabelled.lock().unwrap().get(&key) {
+            return made.clone();
+        }
+        let made = self.relabel(repository, digest, revision);
+        self.relabelled.lock().unwrap().insert(key, made.clone());
+        made
+    }
+
+    fn relabel(&self, repository: &str, digest: &str, revision: &str) -> String {
+        let sh = crate::shell();
+        let base = format!("http://{}/v2/{repository}", self.host());
+        let login: &[String] = &match &self.credentials {
+            Some(c) => vec!["--user".to_owned(), format!("{}:{}", c.username, c.password)],
+            None => vec![],
+        };
+        let curl = |args: &[&str], url: &str| {
+            cmd!(sh, "curl --silent --show-error --fail {login...} {args...} {url}").quiet()
+        };
+        let get = |url: String, accept: &str| curl(&["--header", accept], &url).output().unwrap().stdout;
+        let accept = "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+        let mut manifest: serde_json::Value =
+            serde_json::from_slice(&get(format!("{base}/manifests/{digest}"), accept)).unwrap();
+        let config_digest = manifest["config"]["digest"].as_str().unwrap().to_owned();
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&get(format!("{base}/blobs/{config_digest}"), "Accept: */*")).unwrap();
+        if !config["config"]["Labels"].is_object() {
+            config["config"]["Labels"] = serde_json::json!({});
+        }
+        config["config"]["Labels"]["org.opencontainers.image.revision"] = revision.into();
+        let config = serde_json::to_vec(&config).unwrap();
+        let config_digest = sha256_digest(&config);
+        manifest["config"]["digest"] = config_digest.clone().into();
+        manifest["config"]["size"] = config.len().into();
+        let media_type =
+            manifest["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json");
+        let content_type = format!("Content-Type: {media_type}");
+        let manifest = serde_json::to_vec(&manifest).unwrap();
+        let relabelled = sha256_digest(&manifest);
+        let put_manifest = format!("{base}/manifests/{relabelled}");
+        // A blob upload in two requests, as distribution takes it: POST for a location,
+        // PUT the bytes to it with their digest.
+        let headers = curl(
+            &["--request", "POST", "--dump-header", "-", "--output", "/dev/null"],
+            &format!("{base}/blobs/uploads/"),
+        )
+        .read()
+        .unwrap();
+        let location = headers
+            .lines()
+            .find_map(|line| line.strip_prefix("Location: ").or_else(|| line.strip_prefix("location: ")))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let location = match location.starts_with("http") {
+            true => location,
+            false => format!("http://{}{location}", self.host()),
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put_blob = format!("{location}{separator}digest={config_digest}");
+        let octets =
+            ["--request", "PUT", "--header", "Content-Type: application/octet-stream", "--data-binary", "@-"];
+        curl(&octets, &put_blob).stdin(config).ignore_stdout().run().unwrap();
+        let put = ["--request", "PUT", "--header", &content_type, "--data-binary", "@-"];
+        curl(&put, &put_manifest).stdin(manifest).ignore_stdout().run().unwrap();
+        relabelled
     }
 
     /// Kills the registry; storage and port are kept for [`TestRegistry::restart`].
@@ -339,4 +421,10 @@ fn http_head_digest(port: u16, path: &str) -> Option<String> {
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
+}
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(bytes);
+    format!("sha256:{}", hash.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }

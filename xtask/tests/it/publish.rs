@@ -568,8 +568,7 @@ fn per_platform_pushes_by_digest_merge_into_the_index_a_single_push_makes() {
     // The arm64 image again, labelled as built from another commit (what a by-digest
     // push from another checkout leaves): a merge naming it publishes nothing.
     let other_commit = "0".repeat(40);
-    let arm64 = format!("{repository}@{}", digests[0]);
-    let foreign = relabelled(&sh, &arm64, "linux/arm64", &other_commit, &format!("{repository}:foreign"));
+    let foreign = fixture.registry.relabelled("scaled/agent-runner", &digests[0], &other_commit);
     let amd64 = &digests[1];
     let refused =
         run_err(cmd!(sh, "{XTASK} image --merge {amd64} {foreign} --registry {scaled} --version v1.2.4"));
@@ -582,25 +581,6 @@ fn per_platform_pushes_by_digest_merge_into_the_index_a_single_push_makes() {
         let expected = (tag != "v1.2.4").then_some(&index[..]);
         assert_eq!(raw_in(&fixture.registry, &repository, tag).as_deref(), expected, "{tag}");
     }
-}
-
-/// `image` built again with only its revision label changed, pushed as `tag`; returns
-/// the new image's digest.
-fn relabelled(sh: &Shell, image: &str, platform: &str, revision: &str, tag: &str) -> String {
-    let context = tempfile::tempdir().unwrap();
-    let dockerfile = format!("FROM {image}\nLABEL org.opencontainers.image.revision={revision}\n");
-    std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
-    let context = context.path();
-    cmd!(sh, "docker build --quiet --platform {platform} --tag {tag} {context}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .unwrap();
-    cmd!(sh, "docker push --quiet {tag}").quiet().ignore_stdout().run().unwrap();
-    let format = "{{index .RepoDigests 0}}";
-    let pushed = cmd!(sh, "docker image inspect --format {format} {tag}").read().unwrap();
-    cmd!(sh, "docker image rm --no-prune {tag}").quiet().ignore_stdout().run().unwrap();
-    pushed.split_once('@').unwrap().1.to_owned()
 }
 
 #[test]

@@ -97,6 +97,10 @@ enum Action {
     ThirdPartyMovesPointer(bool),
     /// The image job of the n-th release again, building other bytes (a new toolchain).
     Rebuilt(usize),
+    /// The next release's image job is handed the platform digests another commit's
+    /// image jobs pushed (the newest release's: a stale input of a rerun): refused, and
+    /// nothing moves; then its own images publish.
+    StrayDigests,
 }
 
 /// A deterministic generator (xorshift64*): a seed names a sequence.
@@ -120,7 +124,7 @@ fn actions(seed: u64) -> Vec<Action> {
     let bump = |rng: &mut Rng| [Bump::Patch, Bump::Patch, Bump::Minor, Bump::Major][rng.below(4) as usize];
     let job = |rng: &mut Rng| [Job::Image, Job::GitHub, Job::Homebrew][rng.below(3) as usize];
     (0..STEPS)
-        .map(|_| match rng.below(22) {
+        .map(|_| match rng.below(23) {
             0..=5 => Action::Release(bump(&mut rng)),
             6 | 7 => Action::PreRelease,
             8..=10 => Action::Backport,
@@ -133,7 +137,8 @@ fn actions(seed: u64) -> Vec<Action> {
             17 => Action::ThirdParty,
             18 => Action::ThirdPartyAhead,
             19 => Action::ThirdPartyMovesPointer(rng.below(2) == 0),
-            _ => Action::Rebuilt(rng.below(8) as usize),
+            20 | 21 => Action::Rebuilt(rng.below(8) as usize),
+            _ => Action::StrayDigests,
         })
         .collect()
 }
@@ -187,9 +192,10 @@ impl Seed {
         let foreign_registry = format!("{host}/foreign");
         let repo = TestRepo::new();
         repo.write("README", "someone else's\n");
-        repo.commit_all("theirs");
+        let theirs = repo.commit_all("theirs");
         cmd!(sh, "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false docker://{host}/agent-runner@{amd64} docker://{host}/foreign/agent-runner@{amd64}").run().unwrap();
         cmd!(sh, "skopeo copy --quiet --all --src-tls-verify=false --dest-tls-verify=false docker://{host}/agent-runner@{arm64} docker://{host}/foreign/agent-runner@{arm64}").run().unwrap();
+        let [amd64, arm64] = [amd64, arm64].map(|d| registry.relabelled("foreign/agent-runner", &d, &theirs));
         let merged =
             cmd!(sh, "{XTASK} image --merge {amd64},{arm64} --registry {foreign_registry} --version v0.0.1")
                 .env("XTASK_PROJECT_ROOT", repo.work())
@@ -361,7 +367,31 @@ impl<'a> World<'a> {
     /// The image job of release `index`, as release.yml's `image` job runs it: the
     /// platform images of `content` merged under its plan (signed when the world signs).
     fn merge<'s>(&self, sh: &'s xshell::Shell, index: usize, content: usize) -> xshell::Cmd<'s> {
-        let [amd64, arm64] = &self.seed.contents[content];
+        // As the release's own image jobs push them: labelled with its commit.
+        self.merge_built_at(sh, index, content, &self.releases[index].commit)
+    }
+
+    /// The platform images of release `index`'s content, as its by-digest jobs push
+    /// them before the merge (the merge makes them too, when they are not there yet).
+    fn platform_jobs(&self, index: usize) {
+        let (content, commit) = (self.releases[index].content, &self.releases[index].commit);
+        for digest in &self.seed.contents[content] {
+            self.registry.relabelled("agent-runner", digest, commit);
+        }
+    }
+
+    /// The image job of release `index` merging the platform images of `content` as the
+    /// image jobs at `commit` pushed them.
+    fn merge_built_at<'s>(
+        &self,
+        sh: &'s xshell::Shell,
+        index: usize,
+        content: usize,
+        commit: &str,
+    ) -> xshell::Cmd<'s> {
+        let [amd64, arm64] = self.seed.contents[content]
+            .each_ref()
+            .map(|d| self.registry.relabelled("agent-runner", d, commit));
         let digests = format!("{amd64},{arm64}");
         let (plan, base) = (self.releases[index].plan(), &self.seed.base);
         let key: Vec<String> =
@@ -554,6 +584,9 @@ impl<'a> World<'a> {
                 let index = self.start(self.next_version(*bump));
                 match failing {
                     Job::Image => {
+                        // Its platform jobs pushed their images; then the registry
+                        // refuses writes, in the merge.
+                        self.platform_jobs(index);
                         self.registry.set_read_only(true);
                         let failed = self.job(index, Job::Image);
                         self.registry.set_read_only(false);
@@ -569,6 +602,8 @@ impl<'a> World<'a> {
             }
             Action::Concurrent(bump) => {
                 let index = self.start(self.next_version(*bump));
+                // One commit's platform jobs, then its two merge jobs at once.
+                self.platform_jobs(index);
                 let (first, second) = std::thread::scope(|scope| {
                     let world = &*self;
                     let content = world.releases[index].content;
@@ -606,6 +641,24 @@ impl<'a> World<'a> {
                 let next = self.start(Version::new(version.major, version.minor, version.patch + 1));
                 self.jobs(next).map(|()| {
                     format!("v{version} refused (a third party's); v{} released", self.releases[next].version)
+                })
+            }
+            Action::StrayDigests => {
+                let Some(other) = self.releases.last().map(|release| release.commit.clone()) else {
+                    return self.instead("stray digests: no other commit yet".to_owned());
+                };
+                let index = self.start(self.next_version(Bump::Patch));
+                let content = self.releases[index].content;
+                let stray = self.xtask(index, self.merge_built_at(&shell(), index, content, &other));
+                self.published_by(index, &stray);
+                let refused = stray.expect_err("images built from another commit were published");
+                assert!(refused.contains(&format!("was built from {other}, not from ")), "{refused}");
+                self.jobs(index).map(|()| {
+                    format!(
+                        "v{}: {}'s images refused, its own released",
+                        self.releases[index].version,
+                        &other[..7]
+                    )
                 })
             }
             Action::ThirdPartyAhead => {
