@@ -298,6 +298,9 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
         (Tier::Full, "dash", "apt-get install dash"),
         (Tier::Full, "busybox", "apt-get install busybox"),
         (Tier::Full, "curl", "apt-get install curl"),
+        // The release rehearsal runs release.yml's scripts, which read JSON with jq (as
+        // GitHub's runners have it).
+        (Tier::Full, "jq", "apt-get install jq"),
         (Tier::Full, "openssl", "apt-get install openssl"),
         // The CLI's discovery tests connect as `nobody` (root ignores a socket's mode).
         (Tier::Full, "setpriv", "apt-get install util-linux"),

@@ -97,7 +97,9 @@ fn on_a_terminal_a_pull_shows_a_line_per_layer() {
     let sh = shell();
     let stigmer = crate::STIGMER;
     let script = "import pty, sys; pty.spawn(sys.argv[1:])";
-    let drawn = run_ok(instance.env(cmd!(sh, "python3 -c {script} {stigmer} server start")));
+    // A terminal that draws: with TERM=dumb (or none) indicatif draws no bars at all.
+    let drawn =
+        run_ok(instance.env(cmd!(sh, "python3 -c {script} {stigmer} server start").env("TERM", "xterm")));
     assert!(drawn.contains(&format!("{layer}: Pull complete")), "{drawn}");
     // The bar form, not the plain lines.
     assert!(!drawn.contains(&format!("{layer}: Downloading (")), "{drawn}");

@@ -547,8 +547,11 @@ fn a_rebuild_from_the_tag_names_the_platform_whose_image_was_built_from_another_
     let module = "agent-runner/src/stigmer_agent_runner/__init__.py";
     let code = std::fs::read_to_string(source.work().join(module)).unwrap();
     source.write(module, &format!("{code}# A commit after the release's tag.\n"));
-    let later = source.commit_all("after the release");
+    source.commit_all("after the release");
     let arm64 = by_digest("linux/arm64");
+    // Labelled as the tag's commit, as whoever slipped it in would have to: a merge takes
+    // only images that say they are the release's commit; the rebuild finds what it is.
+    let arm64 = fixture.registry.relabelled("agent-runner", &arm64, &tagged);
     // The image job, at the tag: merged, verified, signed and attested, tagged.
     source.git(&["switch", "--quiet", "--detach", &tag]);
     let keys = KeyPair::generate();
@@ -583,9 +586,10 @@ fn a_rebuild_from_the_tag_names_the_platform_whose_image_was_built_from_another_
     assert_eq!(arm64_image.as_str(), format!("{repository}:{tag} linux/arm64"));
     assert!(result.starts_with(&format!("rebuilt from {tag} ({tagged}) it is sha256:")), "{result}");
     assert!(result.contains(&format!(", the published index lists {arm64}; ")), "{result}");
-    // What differs: the config (the commit it names), and the application's layer, the last.
+    // What differs: the config (its history's dates), and the application's layer, the last.
     assert!(result.contains("; the config differs at "), "{result}");
-    assert!(result.contains(&format!("; the published config says it was built from {later}; ")), "{result}");
+    // Its label says the tag's commit: the content says otherwise.
+    assert!(!result.contains("the published config says it was built from"), "{result}");
     assert!(result.ends_with(" of 4 differs"), "{result}");
     eprintln!("{amd64_image}: {same}\n{arm64_image}: {result}");
 }
