@@ -16,7 +16,7 @@ apt_packages=(
   docker.io docker-registry skopeo podman
   qemu-user-static binfmt-support
   debootstrap ruby file curl openssl shellcheck strace
-  man-db busybox jq
+  man-db busybox jq make
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do

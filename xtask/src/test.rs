@@ -304,6 +304,8 @@ fn missing_parts(sh: &Shell, tier: Tier) -> Vec<String> {
         (Tier::Full, "openssl", "apt-get install openssl"),
         // The CLI's discovery tests connect as `nobody` (root ignores a socket's mode).
         (Tier::Full, "setpriv", "apt-get install util-linux"),
+        // The Makefile's tests run make (the old targets, thin over xtask).
+        (Tier::Quick, "make", "apt-get install make"),
         // actionlint runs it on every `run:` script, and without it checks none.
         (Tier::Quick, "shellcheck", "apt-get install shellcheck"),
         // Releases are signed and checked with cosign (2.x, as Debian 13 packages it).
