@@ -125,6 +125,18 @@ impl Engine {
                 last = format!("exited with {}", output.status);
             }
         }
+        // Docker 20.10's CLI (Debian 12's) answers an unreachable daemon with only the
+        // template's failure ("template: ... nil pointer ..."); `version` still says why.
+        if last.starts_with("template:") {
+            let format = "{{.Server.Version}}";
+            let version = cmd!(sh, "{program} version --format {format}").quiet().ignore_status().output();
+            if let Some(why) = version.ok().and_then(|output| {
+                let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+                stderr.lines().rev().find(|line| !line.trim().is_empty()).map(|line| line.trim().to_owned())
+            }) {
+                last = why;
+            }
+        }
         Err(InfoFailure::Answered(last))
     }
 
