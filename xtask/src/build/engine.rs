@@ -113,27 +113,14 @@ impl Engine {
             if output.status.success() {
                 return Ok(());
             }
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            last = stderr
-                .lines()
-                .rev()
-                .find(|line| !line.trim().is_empty())
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
-            if last.is_empty() {
-                last = format!("exited with {}", output.status);
-            }
+            last = last_line(&output.stderr).unwrap_or_else(|| format!("exited with {}", output.status));
         }
         // Docker 20.10's CLI (Debian 12's) answers an unreachable daemon with only the
         // template's failure ("template: ... nil pointer ..."); `version` still says why.
         if last.starts_with("template:") {
             let format = "{{.Server.Version}}";
             let version = cmd!(sh, "{program} version --format {format}").quiet().ignore_status().output();
-            if let Some(why) = version.ok().and_then(|output| {
-                let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-                stderr.lines().rev().find(|line| !line.trim().is_empty()).map(|line| line.trim().to_owned())
-            }) {
+            if let Some(why) = version.ok().and_then(|output| last_line(&output.stderr)) {
                 last = why;
             }
         }
@@ -235,4 +222,10 @@ impl Engine {
                 .map(|created| created.to_utc()),
         }))
     }
+}
+
+/// The last line of a command's stderr that says something, trimmed.
+fn last_line(stderr: &[u8]) -> Option<String> {
+    let stderr = String::from_utf8_lossy(stderr);
+    stderr.lines().rev().map(str::trim).find(|line| !line.is_empty()).map(str::to_owned)
 }
